@@ -1,0 +1,29 @@
+"""kafkaprod: a Kafka producer for Python with a compiled hot path.
+
+The per-record work (murmur2, record and CRC-32C encoding, the buffer pool) lives in the compiled modules of
+``kafkaprod._native``; importing the package checks that they were built.
+"""
+from __future__ import annotations
+
+import logging
+
+__version__ = "0.1.0"
+
+import importlib
+
+# Every compiled module of the send path; a missing one means the build step did not run.
+_NATIVE_MODULES = ("crc32c", "varint")
+
+try:
+    for _name in _NATIVE_MODULES:
+        importlib.import_module("kafkaprod._native." + _name)
+except ImportError as exc:  # pragma: no cover - exercised only on a broken install
+    raise ImportError(
+        "kafkaprod's compiled modules (kafkaprod._native.*) are missing or failed to load "
+        f"({exc}). Build them with `pip install .` (or `pip install -e .` for development, or "
+        "`python setup.py build_ext --inplace` in a source checkout); this needs Cython and a C compiler."
+    ) from exc
+
+logging.getLogger("kafkaprod").addHandler(logging.NullHandler())
+
+__all__ = ["__version__"]
