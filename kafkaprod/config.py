@@ -1,0 +1,201 @@
+"""Producer configuration: every option in one table, with its default, unit and meaning side by side.
+
+Options are given as snake_case keyword arguments (``linger_ms=5``) or under their Java property names
+(``{"linger.ms": 5}``); defaults follow the Java 4.x producer. :func:`resolve` validates everything at once and
+raises ``ValueError``/``TypeError`` naming the option and what is allowed.
+"""
+from __future__ import annotations
+
+import dataclasses
+import difflib
+from collections.abc import Callable, Mapping
+from typing import Any
+
+_CODECS = ("none", "gzip", "snappy", "lz4", "zstd")
+_INT32_MAX = 2**31 - 1
+
+
+@dataclasses.dataclass(frozen=True)
+class Option:
+    name: str
+    default: Any
+    unit: str
+    doc: str
+    check: Callable[[str, Any], Any]
+
+
+def _int(lo: int, hi: int = 2**63 - 1) -> Callable[[str, Any], int]:
+    def check(name: str, value: Any) -> int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise TypeError(f"option {name!r} must be an int, got {type(value).__name__} {value!r}")
+        if not lo <= value <= hi:
+            raise ValueError(f"option {name!r} must be in [{lo}, {hi}], got {value}")
+        return value
+
+    return check
+
+
+def _bool(name: str, value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.lower() in ("true", "false"):
+        return value.lower() == "true"
+    raise TypeError(f"option {name!r} must be a bool, got {type(value).__name__} {value!r}")
+
+
+def _acks(name: str, value: Any) -> int:
+    if value == "all" or value == "-1":
+        return -1
+    if isinstance(value, str) and value in ("0", "1"):
+        return int(value)
+    if not isinstance(value, bool) and isinstance(value, int) and value in (-1, 0, 1):
+        return value
+    raise ValueError(f"option {name!r} must be one of 'all', -1, 0, 1; got {value!r}")
+
+
+def _codec(name: str, value: Any) -> str:
+    if value is None:
+        return "none"
+    if isinstance(value, str) and value.lower() in _CODECS:
+        return value.lower()
+    raise ValueError(f"option {name!r} must be one of {', '.join(_CODECS)}; got {value!r}")
+
+
+def _servers(name: str, value: Any) -> tuple[tuple[str, int], ...]:
+    if isinstance(value, str):
+        items = [part.strip() for part in value.split(",") if part.strip()]
+    elif isinstance(value, (list, tuple)):
+        items = list(value)
+    else:
+        raise TypeError(f"option {name!r} must be a 'host:port[,host:port]' string or a list of them, got {value!r}")
+    if not items:
+        raise ValueError(f"option {name!r} names no broker; give at least one 'host:port'")
+    out = []
+    for item in items:
+        if not isinstance(item, str):
+            raise TypeError(f"option {name!r}: each entry must be a 'host:port' string, got {item!r}")
+        host, sep, port = item.strip().rpartition(":")
+        host = host.strip("[]")  # IPv6 literals are written [::1]:9092
+        if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+            raise ValueError(f"option {name!r}: {item!r} is not a valid 'host:port' (port 1-65535)")
+        out.append((host, int(port)))
+    return tuple(out)
+
+
+def _str(name: str, value: Any) -> str:
+    if not isinstance(value, str):
+        raise TypeError(f"option {name!r} must be a str, got {type(value).__name__} {value!r}")
+    return value
+
+
+def _optional_str(name: str, value: Any) -> str | None:
+    return None if value is None else _str(name, value)
+
+
+def _serializer(name: str, value: Any) -> Any:
+    if value is None or callable(value) or callable(getattr(value, "serialize", None)):
+        return value
+    raise TypeError(f"option {name!r} must be a callable or an object with serialize(topic, data), got {value!r}")
+
+
+def _partitioner(name: str, value: Any) -> Any:
+    if value is None or callable(value):
+        return value
+    raise TypeError(f"option {name!r} must be a callable (topic, key_bytes, value_bytes, cluster) -> int, got {value!r}")
+
+
+def _interceptors(name: str, value: Any) -> tuple[Any, ...]:
+    if value is None:
+        return ()
+    items = tuple(value) if isinstance(value, (list, tuple)) else (value,)
+    for item in items:
+        for method in ("on_send", "on_acknowledgement", "close"):
+            if not callable(getattr(item, method, None)):
+                raise TypeError(f"option {name!r}: interceptor {item!r} has no {method}() method")
+    return items
+
+
+OPTIONS: tuple[Option, ...] = (
+    Option("bootstrap_servers", "localhost:9092", "host:port list", "Brokers to fetch the first metadata from; any one suffices.", _servers),
+    Option("client_id", None, "string", "Sent with every request; shows in broker logs and quotas. Default: kafkaprod-producer-N.", _optional_str),
+    Option("acks", "all", "0, 1, -1/'all'", "Replicas that must have the batch before the broker answers; 0 does not wait for an answer.", _acks),
+    Option("enable_idempotence", True, "bool", "Producer id and per-partition sequences so retries never duplicate or reorder; needs acks=all.", _bool),
+    Option("linger_ms", 5, "ms", "How long a batch that is not full waits for more records before it is sent.", _int(0, _INT32_MAX)),
+    Option("batch_size", 16384, "bytes", "Uncompressed bytes of records per partition batch; a bigger single record gets a batch of its own.", _int(1, _INT32_MAX)),
+    Option("buffer_memory", 33554432, "bytes", "Memory for batches waiting to be sent; send() blocks when it is used up.", _int(1)),
+    Option("max_block_ms", 60000, "ms", "How long send() may block for metadata or buffer memory before it raises.", _int(0)),
+    Option("max_request_size", 1048576, "bytes", "Largest produce request, and so the largest record.", _int(1, _INT32_MAX)),
+    Option("request_timeout_ms", 30000, "ms", "How long to wait for a broker's answer before the request is failed and retried.", _int(1, _INT32_MAX)),
+    Option("delivery_timeout_ms", 120000, "ms", "Upper bound on the time from send() to success or failure, retries included.", _int(1, _INT32_MAX)),
+    Option("retries", _INT32_MAX, "count", "How often a batch is retried on retriable errors (within delivery_timeout_ms).", _int(0, _INT32_MAX)),
+    Option("retry_backoff_ms", 100, "ms", "First wait before retrying a failed request; doubles up to retry_backoff_max_ms.", _int(0, _INT32_MAX)),
+    Option("retry_backoff_max_ms", 1000, "ms", "Longest wait between retries.", _int(0, _INT32_MAX)),
+    Option("reconnect_backoff_ms", 50, "ms", "First wait before reconnecting to a broker; doubles up to reconnect_backoff_max_ms.", _int(0, _INT32_MAX)),
+    Option("reconnect_backoff_max_ms", 1000, "ms", "Longest wait between reconnect attempts.", _int(0, _INT32_MAX)),
+    Option("max_in_flight_requests_per_connection", 5, "count", "Unanswered requests per broker connection; at most 5 with idempotence.", _int(1, _INT32_MAX)),
+    Option("compression_type", "none", "codec", "Codec for batches: none, gzip, snappy, lz4, zstd.", _codec),
+    Option("metadata_max_age_ms", 300000, "ms", "Metadata is refreshed at least this often even without errors.", _int(0)),
+    Option("key_serializer", None, "callable", "Turns keys into bytes: f(data) or obj.serialize(topic, data); bytes pass through.", _serializer),
+    Option("value_serializer", None, "callable", "Turns values into bytes, as key_serializer.", _serializer),
+    Option("partitioner", None, "callable", "f(topic, key_bytes, value_bytes, cluster) -> partition; default murmur2 for keys, uniform sticky without.", _partitioner),
+    Option("interceptors", None, "list", "Objects with on_send(record), on_acknowledgement(metadata, exc), close().", _interceptors),
+)
+
+_BY_NAME = {opt.name: opt for opt in OPTIONS}
+# Java property names: dots for underscores ("linger.ms"); the plural list is "interceptor.classes" in Java.
+_JAVA_NAMES = {opt.name.replace("_", "."): opt.name for opt in OPTIONS}
+_JAVA_NAMES["interceptor.classes"] = "interceptors"
+_JAVA_NAMES["partitioner.class"] = "partitioner"
+_JAVA_NAMES["key.serializer"] = "key_serializer"
+_JAVA_NAMES["value.serializer"] = "value_serializer"
+
+
+@dataclasses.dataclass(frozen=True)
+class ProducerConfig:
+    """The validated configuration; attribute names are the snake_case option names."""
+
+    values: Mapping[str, Any]
+
+    def __getattr__(self, name: str) -> Any:
+        try:
+            return self.values[name]
+        except KeyError:
+            raise AttributeError(name) from None
+
+
+def resolve(config: Mapping[str, Any] | None = None, **options: Any) -> ProducerConfig:
+    """Validate options given as a dict (snake_case or Java names) and/or keywords; keywords win."""
+    given: dict[str, Any] = {}
+    for source in (config or {}, options):
+        for key, value in source.items():
+            name = _JAVA_NAMES.get(key, key)
+            if name not in _BY_NAME:
+                close = difflib.get_close_matches(name, list(_BY_NAME) + list(_JAVA_NAMES), n=1)
+                hint = f"; did you mean {close[0]!r}?" if close else ""
+                raise ValueError(f"unknown producer option {key!r}{hint} (known: {', '.join(sorted(_BY_NAME))})")
+            given[name] = value
+    values = {opt.name: opt.check(opt.name, given.get(opt.name, opt.default)) for opt in OPTIONS}
+    if values["enable_idempotence"]:
+        if values["acks"] != -1:
+            if "enable_idempotence" in given:
+                raise ValueError("option 'enable_idempotence' requires acks='all' (-1); got acks=%r" % given.get("acks"))
+            values["enable_idempotence"] = False  # As Java: idempotence on by default only when acks allows it.
+        elif values["max_in_flight_requests_per_connection"] > 5:
+            if "enable_idempotence" in given:
+                raise ValueError("option 'max_in_flight_requests_per_connection' must be at most 5 with idempotence")
+            values["enable_idempotence"] = False
+    if values["retry_backoff_max_ms"] < values["retry_backoff_ms"]:
+        values["retry_backoff_max_ms"] = values["retry_backoff_ms"]
+    if values["reconnect_backoff_max_ms"] < values["reconnect_backoff_ms"]:
+        values["reconnect_backoff_max_ms"] = values["reconnect_backoff_ms"]
+    if values["delivery_timeout_ms"] < values["linger_ms"] + values["request_timeout_ms"]:
+        raise ValueError(
+            "option 'delivery_timeout_ms' (%d) must be at least linger_ms + request_timeout_ms (%d)"
+            % (values["delivery_timeout_ms"], values["linger_ms"] + values["request_timeout_ms"])
+        )
+    return ProducerConfig(values)
+
+
+def describe() -> str:
+    """The options as a table: name, default, unit, meaning (for docs and --help)."""
+    return "\n".join(f"{o.name:40} {o.default!s:>12} {o.unit:16} {o.doc}" for o in OPTIONS)

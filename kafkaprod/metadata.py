@@ -1,0 +1,215 @@
+"""What the producer knows of the cluster: brokers, topics, partitions and their leaders.
+
+``Cluster`` is an immutable snapshot (the seed's Cluster); ``Metadata`` holds the current one, its version, and
+the refresh bookkeeping that the Sender thread acts on and that ``send()`` waits on (the seed's Metadata with
+requestUpdate()/awaitUpdate()).
+"""
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Iterable, Mapping
+from typing import NamedTuple
+
+from kafkaprod.errors import KafkaTimeoutError, ProducerClosedError
+
+log = logging.getLogger("kafkaprod")
+
+
+class Node(NamedTuple):
+    id: int
+    host: str
+    port: int
+    rack: str | None = None
+
+
+class TopicPartition(NamedTuple):
+    topic: str
+    partition: int
+
+
+class PartitionInfo(NamedTuple):
+    topic: str
+    partition: int
+    leader: int  # broker id; -1 when the partition has no leader right now
+    leader_epoch: int = -1
+    replicas: tuple[int, ...] = ()
+    isr: tuple[int, ...] = ()
+
+
+class Cluster:
+    """An immutable view of brokers and partitions, with the lookups the send path needs precomputed."""
+
+    def __init__(
+        self,
+        nodes: Iterable[Node],
+        partitions: Iterable[PartitionInfo],
+        unauthorized_topics: Iterable[str] = (),
+        invalid_topics: Iterable[str] = (),
+        cluster_id: str | None = None,
+        controller_id: int = -1,
+    ) -> None:
+        self.nodes: dict[int, Node] = {n.id: n for n in nodes}
+        self.cluster_id = cluster_id
+        self.controller_id = controller_id
+        self.unauthorized_topics = frozenset(unauthorized_topics)
+        self.invalid_topics = frozenset(invalid_topics)
+        by_topic: dict[str, list[PartitionInfo]] = {}
+        for info in partitions:
+            by_topic.setdefault(info.topic, []).append(info)
+        self._by_topic = {t: tuple(sorted(ps, key=lambda p: p.partition)) for t, ps in by_topic.items()}
+        self._by_tp = {TopicPartition(p.topic, p.partition): p for ps in self._by_topic.values() for p in ps}
+        self._available = {
+            t: tuple(p for p in ps if p.leader >= 0 and p.leader in self.nodes) for t, ps in self._by_topic.items()
+        }
+        by_node: dict[int, list[PartitionInfo]] = {}
+        for p in self._by_tp.values():
+            if p.leader >= 0:
+                by_node.setdefault(p.leader, []).append(p)
+        self._by_node = {n: tuple(ps) for n, ps in by_node.items()}
+
+    @classmethod
+    def bootstrap(cls, servers: Iterable[tuple[str, int]]) -> Cluster:
+        # Bootstrap brokers get negative ids, as in the Java client, so they never collide with real broker ids.
+        return cls([Node(-(i + 1), host, port) for i, (host, port) in enumerate(servers)], [])
+
+    @property
+    def topics(self) -> frozenset[str]:
+        return frozenset(self._by_topic)
+
+    def partitions_for_topic(self, topic: str) -> tuple[PartitionInfo, ...] | None:
+        return self._by_topic.get(topic)
+
+    def available_partitions_for_topic(self, topic: str) -> tuple[PartitionInfo, ...]:
+        return self._available.get(topic, ())
+
+    def partition_count(self, topic: str) -> int | None:
+        ps = self._by_topic.get(topic)
+        return None if ps is None else len(ps)
+
+    def partition(self, tp: TopicPartition) -> PartitionInfo | None:
+        return self._by_tp.get(tp)
+
+    def leader_for(self, tp: TopicPartition) -> Node | None:
+        info = self._by_tp.get(tp)
+        if info is None or info.leader < 0:
+            return None
+        return self.nodes.get(info.leader)
+
+    def partitions_for_node(self, node_id: int) -> tuple[PartitionInfo, ...]:
+        return self._by_node.get(node_id, ())
+
+    def node(self, node_id: int) -> Node | None:
+        return self.nodes.get(node_id)
+
+    def __repr__(self) -> str:
+        return f"Cluster(nodes={sorted(self.nodes)}, topics={sorted(self._by_topic)})"
+
+
+class Metadata:
+    """The current Cluster plus the refresh state shared between caller threads and the Sender thread."""
+
+    def __init__(self, bootstrap: Iterable[tuple[str, int]], refresh_backoff_ms: int, metadata_max_age_ms: int) -> None:
+        self._cond = threading.Condition()
+        self._cluster = Cluster.bootstrap(bootstrap)
+        self._bootstrapped = False
+        self._version = 0
+        self._need_update = True
+        self._topics: dict[str, float] = {}  # topic -> last time a send asked for it (monotonic s)
+        self._last_refresh = 0.0
+        self._last_success = 0.0
+        self._refresh_backoff = refresh_backoff_ms / 1000.0
+        self._max_age = metadata_max_age_ms / 1000.0
+        self._closed = False
+        self._fatal: Exception | None = None
+
+    # -- read side (any thread) --------------------------------------------------------------------------------
+    @property
+    def cluster(self) -> Cluster:
+        return self._cluster
+
+    @property
+    def version(self) -> int:
+        return self._version
+
+    @property
+    def bootstrapped(self) -> bool:
+        return self._bootstrapped
+
+    def topics(self) -> list[str]:
+        with self._cond:
+            return list(self._topics)
+
+    # -- caller side ----------------------------------------------------------------------------------------
+    def add_topic(self, topic: str) -> bool:
+        """Track a topic; True if it was new (then an update is requested)."""
+        with self._cond:
+            new = topic not in self._topics
+            self._topics[topic] = time.monotonic()
+            if new:
+                self._need_update = True
+            return new
+
+    def request_update(self) -> int:
+        """Ask the Sender for fresh metadata; returns the version to wait past."""
+        with self._cond:
+            self._need_update = True
+            return self._version
+
+    def await_update(self, last_version: int, timeout_s: float, what: str) -> None:
+        """Block until a version newer than last_version arrives, or raise KafkaTimeoutError naming `what`."""
+        deadline = time.monotonic() + timeout_s
+        with self._cond:
+            while self._version <= last_version:
+                if self._closed:
+                    raise ProducerClosedError("the producer was closed while waiting for metadata")
+                if self._fatal is not None:
+                    raise self._fatal
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise KafkaTimeoutError(f"metadata for {what} not available after {timeout_s * 1000:.0f} ms (max_block_ms)")
+                self._cond.wait(remaining)
+
+    # -- Sender side ----------------------------------------------------------------------------------------
+    def time_to_next_update(self, now: float) -> float:
+        """Seconds until the Sender should fetch metadata (0 = now), honouring the refresh backoff."""
+        with self._cond:
+            expire = 0.0 if self._need_update else max(0.0, self._last_success + self._max_age - now)
+            backoff = max(0.0, self._last_refresh + self._refresh_backoff - now)
+            return max(expire, backoff)
+
+    def update(self, cluster: Cluster, now: float) -> None:
+        with self._cond:
+            self._cluster = cluster
+            self._bootstrapped = True
+            self._need_update = False
+            self._version += 1
+            self._last_refresh = self._last_success = now
+            self._cond.notify_all()
+        log.debug("metadata updated to version %d: %r", self._version, cluster)
+
+    def failed_update(self, now: float) -> None:
+        with self._cond:
+            self._last_refresh = now
+
+    def fail_waiters(self, error: Exception) -> None:
+        """A fatal error (e.g. authorization) reaches every thread waiting for metadata."""
+        with self._cond:
+            self._fatal = error
+            self._cond.notify_all()
+
+    def close(self) -> None:
+        with self._cond:
+            self._closed = True
+            self._cond.notify_all()
+
+
+def partitions_by_leader(cluster: Cluster, tps: Iterable[TopicPartition]) -> Mapping[int, list[TopicPartition]]:
+    """Group partitions by their leader's broker id (partitions without a known leader are left out)."""
+    out: dict[int, list[TopicPartition]] = {}
+    for tp in tps:
+        info = cluster.partition(tp)
+        if info is not None and info.leader >= 0:
+            out.setdefault(info.leader, []).append(tp)
+    return out
