@@ -1,0 +1,81 @@
+cimport cython
+from libc.stdint cimport int16_t, int64_t
+
+from kafkaprod._native.buffer_pool cimport BufferPool
+from kafkaprod._native.future cimport FutureRecordMetadata, ProduceRequestResult
+from kafkaprod._native.records cimport MemoryRecordsBuilder
+
+
+cdef class ProducerBatch:
+    cdef readonly str topic
+    cdef readonly int partition
+    cdef readonly tuple tp
+    cdef readonly MemoryRecordsBuilder builder
+    cdef public object buffer
+    cdef readonly Py_ssize_t buffer_size
+    cdef readonly ProduceRequestResult result
+    cdef readonly double created
+    cdef public double last_attempt
+    cdef public double drained
+    cdef public int attempts
+    cdef public bint retry
+    cdef public int final_state          # 0 pending, 1 succeeded, 2 failed
+    cdef public int64_t producer_id
+    cdef public int16_t producer_epoch
+    cdef public int base_sequence
+    cdef readonly object records         # the sealed batch bytes once closed
+    cdef public bint closed_for_append
+
+    cdef FutureRecordMetadata try_append(self, int64_t timestamp, const unsigned char* key, Py_ssize_t klen,
+                                         const unsigned char* value, Py_ssize_t vlen, object headers,
+                                         object callback)
+
+
+cdef class TopicState:
+    cdef readonly str topic
+    cdef readonly int num_partitions
+    cdef list queues
+    cdef list leaders
+    cdef list available
+    cdef list next_sequence
+    cdef int sticky_partition
+    cdef Py_ssize_t sticky_bytes
+
+    cdef void resize(self, int n)
+    cdef int next_sticky(self, int current)
+
+
+cdef class RecordAccumulator:
+    cdef cython.pymutex lock
+    cdef BufferPool pool
+    cdef readonly int batch_size
+    cdef readonly int compression_type
+    cdef double linger
+    cdef double retry_backoff
+    cdef double retry_backoff_max
+    cdef double delivery_timeout
+    cdef int max_block_ms
+    cdef bint idempotent
+    cdef object wakeup
+    cdef dict topics
+    cdef dict node_partitions
+    cdef dict drain_index
+    cdef set incomplete
+    cdef set muted
+    cdef int flushes_in_progress
+    cdef int appends_in_progress
+    cdef readonly bint closed
+    cdef readonly int64_t producer_id
+    cdef readonly int16_t producer_epoch
+
+    cdef void _rebuild_node_map(self)
+    cpdef FutureRecordMetadata append(self, str topic, int partition, object key, object value, object headers,
+                                      object timestamp_ms, object callback)
+    cdef int _sticky(self, TopicState st, Py_ssize_t klen, Py_ssize_t vlen)
+    cdef FutureRecordMetadata _append(self, TopicState st, int partition, int64_t ts,
+                                      const unsigned char* kptr, Py_ssize_t klen,
+                                      const unsigned char* vptr, Py_ssize_t vlen,
+                                      object headers, object callback)
+    cdef void _wake(self)
+    cdef double _backoff(self, ProducerBatch batch)
+    cdef list _drain_node(self, object node, int max_size, double now)

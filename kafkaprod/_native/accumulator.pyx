@@ -1,0 +1,629 @@
+# cython: language_level=3
+"""RecordAccumulator: per-partition queues of batches that send() appends to and the Sender drains.
+
+This is the seed's RecordAccumulator/RecordBatch pair. send() makes exactly one call into this module per
+record: partition choice (murmur2 or uniform sticky), append into the partition's open batch (memory from the
+BufferPool), and the record's future. The Sender's per-loop work -- ready(), drain(), expiry -- also runs here,
+so that no step touches each record from Python.
+"""
+cimport cython
+from cpython.buffer cimport PyBUF_SIMPLE, PyBuffer_Release, PyObject_GetBuffer
+from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_CheckExact, PyBytes_GET_SIZE
+from libc.stdint cimport int16_t, int32_t, int64_t, uint32_t
+
+from kafkaprod._native.buffer_pool cimport BufferPool
+from kafkaprod._native.future cimport FutureRecordMetadata, ProduceRequestResult
+from kafkaprod._native.murmur2 cimport murmur2, partition_for
+from kafkaprod._native.records cimport MemoryRecordsBuilder
+
+import collections
+import logging
+import random
+import threading
+import time
+
+from kafkaprod.errors import (
+    KafkaTimeoutError, ProducerClosedError, RecordTooLargeError,
+)
+
+log = logging.getLogger("kafkaprod")
+
+cdef extern from "<time.h>" nogil:
+    ctypedef long time_t
+    struct timespec:
+        time_t tv_sec
+        long tv_nsec
+    int clock_gettime(int clk_id, timespec* tp)
+    enum:
+        CLOCK_REALTIME
+        CLOCK_MONOTONIC
+
+cdef object _deque = collections.deque
+cdef object _random = random.Random()
+
+# Bytes a record can take beyond its key and value: length, attributes, timestamp delta, offset delta and the
+# four length prefixes, each at their largest varint size. Used to size a batch for one large record.
+cdef enum:
+    RECORD_OVERHEAD_MAX = 5 + 1 + 10 + 5 + 5 + 5 + 5
+    BATCH_HEADER_SIZE = 61
+
+
+cdef inline int64_t wall_ms() noexcept nogil:
+    cdef timespec ts
+    clock_gettime(CLOCK_REALTIME, &ts)
+    return <int64_t>ts.tv_sec * 1000 + ts.tv_nsec // 1000000
+
+
+cdef inline double mono_s() noexcept nogil:
+    cdef timespec ts
+    clock_gettime(CLOCK_MONOTONIC, &ts)
+    return <double>ts.tv_sec + <double>ts.tv_nsec * 1e-9
+
+
+def monotonic():
+    """The clock batches are timed with (seconds); the Sender uses the same one."""
+    return mono_s()
+
+
+cdef inline int view_of(object obj, Py_buffer* view, const unsigned char** ptr, Py_ssize_t* length,
+                        str what) except -1:
+    """Points at the bytes of a key or value without copying; returns 1 if a buffer view must be released."""
+    if obj is None:
+        ptr[0] = NULL
+        length[0] = -1
+        return 0
+    if PyBytes_CheckExact(obj):
+        ptr[0] = <const unsigned char*>PyBytes_AS_STRING(obj)
+        length[0] = PyBytes_GET_SIZE(obj)
+        return 0
+    if isinstance(obj, str):
+        raise TypeError(f"{what} must be bytes (or set a {what}_serializer), got str {obj[:40]!r}")
+    try:
+        PyObject_GetBuffer(obj, view, PyBUF_SIMPLE)
+    except TypeError:
+        raise TypeError(f"{what} must be bytes-like or None (or set a {what}_serializer), got {type(obj).__name__}") from None
+    ptr[0] = <const unsigned char*>view.buf
+    length[0] = view.len
+    return 1
+
+
+cdef Py_ssize_t headers_size(object headers) except -1:
+    """Upper bound of the encoded size of a record's headers (validated in full by the records builder)."""
+    cdef Py_ssize_t n = 5
+    if headers is None:
+        return n
+    for h in headers:
+        try:
+            k, v = h
+        except (TypeError, ValueError):
+            raise TypeError(f"each header must be a (str, bytes|None) pair, got {h!r}") from None
+        n += 10 + (len(k) * 4 if isinstance(k, str) else 0) + (len(v) if v is not None else 0)
+    return n
+
+
+@cython.final
+cdef class ProducerBatch:
+    """The records of one partition that travel together: the seed's RecordBatch."""
+
+    def __cinit__(self, str topic, int partition, MemoryRecordsBuilder builder, object buffer,
+                  Py_ssize_t buffer_size, double now):
+        self.topic = topic
+        self.partition = partition
+        self.tp = (topic, partition)
+        self.builder = builder
+        self.buffer = buffer
+        self.buffer_size = buffer_size
+        self.result = ProduceRequestResult(topic, partition)
+        self.created = now
+        self.last_attempt = now
+        self.drained = 0.0
+        self.attempts = 0
+        self.retry = False
+        self.final_state = 0
+        self.producer_id = -1
+        self.producer_epoch = -1
+        self.base_sequence = -1
+        self.records = None
+        self.closed_for_append = False
+
+    @property
+    def record_count(self):
+        return self.builder.record_count
+
+    @property
+    def estimated_size(self):
+        return self.builder.estimated_size_in_bytes
+
+    @property
+    def is_done(self):
+        return self.final_state != 0
+
+    @property
+    def has_sequence(self):
+        return self.base_sequence >= 0
+
+    cdef FutureRecordMetadata try_append(self, int64_t timestamp, const unsigned char* key, Py_ssize_t klen,
+                                         const unsigned char* value, Py_ssize_t vlen, object headers,
+                                         object callback):
+        if self.closed_for_append:
+            return None
+        cdef int delta = self.builder.append_raw(timestamp, key, klen, value, vlen, headers)
+        if delta < 0:
+            return None
+        cdef FutureRecordMetadata fut = FutureRecordMetadata.create(
+            self.result, delta, timestamp, <int>klen if klen >= 0 else -1, <int>vlen if vlen >= 0 else -1)
+        if callback is not None:
+            fut.set_send_callback(callback)
+        return fut
+
+    def close(self):
+        """Seals the batch for the wire (compression, header, CRC); idempotent. Returns the batch bytes."""
+        self.closed_for_append = True
+        if self.records is None:
+            self.records = self.builder.close()
+        return self.records
+
+    def set_producer_state(self, int64_t producer_id, int producer_epoch, int base_sequence,
+                           bint transactional=False):
+        self.producer_id = producer_id
+        self.producer_epoch = <int16_t>producer_epoch
+        self.base_sequence = base_sequence
+        if self.records is None:
+            self.builder.set_producer_state(producer_id, producer_epoch, base_sequence, transactional)
+        else:
+            self.builder.rewrite_producer_state(producer_id, producer_epoch, base_sequence, transactional)
+            self.records = self.builder.close()
+
+    def done(self, int64_t base_offset, int64_t log_append_time, object error):
+        """Completes every record of the batch once; returns False if it was already completed."""
+        if self.final_state != 0:
+            if error is None and self.final_state == 2:
+                log.debug("batch %s[%d] succeeded after it had already failed", self.topic, self.partition)
+            return False
+        self.final_state = 1 if error is None else 2
+        self.result.complete(base_offset, log_append_time, error)
+        return True
+
+    def __repr__(self):
+        return (f"<ProducerBatch {self.topic}[{self.partition}] records={self.builder.record_count} "
+                f"attempts={self.attempts} seq={self.base_sequence}>")
+
+
+@cython.final
+cdef class TopicState:
+    """A topic's partitions as the accumulator sees them: queues, leaders, sticky choice, sequences."""
+
+    def __cinit__(self, str topic):
+        self.topic = topic
+        self.num_partitions = 0
+        self.queues = []
+        self.leaders = []
+        self.available = []
+        self.next_sequence = []
+        self.sticky_partition = -1
+        self.sticky_bytes = 0
+
+    cdef void resize(self, int n):
+        while len(self.queues) < n:
+            self.queues.append(_deque())
+            self.leaders.append(-1)
+            self.next_sequence.append(0)
+        self.num_partitions = n
+
+    cdef int next_sticky(self, int current):
+        # Uniform sticky (KIP-794): move to another partition, chosen at random among those with a leader.
+        cdef list avail = self.available
+        cdef int n = len(avail)
+        if n == 0:
+            return <int>(_random.random() * self.num_partitions) if self.num_partitions else -1
+        if n == 1:
+            return <int>avail[0]
+        cdef int p = current
+        while p == current:
+            p = <int>avail[<int>(_random.random() * n)]
+        return p
+
+
+@cython.final
+cdef class RecordAccumulator:
+    """Batches per partition, memory from the pool, and the ready/drain/expire steps of the Sender loop."""
+
+    def __cinit__(self, BufferPool pool, int batch_size, int compression_type, int linger_ms,
+                  int retry_backoff_ms, int delivery_timeout_ms, int max_block_ms, bint idempotent,
+                  object wakeup=None):
+        self.pool = pool
+        self.batch_size = batch_size
+        self.compression_type = compression_type
+        self.linger = linger_ms / 1000.0
+        self.retry_backoff = retry_backoff_ms / 1000.0
+        self.delivery_timeout = delivery_timeout_ms / 1000.0
+        self.max_block_ms = max_block_ms
+        self.idempotent = idempotent
+        self.wakeup = wakeup
+        self.topics = {}
+        self.node_partitions = {}
+        self.drain_index = {}
+        self.incomplete = set()
+        self.muted = set()
+        self.flushes_in_progress = 0
+        self.appends_in_progress = 0
+        self.closed = False
+        self.producer_id = -1
+        self.producer_epoch = -1
+
+    # ---- metadata --------------------------------------------------------------------------------------------
+    def update_topic(self, str topic, list leaders):
+        """The Sender calls this after each metadata update: one leader broker id (or -1) per partition."""
+        cdef TopicState st
+        cdef int p
+        with self.lock:
+            st = self.topics.get(topic)
+            if st is None:
+                st = TopicState(topic)
+                self.topics[topic] = st
+            st.resize(len(leaders))
+            for p in range(len(leaders)):
+                st.leaders[p] = leaders[p]
+            st.available = [p for p in range(len(leaders)) if <int>leaders[p] >= 0]
+            if st.sticky_partition >= st.num_partitions or (
+                    st.sticky_partition >= 0 and <int>st.leaders[st.sticky_partition] < 0):
+                st.sticky_partition = -1
+            self._rebuild_node_map()
+
+    cdef void _rebuild_node_map(self):
+        cdef dict out = {}
+        cdef TopicState st
+        cdef int p, leader
+        for st in self.topics.values():
+            for p in range(st.num_partitions):
+                leader = st.leaders[p]
+                if leader >= 0:
+                    lst = out.get(leader)
+                    if lst is None:
+                        out[leader] = [(st, p)]
+                    else:
+                        lst.append((st, p))
+        self.node_partitions = out
+
+    def partition_count(self, str topic):
+        """Known partition count of a topic, or 0 if its metadata has not arrived yet."""
+        cdef TopicState st = self.topics.get(topic)
+        return 0 if st is None else st.num_partitions
+
+    def set_producer_id(self, int64_t producer_id, int epoch):
+        self.producer_id = producer_id
+        self.producer_epoch = <int16_t>epoch
+
+    def reset_sequences(self):
+        """After a new producer id or epoch: sequences restart at 0 for every partition."""
+        cdef TopicState st
+        with self.lock:
+            for st in self.topics.values():
+                st.next_sequence = [0] * len(st.next_sequence)
+
+    # ---- send() ------------------------------------------------------------------------------------------------
+    cpdef FutureRecordMetadata append(self, str topic, int partition, object key, object value, object headers,
+                                      object timestamp_ms, object callback):
+        """Appends one record; partition -1 lets the built-in partitioner choose. Returns the record's future.
+
+        Raises ValueError for a partition out of range, TypeError for wrong key/value/header types,
+        BufferExhaustedError if no memory frees up within max_block_ms.
+        """
+        cdef TopicState st = self.topics.get(topic)
+        cdef Py_buffer kview, vview
+        cdef const unsigned char* kptr
+        cdef const unsigned char* vptr
+        cdef Py_ssize_t klen, vlen
+        cdef int krel = 0, vrel = 0
+        cdef int64_t ts
+        cdef FutureRecordMetadata fut
+        if self.closed:
+            raise ProducerClosedError("send() after the producer was closed")
+        if st is None or st.num_partitions == 0:
+            raise KeyError(topic)  # the producer fetches metadata first; reaching here is a bug
+        if timestamp_ms is None:
+            ts = wall_ms()
+        else:
+            ts = timestamp_ms
+            if ts < 0:
+                raise ValueError(f"timestamp_ms must be >= 0, got {ts}")
+        krel = view_of(key, &kview, &kptr, &klen, "key")
+        try:
+            vrel = view_of(value, &vview, &vptr, &vlen, "value")
+            try:
+                if partition < 0:
+                    if kptr != NULL:
+                        partition = partition_for(murmur2(kptr, klen), st.num_partitions)
+                    else:
+                        partition = self._sticky(st, klen, vlen)
+                elif partition >= st.num_partitions:
+                    raise ValueError(
+                        f"partition {partition} is out of range for topic {topic!r}, which has "
+                        f"{st.num_partitions} partitions (0-{st.num_partitions - 1})")
+                fut = self._append(st, partition, ts, kptr, klen, vptr, vlen, headers, callback)
+            finally:
+                if vrel:
+                    PyBuffer_Release(&vview)
+        finally:
+            if krel:
+                PyBuffer_Release(&kview)
+        return fut
+
+    cdef int _sticky(self, TopicState st, Py_ssize_t klen, Py_ssize_t vlen):
+        cdef int p = st.sticky_partition
+        if p < 0:
+            p = st.next_sticky(-1)
+            st.sticky_partition = p
+        # Switch after about batch_size bytes went to the partition, so batches fill evenly (KIP-794).
+        st.sticky_bytes += (vlen if vlen > 0 else 0) + (klen if klen > 0 else 0) + 8
+        if st.sticky_bytes >= self.batch_size:
+            st.sticky_bytes = 0
+            st.sticky_partition = st.next_sticky(p)
+        return p
+
+    cdef FutureRecordMetadata _append(self, TopicState st, int partition, int64_t ts,
+                                      const unsigned char* kptr, Py_ssize_t klen,
+                                      const unsigned char* vptr, Py_ssize_t vlen,
+                                      object headers, object callback):
+        cdef object dq = st.queues[partition]
+        cdef ProducerBatch last
+        cdef FutureRecordMetadata fut
+        cdef Py_ssize_t size
+        with self.lock:
+            if dq:
+                last = dq[-1]
+                fut = last.try_append(ts, kptr, klen, vptr, vlen, headers, callback)
+                if fut is not None:
+                    if last.builder.is_full:
+                        self._wake()
+                    return fut
+        # No room: get memory for a new batch outside the lock, since the pool may block.
+        size = BATCH_HEADER_SIZE + RECORD_OVERHEAD_MAX + (klen if klen > 0 else 0) + (vlen if vlen > 0 else 0)
+        if headers is not None:
+            size += headers_size(headers)
+        if size < self.batch_size:
+            size = self.batch_size
+        buf = self.pool.allocate(size, self.max_block_ms)
+        cdef bint handed_over = False
+        try:
+            with self.lock:
+                if self.closed:
+                    raise ProducerClosedError("the producer was closed while send() waited for memory")
+                if dq:
+                    last = dq[-1]
+                    fut = last.try_append(ts, kptr, klen, vptr, vlen, headers, callback)
+                    if fut is not None:
+                        return fut  # another thread made a batch meanwhile; our buffer goes back below
+                    last.closed_for_append = True
+                batch = ProducerBatch(st.topic, partition,
+                                      MemoryRecordsBuilder(buf, self.compression_type, self.batch_size),
+                                      buf, size, mono_s())
+                fut = batch.try_append(ts, kptr, klen, vptr, vlen, headers, callback)
+                if fut is None:
+                    raise RecordTooLargeError(
+                        f"record of {klen} key bytes and {vlen} value bytes does not fit a batch of {size} bytes")
+                dq.append(batch)
+                self.incomplete.add(batch)
+                handed_over = True
+        finally:
+            if not handed_over:
+                self.pool.deallocate(buf, size)
+        self._wake()
+        return fut
+
+    cdef inline void _wake(self):
+        if self.wakeup is not None:
+            self.wakeup()
+
+    # ---- Sender: ready / drain / expire ---------------------------------------------------------------------------
+    def ready(self, double now):
+        """(ready node ids, seconds until the next check, topics whose leader is unknown): the seed's ready()."""
+        cdef set ready_nodes = set()
+        cdef set unknown = set()
+        cdef double next_delay = 3600.0
+        cdef bint exhausted = self.pool.queued > 0
+        cdef TopicState st
+        cdef ProducerBatch batch
+        cdef int p, leader
+        cdef double waited, time_to_wait, left
+        cdef bint backing_off, full, sendable
+        with self.lock:
+            for st in self.topics.values():
+                for p in range(st.num_partitions):
+                    dq = st.queues[p]
+                    if not dq:
+                        continue
+                    batch = dq[0]
+                    leader = st.leaders[p]
+                    if leader < 0:
+                        unknown.add(st.topic)
+                        continue
+                    if leader in ready_nodes or (st.topic, p) in self.muted:
+                        continue
+                    waited = now - batch.last_attempt
+                    backing_off = batch.attempts > 0 and waited < self._backoff(batch)
+                    time_to_wait = self._backoff(batch) if backing_off else self.linger
+                    full = len(dq) > 1 or batch.closed_for_append or batch.builder.is_full
+                    sendable = (full or waited >= time_to_wait or exhausted or self.closed
+                                or self.flushes_in_progress > 0)
+                    if sendable and not backing_off:
+                        ready_nodes.add(leader)
+                    else:
+                        left = time_to_wait - waited
+                        if left < next_delay:
+                            next_delay = left if left > 0 else 0
+        return ready_nodes, next_delay, unknown
+
+    cdef inline double _backoff(self, ProducerBatch batch):
+        # Exponential backoff per attempt, as retry.backoff.ms .. retry.backoff.max.ms in the Java client.
+        cdef double b = self.retry_backoff
+        cdef int i
+        for i in range(1, batch.attempts):
+            b *= 2
+            if b >= self.retry_backoff_max:
+                return self.retry_backoff_max
+        return b
+
+    def set_retry_backoff_max(self, int ms):
+        self.retry_backoff_max = ms / 1000.0
+
+    def drain(self, ready_nodes, int max_request_size, double now):
+        """Per ready node, the batches for one ProduceRequest of at most max_request_size bytes."""
+        cdef dict out = {}
+        with self.lock:
+            for node in ready_nodes:
+                batches = self._drain_node(node, max_request_size, now)
+                if batches:
+                    out[node] = batches
+        return out
+
+    cdef list _drain_node(self, object node, int max_size, double now):
+        cdef list parts = self.node_partitions.get(node)
+        cdef list out = []
+        cdef Py_ssize_t size = 0, n, i, start
+        cdef TopicState st
+        cdef ProducerBatch batch
+        cdef int p, est
+        if not parts:
+            return out
+        n = len(parts)
+        start = self.drain_index.get(node, 0) % n
+        # Rotate the starting partition so a busy partition cannot starve the others of request space.
+        self.drain_index[node] = (start + 1) % n
+        for i in range(n):
+            st, p = parts[(start + i) % n]
+            if (st.topic, p) in self.muted:
+                continue
+            dq = st.queues[p]
+            if not dq:
+                continue
+            batch = dq[0]
+            if batch.attempts > 0 and now - batch.last_attempt < self._backoff(batch):
+                continue
+            est = batch.builder.estimated_size_in_bytes
+            if out and size + est > max_size:
+                break
+            if self.idempotent and batch.base_sequence < 0:
+                if self.producer_id < 0:
+                    continue  # no producer id yet: InitProducerId must finish first
+                batch.base_sequence = st.next_sequence[p]
+                batch.producer_id = self.producer_id
+                batch.producer_epoch = self.producer_epoch
+                batch.builder.set_producer_state(self.producer_id, self.producer_epoch,
+                                                 batch.base_sequence, False)
+                st.next_sequence[p] = (<int>st.next_sequence[p] + batch.builder.record_count) & 0x7FFFFFFF
+            dq.popleft()
+            batch.closed_for_append = True
+            batch.drained = now
+            size += est
+            out.append(batch)
+        return out
+
+    def expired_batches(self, double now):
+        """Removes and returns queued batches older than delivery_timeout_ms (the caller fails them)."""
+        cdef list out = []
+        cdef TopicState st
+        cdef ProducerBatch batch
+        cdef int p
+        with self.lock:
+            for st in self.topics.values():
+                for p in range(st.num_partitions):
+                    dq = st.queues[p]
+                    while dq:
+                        batch = dq[0]
+                        if now - batch.created < self.delivery_timeout:
+                            break
+                        dq.popleft()
+                        batch.closed_for_append = True
+                        out.append(batch)
+        return out
+
+    def reenqueue(self, ProducerBatch batch, double now):
+        """Puts a batch that will be retried back at the head of its queue (it keeps its sequence)."""
+        cdef TopicState st
+        with self.lock:
+            batch.attempts += 1
+            batch.last_attempt = now
+            batch.retry = True
+            st = self.topics[batch.topic]
+            dq = st.queues[batch.partition]
+            if batch.base_sequence >= 0 and dq:
+                # Keep sequence order: the retried batch goes before any later-sequenced batch.
+                i = 0
+                for other in dq:
+                    if (<ProducerBatch>other).base_sequence < 0 or (<ProducerBatch>other).base_sequence > batch.base_sequence:
+                        break
+                    i += 1
+                dq.insert(i, batch)
+            else:
+                dq.appendleft(batch)
+
+    def deallocate(self, ProducerBatch batch):
+        """The batch is finished: return its memory and forget it."""
+        with self.lock:
+            self.incomplete.discard(batch)
+        if batch.buffer is not None:
+            buf = batch.buffer
+            batch.buffer = None
+            self.pool.deallocate(buf, batch.buffer_size)
+
+    def mute(self, tp):
+        self.muted.add(tp)
+
+    def unmute(self, tp):
+        self.muted.discard(tp)
+
+    def has_undrained(self):
+        cdef TopicState st
+        with self.lock:
+            for st in self.topics.values():
+                for dq in st.queues:
+                    if dq:
+                        return True
+        return False
+
+    def has_incomplete(self):
+        return bool(self.incomplete)
+
+    # ---- flush / close ------------------------------------------------------------------------------------------------
+    def begin_flush(self):
+        with self.lock:
+            self.flushes_in_progress += 1
+        self._wake()
+
+    def end_flush(self):
+        with self.lock:
+            self.flushes_in_progress -= 1
+
+    def incomplete_batches(self):
+        with self.lock:
+            return list(self.incomplete)
+
+    def await_flush_completion(self, timeout=None):
+        """Waits for every batch incomplete at the call; False if timeout (seconds) ran out first."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        for batch in self.incomplete_batches():
+            left = None if deadline is None else max(0.0, deadline - time.monotonic())
+            if not (<ProducerBatch>batch).result.wait(left):
+                return False
+        return True
+
+    def close(self):
+        """No more appends; queued batches become ready at once so close() can flush them."""
+        self.closed = True
+        self._wake()
+
+    def abort_undrained(self, error):
+        """Fails every queued (not in-flight) batch with error; returns them (the caller deallocates)."""
+        cdef list out = []
+        cdef TopicState st
+        with self.lock:
+            for st in self.topics.values():
+                for dq in st.queues:
+                    while dq:
+                        batch = dq.popleft()
+                        (<ProducerBatch>batch).closed_for_append = True
+                        out.append(batch)
+        for batch in out:
+            (<ProducerBatch>batch).done(-1, -1, error)
+        return out
