@@ -55,6 +55,7 @@ cdef class RecordAccumulator:
     cdef double retry_backoff_max
     cdef double delivery_timeout
     cdef int max_block_ms
+    cdef int max_request_size
     cdef bint idempotent
     cdef object wakeup
     cdef dict topics
@@ -71,6 +72,7 @@ cdef class RecordAccumulator:
     cdef void _rebuild_node_map(self)
     cpdef FutureRecordMetadata append(self, str topic, int partition, object key, object value, object headers,
                                       object timestamp_ms, object callback)
+    cdef int _check_size(self, Py_ssize_t klen, Py_ssize_t vlen, object headers) except -1
     cdef int _sticky(self, TopicState st, Py_ssize_t klen, Py_ssize_t vlen)
     cdef FutureRecordMetadata _append(self, TopicState st, int partition, int64_t ts,
                                       const unsigned char* kptr, Py_ssize_t klen,

@@ -230,7 +230,7 @@ cdef class RecordAccumulator:
 
     def __cinit__(self, BufferPool pool, int batch_size, int compression_type, int linger_ms,
                   int retry_backoff_ms, int delivery_timeout_ms, int max_block_ms, bint idempotent,
-                  object wakeup=None):
+                  object wakeup=None, int max_request_size=1048576):
         self.pool = pool
         self.batch_size = batch_size
         self.compression_type = compression_type
@@ -240,6 +240,8 @@ cdef class RecordAccumulator:
         self.max_block_ms = max_block_ms
         self.idempotent = idempotent
         self.wakeup = wakeup
+        self.max_request_size = max_request_size
+        self.retry_backoff_max = self.retry_backoff
         self.topics = {}
         self.node_partitions = {}
         self.drain_index = {}
@@ -331,6 +333,7 @@ cdef class RecordAccumulator:
         try:
             vrel = view_of(value, &vview, &vptr, &vlen, "value")
             try:
+                self._check_size(klen, vlen, headers)
                 if partition < 0:
                     if kptr != NULL:
                         partition = partition_for(murmur2(kptr, klen), st.num_partitions)
@@ -348,6 +351,19 @@ cdef class RecordAccumulator:
             if krel:
                 PyBuffer_Release(&kview)
         return fut
+
+    cdef int _check_size(self, Py_ssize_t klen, Py_ssize_t vlen, object headers) except -1:
+        # As Java's ensureValidRecordSize: a record that cannot fit a request or the whole buffer fails at once.
+        cdef Py_ssize_t size = BATCH_HEADER_SIZE + RECORD_OVERHEAD_MAX + (klen if klen > 0 else 0) + (vlen if vlen > 0 else 0)
+        if headers is not None:
+            size += headers_size(headers)
+        if size > self.max_request_size:
+            raise RecordTooLargeError(
+                f"the record is {size} bytes when serialized, larger than max_request_size ({self.max_request_size})")
+        if size > self.pool.total_memory:
+            raise RecordTooLargeError(
+                f"the record is {size} bytes when serialized, larger than buffer_memory ({self.pool.total_memory})")
+        return 0
 
     cdef int _sticky(self, TopicState st, Py_ssize_t klen, Py_ssize_t vlen):
         cdef int p = st.sticky_partition
@@ -558,11 +574,53 @@ cdef class RecordAccumulator:
             else:
                 dq.appendleft(batch)
 
+    def split_and_reenqueue(self, ProducerBatch batch, list records, double now):
+        """Replaces a batch the broker found too large by two halves at the head of its queue.
+
+        records: the batch's (timestamp, key, value, headers), read back from its bytes. The halves live in
+        memory outside the pool, as the Java client's split batches do, so splitting never blocks the Sender;
+        the original's futures follow their records into the halves.
+        """
+        cdef Py_ssize_t n = len(records), half = (len(records) + 1) // 2
+        cdef TopicState st
+        cdef list children = [], made = []
+        cdef ProducerBatch child
+        for start, group in ((0, records[:half]), (half, records[half:])):
+            if not group:
+                continue
+            size = BATCH_HEADER_SIZE
+            for ts, key, value, headers in group:
+                size += RECORD_OVERHEAD_MAX + len(key or b"") + len(value or b"") + headers_size(headers or None)
+            buf = bytearray(size)
+            child = ProducerBatch(batch.topic, batch.partition,
+                                  MemoryRecordsBuilder(buf, self.compression_type, size), buf, 0, batch.created)
+            for ts, key, value, headers in group:
+                if child.builder.append(ts, key, value, headers or None) < 0:
+                    raise RuntimeError("a split batch could not take back its own records")
+            if batch.base_sequence >= 0:
+                # The halves take over the original's sequence range exactly, so no gap opens for the broker.
+                child.set_producer_state(batch.producer_id, batch.producer_epoch, batch.base_sequence + start)
+            child.closed_for_append = True
+            child.attempts = batch.attempts
+            child.last_attempt = now
+            children.append((start, child.result))
+            made.append(child)
+        with self.lock:
+            st = self.topics[batch.topic]
+            dq = st.queues[batch.partition]
+            for child in reversed(made):
+                dq.appendleft(child)
+                self.incomplete.add(child)
+        batch.final_state = 2
+        batch.result.split(children)
+        self.deallocate(batch)
+        return made
+
     def deallocate(self, ProducerBatch batch):
         """The batch is finished: return its memory and forget it."""
         with self.lock:
             self.incomplete.discard(batch)
-        if batch.buffer is not None:
+        if batch.buffer is not None and batch.buffer_size > 0:
             buf = batch.buffer
             batch.buffer = None
             self.pool.deallocate(buf, batch.buffer_size)

@@ -1,0 +1,489 @@
+"""NetworkClient: non-blocking connections to brokers under `selectors`, driven by the Sender thread.
+
+One connection per broker. A new connection negotiates API versions (ApiVersions, falling back to v0 when a
+broker rejects the newer request) before anything else is sent on it. Requests go out with `socket.sendmsg`
+over the encoded pieces (record batches are never copied into a request buffer), at most
+`max_in_flight_requests_per_connection` unanswered per connection; answers are matched by correlation id;
+a request unanswered after `request_timeout_ms` closes its connection and fails everything in flight on it.
+Only the Sender thread calls into this class, except `wakeup()`.
+"""
+from __future__ import annotations
+
+import collections
+import errno
+import logging
+import selectors
+import socket
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from kafkaprod import protocol
+from kafkaprod.errors import ProtocolError, UnsupportedVersionError
+
+log = logging.getLogger("kafkaprod")
+
+DISCONNECTED, CONNECTING, NEGOTIATING, READY = "disconnected", "connecting", "negotiating", "ready"
+_RECV_SIZE = 256 * 1024
+
+
+@dataclass
+class ClientResponse:
+    """The outcome of one request: a decoded body, or the reason there is none."""
+
+    node_id: int
+    api_key: int
+    api_version: int
+    request: Any  # what the caller attached to the request (e.g. the batches of a ProduceRequest)
+    body: dict | None = None
+    disconnected: bool = False  # the connection closed (or timed out) before an answer came
+    timed_out: bool = False
+    error: Exception | None = None
+    latency: float = 0.0
+
+
+@dataclass
+class _InFlight:
+    correlation_id: int
+    api_key: int
+    api_version: int
+    request: Any
+    sent_at: float
+    deadline: float
+    expect_response: bool
+    on_done: Callable[[ClientResponse], None] | None
+    internal: bool = False
+
+
+@dataclass
+class _Connection:
+    node_id: int
+    host: str
+    port: int
+    sock: socket.socket | None = None
+    state: str = DISCONNECTED
+    out: collections.deque = field(default_factory=collections.deque)  # pieces still to write
+    out_requests: collections.deque = field(default_factory=collections.deque)  # (end_marker_piece_count, inflight)
+    in_flight: collections.OrderedDict = field(default_factory=collections.OrderedDict)  # corr id -> _InFlight
+    splitter: Any = None
+    api_versions: dict[int, tuple[int, int]] = field(default_factory=dict)
+    last_attempt: float = 0.0
+    failures: int = 0
+    registered_events: int = 0
+
+
+class NetworkClient:
+    def __init__(
+        self,
+        client_id: str,
+        request_timeout_ms: int,
+        reconnect_backoff_ms: int,
+        reconnect_backoff_max_ms: int,
+        max_in_flight: int,
+        max_frame_size: int = 100 * 1024 * 1024,
+    ) -> None:
+        self.client_id = client_id
+        self.request_timeout = request_timeout_ms / 1000.0
+        self.reconnect_backoff = reconnect_backoff_ms / 1000.0
+        self.reconnect_backoff_max = reconnect_backoff_max_ms / 1000.0
+        self.max_in_flight = max_in_flight
+        self.max_frame_size = max_frame_size
+        self._selector = selectors.DefaultSelector()
+        self._conns: dict[int, _Connection] = {}
+        self._correlation = 0
+        self._completed: list[ClientResponse] = []
+        self._wake_r, self._wake_w = socket.socketpair()
+        self._wake_r.setblocking(False)
+        self._wake_w.setblocking(False)
+        self._selector.register(self._wake_r, selectors.EVENT_READ, None)
+        self._woken = False
+        self._closed = False
+
+    # ---- nodes and connections -----------------------------------------------------------------------------------
+    def set_node(self, node_id: int, host: str, port: int) -> None:
+        """Where a broker lives; a changed address closes the old connection."""
+        conn = self._conns.get(node_id)
+        if conn is not None and (conn.host, conn.port) == (host, port):
+            return
+        if conn is not None:
+            self._close(conn, "address changed")
+        self._conns[node_id] = _Connection(node_id, host, port)
+
+    def nodes(self) -> list[int]:
+        return list(self._conns)
+
+    def is_ready(self, node_id: int) -> bool:
+        conn = self._conns.get(node_id)
+        return conn is not None and conn.state == READY and len(conn.in_flight) + self._queued(conn) < self.max_in_flight
+
+    def is_connected(self, node_id: int) -> bool:
+        conn = self._conns.get(node_id)
+        return conn is not None and conn.state == READY
+
+    def connection_failed(self, node_id: int) -> bool:
+        conn = self._conns.get(node_id)
+        return conn is not None and conn.state == DISCONNECTED and conn.failures > 0
+
+    def in_flight_count(self, node_id: int | None = None) -> int:
+        if node_id is None:
+            return sum(len(c.in_flight) + self._queued(c) for c in self._conns.values())
+        conn = self._conns.get(node_id)
+        return 0 if conn is None else len(conn.in_flight) + self._queued(conn)
+
+    @staticmethod
+    def _queued(conn: _Connection) -> int:
+        return sum(1 for _, inf in conn.out_requests if not inf.internal and not inf.expect_response)
+
+    def ready(self, node_id: int, now: float) -> bool:
+        """True if a request can go to node_id now; otherwise starts connecting when the backoff allows."""
+        conn = self._conns.get(node_id)
+        if conn is None:
+            return False
+        if conn.state == DISCONNECTED and now >= conn.last_attempt + self._backoff(conn):
+            self._connect(conn, now)
+        return self.is_ready(node_id)
+
+    def connection_delay(self, node_id: int, now: float) -> float:
+        """Seconds before node_id is worth trying again (0 if now)."""
+        conn = self._conns.get(node_id)
+        if conn is None or conn.state != DISCONNECTED:
+            return 0.0 if conn is None or conn.state == READY else self.request_timeout
+        return max(0.0, conn.last_attempt + self._backoff(conn) - now)
+
+    def _backoff(self, conn: _Connection) -> float:
+        if conn.failures == 0:
+            return 0.0
+        return min(self.reconnect_backoff * (2 ** (conn.failures - 1)), self.reconnect_backoff_max)
+
+    def least_loaded_node(self, now: float, candidates: Iterable[int] | None = None) -> int | None:
+        """A broker to ask for metadata: ready with fewest in flight, else connectable soonest."""
+        best, best_key = None, None
+        for node_id in candidates if candidates is not None else list(self._conns):
+            conn = self._conns.get(node_id)
+            if conn is None:
+                continue
+            if conn.state == READY:
+                key = (0, len(conn.in_flight))
+            elif conn.state in (CONNECTING, NEGOTIATING):
+                key = (1, 0)
+            elif now >= conn.last_attempt + self._backoff(conn):
+                key = (2, conn.failures)
+            else:
+                continue
+            if best_key is None or key < best_key:
+                best, best_key = node_id, key
+        return best
+
+    def _connect(self, conn: _Connection, now: float) -> None:
+        conn.last_attempt = now
+        try:
+            infos = socket.getaddrinfo(conn.host, conn.port, type=socket.SOCK_STREAM)
+        except OSError as exc:
+            conn.failures += 1
+            log.warning("cannot resolve broker %d at %s:%d: %s", conn.node_id, conn.host, conn.port, exc)
+            return
+        family, _, _, _, addr = infos[0]
+        sock = socket.socket(family, socket.SOCK_STREAM)
+        sock.setblocking(False)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4 * 1024 * 1024)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1024 * 1024)
+        except OSError:
+            pass
+        err = sock.connect_ex(addr)
+        if err not in (0, errno.EINPROGRESS, errno.EWOULDBLOCK):
+            sock.close()
+            conn.failures += 1
+            log.info("connection to broker %d at %s:%d failed: %s", conn.node_id, conn.host, conn.port, errno.errorcode.get(err, err))
+            return
+        conn.sock = sock
+        conn.state = CONNECTING
+        conn.splitter = protocol.FrameSplitter(self.max_frame_size)
+        conn.registered_events = selectors.EVENT_WRITE
+        self._selector.register(sock, selectors.EVENT_WRITE, conn)
+        log.debug("connecting to broker %d at %s:%d", conn.node_id, conn.host, conn.port)
+        if err == 0:
+            self._on_connected(conn, now)
+
+    def _on_connected(self, conn: _Connection, now: float) -> None:
+        conn.state = NEGOTIATING
+        self._send_api_versions(conn, protocol.ApiVersions.max_version, now)
+
+    def _send_api_versions(self, conn: _Connection, version: int, now: float) -> None:
+        body = {"client_software_name": "kafkaprod", "client_software_version": "0.1.0"}
+        self._enqueue(conn, protocol.ApiVersions.api_key, version, body, None, True, None, now, internal=True)
+
+    def _on_api_versions(self, conn: _Connection, resp: ClientResponse, now: float) -> None:
+        body = resp.body or {}
+        code = body.get("error_code", 0)
+        if code == 35 and resp.api_version > 0:
+            # The broker does not know this ApiVersions version: retry with the highest it listed, or v0.
+            retry = protocol.api_versions_fallback(body, resp.api_version)
+            log.debug("broker %d rejected ApiVersions v%d; retrying with v%d", conn.node_id, resp.api_version, retry)
+            self._send_api_versions(conn, retry, now)
+            return
+        if code != 0:
+            self._close(conn, f"ApiVersions error {code}")
+            return
+        conn.api_versions = {k["api_key"]: (k["min_version"], k["max_version"]) for k in body.get("api_keys", ())}
+        conn.state = READY
+        conn.failures = 0
+        log.info("connected to broker %d at %s:%d", conn.node_id, conn.host, conn.port)
+
+    def api_version(self, node_id: int, api: Any) -> int:
+        """Highest version of api that both this client and the broker support."""
+        conn = self._conns[node_id]
+        theirs = conn.api_versions.get(api.api_key)
+        if theirs is None:
+            raise UnsupportedVersionError(f"broker {node_id} does not support {api.name}")
+        low, high = max(theirs[0], api.min_version), min(theirs[1], api.max_version)
+        if low > high:
+            raise UnsupportedVersionError(
+                f"broker {node_id} supports {api.name} v{theirs[0]}-{theirs[1]}, this client v{api.min_version}-{api.max_version}")
+        return high
+
+    # ---- requests -----------------------------------------------------------------------------------------------
+    def send(
+        self,
+        node_id: int,
+        api: Any,
+        body: dict,
+        request: Any = None,
+        expect_response: bool = True,
+        on_done: Callable[[ClientResponse], None] | None = None,
+        now: float | None = None,
+        version: int | None = None,
+    ) -> int:
+        """Queues a request to a ready node; returns its correlation id. The answer arrives through poll()."""
+        conn = self._conns[node_id]
+        if conn.state != READY:
+            raise RuntimeError(f"send() to broker {node_id} which is not ready ({conn.state})")
+        v = self.api_version(node_id, api) if version is None else version
+        return self._enqueue(conn, api.api_key, v, body, request, expect_response, on_done,
+                             time.monotonic() if now is None else now)
+
+    def _enqueue(self, conn, api_key, version, body, request, expect_response, on_done, now, internal=False) -> int:
+        self._correlation = (self._correlation + 1) & 0x7FFFFFFF
+        cid = self._correlation
+        pieces = protocol.encode_request(api_key, version, cid, self.client_id, body)
+        inf = _InFlight(cid, api_key, version, request, now, now + self.request_timeout, expect_response, on_done, internal)
+        for piece in pieces:
+            conn.out.append(memoryview(piece).cast("B"))
+        conn.out_requests.append((len(conn.out), inf))
+        if expect_response:
+            conn.in_flight[cid] = inf
+        self._want_write(conn, True)
+        return cid
+
+    def _want_write(self, conn: _Connection, on: bool) -> None:
+        events = selectors.EVENT_READ | (selectors.EVENT_WRITE if on else 0)
+        if conn.sock is not None and conn.registered_events != events and conn.state != CONNECTING:
+            self._selector.modify(conn.sock, events, conn)
+            conn.registered_events = events
+
+    # ---- I/O ------------------------------------------------------------------------------------------------------
+    def wakeup(self) -> None:
+        """Interrupts a poll() in progress (any thread); cheap when a wakeup is already pending."""
+        if not self._woken:
+            self._woken = True
+            try:
+                self._wake_w.send(b"\0")
+            except OSError:
+                pass
+
+    def poll(self, timeout: float) -> list[ClientResponse]:
+        """Waits up to timeout seconds for I/O, does it, and returns every request completed meanwhile."""
+        if self._completed:
+            timeout = 0.0
+        try:
+            events = self._selector.select(max(0.0, timeout))
+        except InterruptedError:
+            events = []
+        now = time.monotonic()
+        for key, mask in events:
+            conn = key.data
+            if conn is None:
+                self._drain_wakeups()
+                continue
+            if conn.sock is None:
+                continue
+            if conn.state == CONNECTING:
+                self._finish_connect(conn, now)
+                continue
+            if mask & selectors.EVENT_READ:
+                self._read(conn, now)
+            if conn.sock is not None and mask & selectors.EVENT_WRITE:
+                self._write(conn, now)
+        self._expire_requests(now)
+        done, self._completed = self._completed, []
+        return done
+
+    def _drain_wakeups(self) -> None:
+        self._woken = False
+        try:
+            while self._wake_r.recv(4096):
+                pass
+        except (BlockingIOError, InterruptedError):
+            pass
+
+    def _finish_connect(self, conn: _Connection, now: float) -> None:
+        err = conn.sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+        if err != 0:
+            log.info("connection to broker %d at %s:%d failed: %s", conn.node_id, conn.host, conn.port, errno.errorcode.get(err, err))
+            self._close(conn, "connect failed", failed=True)
+            return
+        conn.registered_events = 0
+        self._on_connected(conn, now)
+        self._want_write(conn, bool(conn.out))
+
+    def _write(self, conn: _Connection, now: float) -> None:
+        sock = conn.sock
+        while conn.out:
+            try:
+                sent = sock.sendmsg(list(conn.out)[:512])
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as exc:
+                self._close(conn, f"send failed: {exc}")
+                return
+            self._consume(conn, sent, now)
+        self._want_write(conn, False)
+
+    def _consume(self, conn: _Connection, sent: int, now: float) -> None:
+        out = conn.out
+        removed = 0
+        while sent and out:
+            head = out[0]
+            if len(head) <= sent:
+                sent -= len(head)
+                out.popleft()
+                removed += 1
+            else:
+                out[0] = head[sent:]
+                sent = 0
+        # Shift request end markers by the pieces written; requests whose last piece is gone are on the wire.
+        if removed:
+            reqs = conn.out_requests
+            shifted = collections.deque()
+            for end, inf in reqs:
+                end -= removed
+                if end <= 0:
+                    inf.sent_at = now
+                    inf.deadline = now + self.request_timeout
+                    if not inf.expect_response:
+                        self._completed.append(ClientResponse(conn.node_id, inf.api_key, inf.api_version, inf.request))
+                        self._finish(inf, self._completed[-1])
+                else:
+                    shifted.append((end, inf))
+            conn.out_requests = shifted
+
+    def _read(self, conn: _Connection, now: float) -> None:
+        sock = conn.sock
+        while True:
+            try:
+                data = sock.recv(_RECV_SIZE)
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as exc:
+                self._close(conn, f"receive failed: {exc}")
+                return
+            if not data:
+                self._close(conn, "closed by the broker")
+                return
+            try:
+                frames = conn.splitter.feed(data)
+            except ProtocolError as exc:
+                self._close(conn, f"bad frame: {exc}")
+                return
+            for frame in frames:
+                if not self._handle_frame(conn, frame, now):
+                    return
+            if len(data) < _RECV_SIZE:
+                return
+
+    def _handle_frame(self, conn: _Connection, frame: memoryview, now: float) -> bool:
+        try:
+            cid = protocol.peek_correlation_id(frame)
+        except ProtocolError as exc:
+            self._close(conn, f"bad frame: {exc}")
+            return False
+        inf = conn.in_flight.pop(cid, None)
+        if inf is None:
+            self._close(conn, f"response with unknown correlation id {cid}")
+            return False
+        try:
+            body = protocol.decode_response(inf.api_key, inf.api_version, frame)
+        except ProtocolError as exc:
+            conn.in_flight[cid] = inf  # failed below with the others on this connection
+            self._close(conn, f"undecodable {inf.api_key} v{inf.api_version} response: {exc}")
+            return False
+        resp = ClientResponse(conn.node_id, inf.api_key, inf.api_version, inf.request, body=body, latency=now - inf.sent_at)
+        if inf.internal:
+            self._on_api_versions(conn, resp, now)
+            return conn.sock is not None
+        self._completed.append(resp)
+        self._finish(inf, resp)
+        return True
+
+    @staticmethod
+    def _finish(inf: _InFlight, resp: ClientResponse) -> None:
+        if inf.on_done is not None:
+            inf.on_done(resp)
+
+    def _expire_requests(self, now: float) -> None:
+        for conn in list(self._conns.values()):
+            if conn.sock is None:
+                continue
+            if conn.state == CONNECTING and now - conn.last_attempt > self.request_timeout:
+                self._close(conn, "connect timed out", failed=True)
+                continue
+            for inf in conn.in_flight.values():
+                if inf.deadline <= now:
+                    self._close(conn, f"request (api {inf.api_key}) timed out after {self.request_timeout * 1000:.0f} ms", timed_out=True)
+                    break
+
+    def disconnect(self, node_id: int, reason: str = "requested") -> None:
+        conn = self._conns.get(node_id)
+        if conn is not None and conn.sock is not None:
+            self._close(conn, reason)
+
+    def _close(self, conn: _Connection, reason: str, failed: bool = False, timed_out: bool = False) -> None:
+        if conn.sock is not None:
+            try:
+                self._selector.unregister(conn.sock)
+            except (KeyError, ValueError):
+                pass
+            conn.sock.close()
+            conn.sock = None
+        was = conn.state
+        conn.state = DISCONNECTED
+        if failed or was != READY:
+            conn.failures += 1
+        log.info("disconnected from broker %d at %s:%d: %s", conn.node_id, conn.host, conn.port, reason)
+        pending = list(conn.in_flight.values())
+        pending += [inf for _, inf in conn.out_requests if not inf.expect_response]
+        conn.in_flight.clear()
+        conn.out.clear()
+        conn.out_requests.clear()
+        conn.registered_events = 0
+        for inf in pending:
+            if inf.internal:
+                continue
+            resp = ClientResponse(conn.node_id, inf.api_key, inf.api_version, inf.request, disconnected=True,
+                                  timed_out=timed_out, error=ConnectionError(f"broker {conn.node_id}: {reason}"))
+            self._completed.append(resp)
+            self._finish(inf, resp)
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        for conn in self._conns.values():
+            if conn.sock is not None:
+                self._close(conn, "client closed")
+        self._completed.clear()
+        self._selector.close()
+        self._wake_r.close()
+        self._wake_w.close()

@@ -1,0 +1,208 @@
+"""KafkaProducer: the public entry point, wiring the seed's pieces together.
+
+send() runs the first steps of the seed on the caller's thread -- interceptors, serializers, partitioner,
+append into the RecordAccumulator -- and returns a future; the Sender thread does the rest.
+"""
+from __future__ import annotations
+
+import itertools
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
+
+from kafkaprod import config as _config
+from kafkaprod._native.accumulator import RecordAccumulator
+from kafkaprod._native.buffer_pool import BufferPool
+from kafkaprod._native.future import FutureRecordMetadata
+from kafkaprod._native.records import compression_type_id
+from kafkaprod.errors import KafkaError, KafkaTimeoutError, ProducerClosedError, RecordTooLargeError
+from kafkaprod.interceptors import ProducerInterceptors
+from kafkaprod.metadata import Metadata, PartitionInfo
+from kafkaprod.metrics import ProducerMetrics
+from kafkaprod.network import NetworkClient
+from kafkaprod.sender import Sender
+from kafkaprod.serializers import as_serializer
+
+log = logging.getLogger("kafkaprod")
+_client_ids = itertools.count(1)
+
+Callback = Callable[[Any, Exception | None], None]
+
+
+class KafkaProducer:
+    """A thread-safe Kafka producer with the Java client's semantics.
+
+    ``callback(metadata, exception)`` given to send() runs exactly once per record on the producer's I/O thread,
+    like Java's ``onCompletion``: keep it quick, and never block in it.
+    """
+
+    def __init__(self, bootstrap_servers: str | Iterable[str] | None = None, *,
+                 config: Mapping[str, Any] | None = None, **options: Any) -> None:
+        if bootstrap_servers is not None:
+            options["bootstrap_servers"] = bootstrap_servers
+        self.config = cfg = _config.resolve(config, **options)
+        self.client_id = cfg.client_id or f"kafkaprod-producer-{next(_client_ids)}"
+        self._closed = False
+        self._close_lock = threading.Lock()
+        self._key_serializer = as_serializer(cfg.key_serializer)
+        self._value_serializer = as_serializer(cfg.value_serializer)
+        self._partitioner = cfg.partitioner
+        self._interceptors = ProducerInterceptors(cfg.interceptors) if cfg.interceptors else None
+        self._max_block_s = cfg.max_block_ms / 1000.0
+        self._pool = BufferPool(cfg.buffer_memory, cfg.batch_size)
+        self._metadata = Metadata(cfg.bootstrap_servers, cfg.retry_backoff_ms, cfg.metadata_max_age_ms)
+        self._client = NetworkClient(self.client_id, cfg.request_timeout_ms, cfg.reconnect_backoff_ms,
+                                     cfg.reconnect_backoff_max_ms, cfg.max_in_flight_requests_per_connection)
+        self._accumulator = RecordAccumulator(
+            self._pool, cfg.batch_size, compression_type_id(cfg.compression_type), cfg.linger_ms,
+            cfg.retry_backoff_ms, cfg.delivery_timeout_ms, cfg.max_block_ms, cfg.enable_idempotence,
+            self._client.wakeup, cfg.max_request_size)
+        self._accumulator.set_retry_backoff_max(cfg.retry_backoff_max_ms)
+        self._metrics = ProducerMetrics(self._pool)
+        self._sender = Sender(self._client, self._metadata, self._accumulator, cfg, self._metrics)
+        self._sender.start()
+        self._plain = self._interceptors is None and self._key_serializer is None and \
+            self._value_serializer is None and self._partitioner is None
+        log.info("producer %s started (bootstrap %s)", self.client_id, cfg.bootstrap_servers)
+
+    # ---- sending ----------------------------------------------------------------------------------------------------
+    def send(self, topic: str, value: Any = None, key: Any = None, *, partition: int | None = None,
+             timestamp_ms: int | None = None, headers: Iterable[tuple[str, bytes | None]] | None = None,
+             callback: Callback | None = None) -> FutureRecordMetadata:
+        """Queues one record and returns its future; blocks up to max_block_ms for metadata or memory."""
+        acc = self._accumulator
+        if self._plain and partition is None and acc.partition_count(topic):
+            # The common case: bytes in, built-in partitioner, topic known -- one call into compiled code.
+            return acc.append(topic, -1, key, value, headers, timestamp_ms, callback)
+        return self._send_slow(topic, value, key, partition, timestamp_ms, headers, callback)
+
+    def _send_slow(self, topic, value, key, partition, timestamp_ms, headers, callback):
+        if self._closed:
+            raise ProducerClosedError("send() after the producer was closed")
+        if not isinstance(topic, str) or not topic:
+            raise (TypeError if not isinstance(topic, str) else ValueError)(
+                f"topic must be a non-empty str, got {topic!r}")
+        if partition is not None and (isinstance(partition, bool) or not isinstance(partition, int) or partition < 0):
+            raise ValueError(f"partition must be an int >= 0 or None, got {partition!r}")
+        if timestamp_ms is not None and (isinstance(timestamp_ms, bool) or not isinstance(timestamp_ms, int)):
+            raise TypeError(f"timestamp_ms must be an int (ms since the epoch) or None, got {timestamp_ms!r}")
+        if headers is not None:
+            headers = _check_headers(headers)
+        if self._interceptors is not None:
+            topic, value, key, partition, timestamp_ms, headers = self._interceptors.on_send(
+                topic, value, key, partition, timestamp_ms, headers)
+        key_bytes = key if self._key_serializer is None else self._key_serializer(topic, key)
+        value_bytes = value if self._value_serializer is None else self._value_serializer(topic, value)
+        self._wait_on_metadata(topic)
+        if partition is None and self._partitioner is not None:
+            cluster = self._metadata.cluster
+            partition = self._partitioner(topic, key_bytes, value_bytes, cluster)
+            if isinstance(partition, bool) or not isinstance(partition, int):
+                raise TypeError(f"the partitioner returned {partition!r}, not an int")
+        if self._interceptors is not None:
+            user_cb = callback
+            interceptors = self._interceptors
+
+            def callback(md, exc, _cb=user_cb):
+                interceptors.on_acknowledgement(md, exc)
+                if _cb is not None:
+                    _cb(md, exc)
+
+        try:
+            return self._accumulator.append(topic, -1 if partition is None else partition, key_bytes, value_bytes,
+                                            headers, timestamp_ms, callback)
+        except KafkaError as exc:
+            if self._interceptors is not None:
+                self._interceptors.on_send_error(exc)
+            raise
+
+    def _wait_on_metadata(self, topic: str) -> None:
+        acc = self._accumulator
+        if acc.partition_count(topic):
+            return
+        deadline = time.monotonic() + self._max_block_s
+        self._metadata.add_topic(topic)
+        while not acc.partition_count(topic):
+            if topic in self._metadata.cluster.invalid_topics:
+                raise ValueError(f"topic {topic!r} is not a valid topic name (the broker says INVALID_TOPIC)")
+            version = self._metadata.request_update()
+            self._sender.wakeup()
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise KafkaTimeoutError(
+                    f"topic {topic!r} not present in metadata after {self.config.max_block_ms} ms (max_block_ms)")
+            try:
+                self._metadata.await_update(version, remaining, f"topic {topic!r}")
+            except KafkaTimeoutError:
+                raise KafkaTimeoutError(
+                    f"topic {topic!r} not present in metadata after {self.config.max_block_ms} ms (max_block_ms)") from None
+
+    # ---- the rest of the API ---------------------------------------------------------------------------------------
+    def flush(self, timeout: float | None = None) -> None:
+        """Blocks until every record sent before the call is complete; KafkaTimeoutError after timeout s."""
+        self._accumulator.begin_flush()
+        self._sender.wakeup()
+        try:
+            if not self._accumulator.await_flush_completion(timeout):
+                raise KafkaTimeoutError(f"flush() did not complete within {timeout} s")
+        finally:
+            self._accumulator.end_flush()
+
+    def partitions_for(self, topic: str) -> list[PartitionInfo]:
+        """The topic's partitions, fetching its metadata first (up to max_block_ms)."""
+        self._wait_on_metadata(topic)
+        return list(self._metadata.cluster.partitions_for_topic(topic) or ())
+
+    def metrics(self) -> dict[str, float]:
+        return self._metrics.snapshot()
+
+    def close(self, timeout: float | None = None) -> None:
+        """Sends what is queued (up to timeout s), then stops the I/O thread; close(0) fails pending records."""
+        with self._close_lock:
+            if self._closed and not self._sender.is_alive():
+                return
+            self._closed = True
+        self._metadata.close()
+        if timeout is not None and timeout <= 0:
+            self._sender.initiate_close(force=True)
+        else:
+            self._sender.initiate_close()
+            self._sender.join(timeout)
+            if self._sender.is_alive():
+                log.warning("close(%s): records still pending; failing them", timeout)
+                self._sender.initiate_close(force=True)
+        if threading.current_thread() is not self._sender:
+            self._sender.join()
+        self._pool.close()
+        if self._interceptors is not None:
+            self._interceptors.close()
+        log.info("producer %s closed", self.client_id)
+
+    def __enter__(self) -> KafkaProducer:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    def __del__(self) -> None:  # pragma: no cover - best effort for forgotten producers
+        try:
+            if not self._closed:
+                self.close(0)
+        except Exception:
+            pass
+
+
+def _check_headers(headers: Iterable[Any]) -> list[tuple[str, bytes | None]]:
+    out = []
+    for h in headers:
+        if not isinstance(h, tuple) or len(h) != 2:
+            raise TypeError(f"each header must be a (str, bytes | None) tuple, got {h!r}")
+        k, v = h
+        if not isinstance(k, str):
+            raise TypeError(f"header name must be a str, got {type(k).__name__} {k!r}")
+        if v is not None and not isinstance(v, (bytes, bytearray, memoryview)):
+            raise TypeError(f"header {k!r}: value must be bytes or None, got {type(v).__name__}")
+        out.append((k, v))
+    return out

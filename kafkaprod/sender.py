@@ -1,0 +1,328 @@
+"""Sender: the I/O thread that moves batches from the accumulator to the brokers (the seed's Sender).
+
+One loop, as in the seed: refresh metadata when due -> ask the accumulator which brokers have sendable data ->
+check connections -> drain batches per broker -> expire batches past delivery_timeout_ms -> one ProduceRequest
+per broker -> poll the network -> complete, retry or fail batches from the responses. All of its Python work
+is per request or per batch, never per record.
+"""
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from typing import Any
+
+from kafkaprod import errors, protocol
+from kafkaprod._native.accumulator import RecordAccumulator, monotonic
+from kafkaprod.metadata import Cluster, Metadata, Node, PartitionInfo
+from kafkaprod.metrics import ProducerMetrics
+from kafkaprod.network import ClientResponse, NetworkClient
+
+log = logging.getLogger("kafkaprod")
+
+# Partition errors after which the leader may have moved: refresh metadata before the retry.
+_METADATA_ERRORS = frozenset({3, 5, 6, 74, 75, 100})
+_NETWORK_ERROR = errors.for_code(13)
+
+
+class Sender(threading.Thread):
+    def __init__(
+        self,
+        client: NetworkClient,
+        metadata: Metadata,
+        accumulator: RecordAccumulator,
+        config: Any,
+        metrics: ProducerMetrics,
+    ) -> None:
+        super().__init__(name="kafkaprod-sender", daemon=True)
+        self.client = client
+        self.metadata = metadata
+        self.acc = accumulator
+        self.metrics = metrics
+        self.acks = config.acks
+        self.idempotent = config.enable_idempotence
+        self.retries = config.retries
+        self.request_timeout_ms = config.request_timeout_ms
+        self.delivery_timeout = config.delivery_timeout_ms / 1000.0
+        self.max_request_size = config.max_request_size
+        self.retry_backoff = config.retry_backoff_ms / 1000.0
+        self.running = True
+        self.force_close = False
+        self._metadata_in_flight = False
+        self._known_nodes: set[int] = set()
+        self._init_pid_in_flight = False
+        self._init_pid_not_before = 0.0
+        self._in_flight: dict[tuple[str, int], list] = {}  # tp -> batches sent and not answered, in order
+        self._fatal: Exception | None = None
+        for node in metadata.cluster.nodes.values():
+            client.set_node(node.id, node.host, node.port)
+
+    # ---- the loop -------------------------------------------------------------------------------------------------
+    def run(self) -> None:
+        log.debug("sender thread started")
+        try:
+            while self.running:
+                self.run_once()
+            # close(): keep sending until everything queued and in flight is finished, unless forced.
+            while not self.force_close and (self.acc.has_undrained() or self._in_flight_count() > 0):
+                self.run_once()
+            if self.force_close:
+                self._abort_all(errors.ProducerClosedError("the producer was closed with pending records (close(timeout) ran out)"))
+        except Exception:  # pragma: no cover - a bug; fail everything rather than hang callers
+            log.exception("sender thread died")
+            self._abort_all(errors.KafkaError("the sender thread died; see the kafkaprod log"))
+        finally:
+            self.client.close()
+            log.debug("sender thread stopped")
+
+    def wakeup(self) -> None:
+        self.client.wakeup()
+
+    def initiate_close(self, force: bool = False) -> None:
+        self.acc.close()
+        self.running = False
+        if force:
+            self.force_close = True
+        self.wakeup()
+
+    def run_once(self) -> None:
+        now = monotonic()
+        poll_timeout = self._maybe_update_metadata(now)
+        if self.idempotent and self.acc.producer_id < 0:
+            self._maybe_init_producer_id(now)
+        ready_nodes, next_delay, unknown = self.acc.ready(now)
+        if unknown:
+            self.metadata.request_update()
+        for node in list(ready_nodes):
+            if node not in self._known_nodes:
+                ready_nodes.discard(node)
+                continue
+            if not self.client.ready(node, now):
+                ready_nodes.discard(node)
+                next_delay = min(next_delay, max(self.client.connection_delay(node, now), 0.005))
+        batches_by_node = self.acc.drain(ready_nodes, self.max_request_size, now) if ready_nodes else {}
+        self._expire(now)
+        for node, batches in batches_by_node.items():
+            self._send_produce(node, batches, now)
+        if batches_by_node:
+            poll_timeout = 0.0
+        else:
+            poll_timeout = min(poll_timeout, next_delay)
+        if not self.running:
+            poll_timeout = min(poll_timeout, 0.05)
+        self.client.poll(poll_timeout)
+
+    def _in_flight_count(self) -> int:
+        return sum(len(v) for v in self._in_flight.values())
+
+    # ---- metadata -------------------------------------------------------------------------------------------------
+    def _maybe_update_metadata(self, now: float) -> float:
+        wait = self.metadata.time_to_next_update(now)
+        if wait > 0 or self._metadata_in_flight:
+            return max(wait, 0.0) if not self._metadata_in_flight else 1.0
+        node = self.client.least_loaded_node(now)
+        if node is None:
+            self.metadata.failed_update(now)
+            return self.retry_backoff
+        if not self.client.ready(node, now):
+            return 0.01
+        topics = self.metadata.topics()
+        body = {"topics": [{"name": t, "topic_id": None} for t in topics], "allow_auto_topic_creation": True,
+                "include_cluster_authorized_operations": False, "include_topic_authorized_operations": False}
+        self._metadata_in_flight = True
+        self.client.send(node, protocol.Metadata, body, on_done=self._on_metadata, now=now)
+        return 1.0
+
+    def _on_metadata(self, resp: ClientResponse) -> None:
+        self._metadata_in_flight = False
+        now = monotonic()
+        if resp.body is None:
+            log.info("metadata request to broker %d failed: %s", resp.node_id, resp.error)
+            self.metadata.failed_update(now)
+            return
+        body = resp.body
+        nodes = [Node(b["node_id"], b["host"], b["port"], b.get("rack")) for b in body.get("brokers", ())]
+        parts: list[PartitionInfo] = []
+        unauthorized, invalid = [], []
+        for t in body.get("topics", ()):
+            code, name = t.get("error_code", 0), t.get("name")
+            if code == 29:
+                unauthorized.append(name)
+                continue
+            if code == 17:
+                invalid.append(name)
+                continue
+            if code != 0 or name is None:
+                log.debug("metadata for topic %r: error %d", name, code)
+                continue
+            for p in t.get("partitions", ()):
+                parts.append(PartitionInfo(name, p["partition_index"], p["leader_id"], p.get("leader_epoch", -1),
+                                           tuple(p.get("replica_nodes", ())), tuple(p.get("isr_nodes", ()))))
+        cluster = Cluster(nodes, parts, unauthorized, invalid, body.get("cluster_id"), body.get("controller_id", -1))
+        for node in nodes:
+            self.client.set_node(node.id, node.host, node.port)
+        self._known_nodes = set(cluster.nodes)
+        for topic in cluster.topics:
+            infos = cluster.partitions_for_topic(topic) or ()
+            leaders = [-1] * (max((p.partition for p in infos), default=-1) + 1)
+            for p in infos:
+                leaders[p.partition] = p.leader if p.leader in cluster.nodes else -1
+            self.acc.update_topic(topic, leaders)
+        self.metadata.update(cluster, now)
+        if unauthorized:
+            self.metadata.fail_waiters(errors.for_code(29)(f"topics {sorted(unauthorized)}"))
+
+    # ---- idempotence ----------------------------------------------------------------------------------------------
+    def _maybe_init_producer_id(self, now: float) -> None:
+        if self._init_pid_in_flight or now < self._init_pid_not_before:
+            return
+        node = self.client.least_loaded_node(now, [n for n in self._known_nodes] or None)
+        if node is None or not self.client.ready(node, now):
+            return
+        self._init_pid_in_flight = True
+        body = {"transactional_id": None, "transaction_timeout_ms": 2147483647, "producer_id": -1, "producer_epoch": -1}
+        self.client.send(node, protocol.InitProducerId, body, on_done=self._on_init_producer_id, now=now)
+
+    def _on_init_producer_id(self, resp: ClientResponse) -> None:
+        self._init_pid_in_flight = False
+        body = resp.body
+        if body is None or body.get("error_code", 0) != 0:
+            code = None if body is None else body["error_code"]
+            err = resp.error if body is None else errors.for_code(code)()
+            log.info("InitProducerId failed: %s", err)
+            if code is not None and not err.retriable:
+                self._fatal = err
+                self._abort_all(err)
+                self.running = False
+                return
+            self._init_pid_not_before = monotonic() + self.retry_backoff
+            return
+        self.acc.set_producer_id(body["producer_id"], body["producer_epoch"])
+        self.acc.reset_sequences()
+        log.info("idempotent producer id %d epoch %d", body["producer_id"], body["producer_epoch"])
+
+    # ---- produce --------------------------------------------------------------------------------------------------
+    def _send_produce(self, node: int, batches: list, now: float) -> None:
+        by_topic: dict[str, list] = {}
+        by_tp = {}
+        for batch in batches:
+            records = batch.close()
+            by_topic.setdefault(batch.topic, []).append({"index": batch.partition, "records": records})
+            by_tp[batch.tp] = batch
+            if self.acks != 0:
+                self._in_flight.setdefault(batch.tp, []).append(batch)
+        body = {
+            "transactional_id": None,
+            "acks": self.acks,
+            "timeout_ms": self.request_timeout_ms,
+            "topic_data": [{"name": t, "partition_data": pd} for t, pd in by_topic.items()],
+        }
+        self.metrics.record_request(batches, now)
+        self.client.send(node, protocol.Produce, body, request=by_tp, expect_response=self.acks != 0,
+                         on_done=self._on_produce, now=now)
+
+    def _on_produce(self, resp: ClientResponse) -> None:
+        by_tp = resp.request
+        now = monotonic()
+        if resp.body is None and resp.disconnected:
+            # No answer: every batch of the request is retried (it keeps its sequence number).
+            self.metadata.request_update()
+            err = _NETWORK_ERROR(str(resp.error))
+            for batch in by_tp.values():
+                self._complete_batch(batch, err, -1, -1, now)
+            return
+        self.metrics.record_latency(resp.latency)
+        if self.acks == 0:
+            for batch in by_tp.values():
+                self._complete_batch(batch, None, -1, -1, now)
+            return
+        seen = set()
+        for t in resp.body.get("responses", ()):
+            name = t["name"]
+            for p in t.get("partition_responses", ()):
+                tp = (name, p["index"])
+                batch = by_tp.get(tp)
+                if batch is None:
+                    continue
+                seen.add(tp)
+                code = p.get("error_code", 0)
+                err = None
+                if code != 0:
+                    msg = p.get("error_message") or ""
+                    err = errors.for_code(code)(f"{name}[{p['index']}] {msg}".strip())
+                self._complete_batch(batch, err, p.get("base_offset", -1), p.get("log_append_time_ms", -1), now)
+        for tp, batch in by_tp.items():
+            if tp not in seen:
+                self._complete_batch(batch, errors.ProtocolError(f"the produce response did not mention {tp[0]}[{tp[1]}]"), -1, -1, now)
+
+    def _complete_batch(self, batch, err, base_offset: int, log_append_time: int, now: float) -> None:
+        if err is not None and err.errno == 46:  # DUPLICATE_SEQUENCE_NUMBER: already written, a success
+            err = None
+        if err is not None and err.errno == 10 and batch.record_count > 1:
+            self._forget_in_flight(batch)
+            self._split(batch, now)
+            return
+        if err is not None and self._can_retry(batch, err, now):
+            log.debug("retrying %r after %s", batch, err)
+            if err.errno in _METADATA_ERRORS or isinstance(err, _NETWORK_ERROR):
+                self.metadata.request_update()
+            self._forget_in_flight(batch)
+            self.metrics.record_retry(batch.record_count)
+            self.acc.reenqueue(batch, now)
+            return
+        self._forget_in_flight(batch)
+        if err is not None:
+            self.metrics.record_errors(batch.record_count)
+        if batch.done(base_offset, log_append_time, err):
+            self.metrics.record_done(batch)
+        self.acc.deallocate(batch)
+
+    def _can_retry(self, batch, err, now: float) -> bool:
+        if batch.is_done or batch.attempts >= self.retries or now - batch.created >= self.delivery_timeout:
+            return False
+        if err.retriable:
+            return True
+        # Idempotence: a later batch is answered OUT_OF_ORDER while an earlier one of its partition is being
+        # retried; it is retried too (keeping its sequence) rather than failed, as the Java client does.
+        return err.errno == 45 and self.idempotent and self._earlier_unresolved(batch)
+
+    def _earlier_unresolved(self, batch) -> bool:
+        return any(b.base_sequence < batch.base_sequence for b in self._in_flight.get(batch.tp, ()) if b is not batch) or batch.retry
+
+    def _forget_in_flight(self, batch) -> None:
+        lst = self._in_flight.get(batch.tp)
+        if lst:
+            try:
+                lst.remove(batch)
+            except ValueError:
+                pass
+            if not lst:
+                del self._in_flight[batch.tp]
+
+    def _split(self, batch, now: float) -> None:
+        from kafkaprod.splitter import split_batch  # rare path: MESSAGE_TOO_LARGE
+
+        log.info("%r was too large for the broker; splitting it", batch)
+        split_batch(self.acc, batch, now)
+
+    def _expire(self, now: float) -> None:
+        expired = self.acc.expired_batches(now)
+        for batch in expired:
+            err = errors.KafkaTimeoutError(
+                f"{batch.record_count} record(s) for {batch.topic}[{batch.partition}] expired: "
+                f"{(now - batch.created) * 1000:.0f} ms since the batch was created, past delivery_timeout_ms")
+            self.metrics.record_errors(batch.record_count)
+            batch.done(-1, -1, err)
+            self.acc.deallocate(batch)
+
+    def _abort_all(self, err: Exception) -> None:
+        for batch in self.acc.abort_undrained(err):
+            self.acc.deallocate(batch)
+        for lst in list(self._in_flight.values()):
+            for batch in list(lst):
+                batch.done(-1, -1, err)
+                self.acc.deallocate(batch)
+        self._in_flight.clear()
+        for batch in self.acc.incomplete_batches():
+            batch.done(-1, -1, err)
+            self.acc.deallocate(batch)
