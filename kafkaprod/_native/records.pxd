@@ -40,6 +40,7 @@ cdef class MemoryRecordsBuilder:
     cdef int64_t _max_timestamp
     cdef bint _appends_closed
     cdef bint _closed
+    cdef bint _closing
     cdef object _built
     cdef object _out_obj
     cdef unsigned char* _out

@@ -1,7 +1,6 @@
 from collections.abc import Sequence
 from typing import Final
 
-
 _BytesLike = bytes | bytearray | memoryview
 _Headers = Sequence[tuple[str, _BytesLike | None]] | None
 

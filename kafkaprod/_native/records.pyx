@@ -396,6 +396,7 @@ cdef class MemoryRecordsBuilder:
         self._max_timestamp = -1
         self._appends_closed = False
         self._closed = False
+        self._closing = False
         self._built = None
         self._out_obj = None
         self._out = NULL
@@ -597,6 +598,9 @@ cdef class MemoryRecordsBuilder:
         cdef unsigned char* out
         if self._closed:
             return self._built
+        if self._closing:
+            # The codecs run without the GIL, so a second thread could get here mid-compression.
+            raise RuntimeError("close() is already in progress in another thread")
         self._appends_closed = True
         if self._count == 0:
             self._closed = True
@@ -609,10 +613,12 @@ cdef class MemoryRecordsBuilder:
             total = self._pos
         else:
             src = PyMemoryView_FromMemory(<char*>self._buf + RECORD_BATCH_OVERHEAD, records_len, PyBUF_READ)
+            self._closing = True
             try:
                 compressed = _compress(self._codec, self._level, src, records_len)
             finally:
                 src.release()
+                self._closing = False
             PyObject_GetBuffer(compressed, &cv, PyBUF_SIMPLE)
             try:
                 clen = cv.len
