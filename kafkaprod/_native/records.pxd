@@ -1,0 +1,65 @@
+# C-level interface of the RecordBatch v2 builder, for the accumulator to append records without Python calls.
+cimport cython
+from libc.stdint cimport int16_t, int32_t, int64_t
+
+cdef enum:
+    # Bytes of the RecordBatch v2 header that precedes the records section.
+    RECORD_BATCH_OVERHEAD = 61
+    # Compression codec ids, as carried in bits 0-2 of the batch attributes.
+    CODEC_NONE = 0
+    CODEC_GZIP = 1
+    CODEC_SNAPPY = 2
+    CODEC_LZ4 = 3
+    CODEC_ZSTD = 4
+
+
+# The largest a record of these sizes can get, batch header included: what a caller allocates (at least) so
+# that the record fits an empty batch. key_len/value_len -1 mean null.
+cdef Py_ssize_t estimate_size_upper_bound_raw(Py_ssize_t key_len, Py_ssize_t value_len,
+                                              object headers) except -1
+
+
+@cython.final
+@cython.auto_pickle(False)
+cdef class MemoryRecordsBuilder:
+    cdef object _buffer_obj
+    cdef Py_buffer _view
+    cdef bint _has_view
+    cdef unsigned char* _buf
+    cdef Py_ssize_t _capacity
+    cdef Py_ssize_t _write_limit
+    cdef Py_ssize_t _pos
+    cdef int _codec
+    cdef int _level
+    cdef int64_t _producer_id
+    cdef int16_t _producer_epoch
+    cdef int32_t _base_sequence
+    cdef bint _transactional
+    cdef int32_t _count
+    cdef int64_t _base_timestamp
+    cdef int64_t _max_timestamp
+    cdef bint _appends_closed
+    cdef bint _closed
+    cdef bint _closing
+    cdef object _built
+    cdef object _out_obj
+    cdef unsigned char* _out
+    cdef Py_ssize_t _built_size
+
+    # Bytes a record would take if appended next (its length varint included); -1 lengths mean null.
+    cdef Py_ssize_t record_size(self, int64_t timestamp, Py_ssize_t key_len, Py_ssize_t value_len,
+                                object headers) except -1
+    # Whether that record would be accepted by append_raw now (always true for the first record that fits
+    # the buffer).
+    cdef bint has_room_for_raw(self, int64_t timestamp, Py_ssize_t key_len, Py_ssize_t value_len,
+                               object headers) except -1
+    # Writes a record straight into the buffer. Returns its offset delta, or -1 when the batch has no room for
+    # it. Raises if the builder is closed for appends, on a bad timestamp or bad headers, or when even an empty
+    # batch's buffer is too small for the record.
+    cdef int append_raw(self, int64_t timestamp, const unsigned char* key, Py_ssize_t key_len,
+                        const unsigned char* value, Py_ssize_t value_len, object headers) except -2
+    cpdef object close(self)
+    cdef int _store_producer_state(self, producer_id, producer_epoch, base_sequence,
+                                   is_transactional) except -1
+    cdef void _write_producer_state_and_crc(self) noexcept
+    cpdef close_for_appends(self)

@@ -1,0 +1,781 @@
+# cython: language_level=3
+"""The RecordBatch v2 builder (Java's MemoryRecordsBuilder): encodes records straight into a pooled buffer.
+
+Records are written uncompressed behind a 61-byte gap left for the batch header. ``close()`` compresses the
+records section (when a codec is set) back into the same buffer, then fills in the header and the CRC-32C, so
+the pooled buffer is what goes on the wire.
+"""
+cimport cython
+from cpython.buffer cimport PyBUF_SIMPLE, PyBUF_WRITABLE, PyBuffer_Release, PyObject_GetBuffer
+from cpython.bytearray cimport PyByteArray_AS_STRING, PyByteArray_FromStringAndSize
+from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_CheckExact, PyBytes_GET_SIZE
+from cpython.object cimport PyObject
+from cpython.sequence cimport PySequence_Fast
+from cpython.unicode cimport PyUnicode_Check
+from libc.stdint cimport INT16_MAX, INT32_MAX, INT64_MAX, INT64_MIN, int16_t, int32_t, int64_t, uint32_t
+from libc.string cimport memcpy
+
+from kafkaprod._native.crc32c cimport crc32c_update
+from kafkaprod._native.varint cimport varint_size, write_varint
+
+import sys
+import threading
+import zlib
+
+cdef extern from "Python.h":
+    # Borrowed-pointer views of list/tuple items and bytes, for the bulk loop: no reference counting per record.
+    PyObject** _fast_items "PySequence_Fast_ITEMS" (object) noexcept
+    Py_ssize_t _fast_size "PySequence_Fast_GET_SIZE" (object) noexcept
+    bint _is_bytes "PyBytes_CheckExact" (PyObject*) noexcept
+    char* _bytes_ptr "PyBytes_AS_STRING" (PyObject*) noexcept
+    Py_ssize_t _bytes_len "PyBytes_GET_SIZE" (PyObject*) noexcept
+    const char* PyUnicode_AsUTF8AndSize(object, Py_ssize_t*) except NULL
+    object PyMemoryView_FromMemory(char* mem, Py_ssize_t size, int flags)
+    int PyBUF_READ
+
+try:
+    import cramjam as _cramjam
+except ImportError:  # pragma: no cover - python-snappy < 0.7 does not bring cramjam
+    _cramjam = None
+try:
+    import snappy as _snappy
+except ImportError:  # pragma: no cover
+    _snappy = None
+try:
+    import lz4.frame as _lz4_frame
+except ImportError:  # pragma: no cover
+    _lz4_frame = None
+try:
+    import zstandard as _zstd
+except ImportError:  # pragma: no cover
+    _zstd = None
+
+#: Compression names (the ``compression_type`` setting) to the codec ids of the batch attributes.
+COMPRESSION_TYPES = {"none": CODEC_NONE, "gzip": CODEC_GZIP, "snappy": CODEC_SNAPPY, "lz4": CODEC_LZ4,
+                     "zstd": CODEC_ZSTD}
+_CODEC_NAMES = {v: k for k, v in COMPRESSION_TYPES.items()}
+# The package each codec needs, for the error when it is missing.
+_CODEC_PACKAGES = {CODEC_SNAPPY: "python-snappy", CODEC_LZ4: "lz4", CODEC_ZSTD: "zstandard"}
+
+RECORD_BATCH_HEADER_SIZE = RECORD_BATCH_OVERHEAD
+
+cdef enum:
+    # Offsets of the header fields that close() and rewrite_producer_state() fill in.
+    OFF_BATCH_LENGTH = 8
+    OFF_LEADER_EPOCH = 12
+    OFF_MAGIC = 16
+    OFF_CRC = 17
+    OFF_ATTRIBUTES = 21
+    OFF_LAST_OFFSET_DELTA = 23
+    OFF_BASE_TIMESTAMP = 27
+    OFF_MAX_TIMESTAMP = 35
+    OFF_PRODUCER_ID = 43
+    OFF_PRODUCER_EPOCH = 51
+    OFF_BASE_SEQUENCE = 53
+    OFF_RECORD_COUNT = 57
+    ATTR_TRANSACTIONAL = 0x10
+    # Releasing and re-taking the GIL costs more than a CRC of a small batch, and a thread that drops the GIL
+    # may wait a whole switch interval to get it back; only batches this large are checksummed without it.
+    NOGIL_CRC_MIN = 65536
+    # xerial's SnappyOutputStream, which Java's producer wraps around a batch, compresses 32 KiB blocks.
+    SNAPPY_BLOCK = 32768
+    # Longest zig-zag varint/varlong of an int32/int64, for upper-bound estimates.
+    MAX_VARINT = 5
+    MAX_VARLONG = 10
+
+_XERIAL_HEADER = b"\x82SNAPPY\x00\x00\x00\x00\x01\x00\x00\x00\x01"
+_GZIP_WBITS = 31  # zlib's "gzip container" mode
+_GZIP_HAS_ONE_SHOT_WBITS = sys.version_info >= (3, 11)
+_zstd_local = threading.local()
+
+
+def parse_compression_type(value) -> int:
+    """The codec id of a ``compression_type`` setting: a name ("none", "gzip", "snappy", "lz4", "zstd"),
+    None (no compression) or an id 0-4. Raises ValueError naming the bad value."""
+    if value is None:
+        return CODEC_NONE
+    if isinstance(value, str):
+        codec = COMPRESSION_TYPES.get(value.strip().lower())
+        if codec is None:
+            raise ValueError(
+                f"unknown compression_type {value!r}; expected one of {', '.join(COMPRESSION_TYPES)}")
+        return codec
+    if isinstance(value, int) and not isinstance(value, bool) and value in _CODEC_NAMES:
+        return value
+    raise ValueError(
+        f"unknown compression_type {value!r}; expected one of {', '.join(COMPRESSION_TYPES)} (or ids 0-4)")
+
+
+def compression_name(int codec) -> str:
+    """The setting name of a codec id (the inverse of parse_compression_type)."""
+    try:
+        return _CODEC_NAMES[codec]
+    except KeyError:
+        raise ValueError(f"unknown compression codec id {codec}") from None
+
+
+cdef int _check_codec_available(int codec) except -1:
+    cdef object missing = None
+    if codec == CODEC_SNAPPY and _cramjam is None and _snappy is None:
+        missing = _CODEC_PACKAGES[codec]
+    elif codec == CODEC_LZ4 and _lz4_frame is None:
+        missing = _CODEC_PACKAGES[codec]
+    elif codec == CODEC_ZSTD and _zstd is None:
+        missing = _CODEC_PACKAGES[codec]
+    if missing is not None:
+        raise ImportError(
+            f"compression_type {_CODEC_NAMES[codec]!r} needs the {missing} package, which is not installed")
+    return 0
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Big-endian stores into the header.
+
+cdef inline void _be16(unsigned char* p, int16_t v) noexcept nogil:
+    cdef unsigned int u = <unsigned short>v
+    p[0] = <unsigned char>(u >> 8)
+    p[1] = <unsigned char>u
+
+
+cdef inline void _be32(unsigned char* p, uint32_t u) noexcept nogil:
+    p[0] = <unsigned char>(u >> 24)
+    p[1] = <unsigned char>(u >> 16)
+    p[2] = <unsigned char>(u >> 8)
+    p[3] = <unsigned char>u
+
+
+cdef inline void _be64(unsigned char* p, int64_t v) noexcept nogil:
+    _be32(p, <uint32_t>(<unsigned long long>v >> 32))
+    _be32(p + 4, <uint32_t>(<unsigned long long>v & 0xFFFFFFFFu))
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Byte views of keys, values and header values.
+
+cdef int _get_bytes(object obj, Py_buffer* view, const unsigned char** ptr, Py_ssize_t* length,
+                    str what) except -1:
+    """Points ptr/length at obj's bytes (NULL/-1 for None). Returns 1 if view was filled and must be released.
+
+    Only bytes are read without a buffer export: everything else is pinned by the export, so a bytearray cannot
+    be resized under the pointer.
+    """
+    if obj is None:
+        ptr[0] = NULL
+        length[0] = -1
+        return 0
+    if PyBytes_CheckExact(obj):
+        ptr[0] = <const unsigned char*>PyBytes_AS_STRING(obj)
+        length[0] = PyBytes_GET_SIZE(obj)
+        return 0
+    try:
+        PyObject_GetBuffer(obj, view, PyBUF_SIMPLE)
+    except (TypeError, BufferError):
+        raise TypeError(
+            f"{what} must be bytes, a contiguous bytes-like object or None, not {type(obj).__name__}") from None
+    ptr[0] = <const unsigned char*>view.buf
+    length[0] = view.len
+    return 1
+
+
+cdef object _headers_fast(object headers):
+    return PySequence_Fast(headers, "headers must be a sequence of (str key, bytes value) pairs")
+
+
+cdef object _header_pair(object fast, Py_ssize_t i):
+    cdef object pair = <object>_fast_items(fast)[i]
+    if (type(pair) is not tuple and type(pair) is not list) or len(pair) != 2:
+        raise TypeError(f"header {i} must be a (str key, bytes value) pair, not {pair!r}")
+    return pair
+
+
+cdef Py_ssize_t _headers_part_size(object fast) except -1:
+    """Bytes of the headers part of a record (count varint included); validates every header."""
+    cdef Py_ssize_t n = _fast_size(fast)
+    cdef Py_ssize_t total = varint_size(n)
+    cdef Py_ssize_t i, klen, vlen
+    cdef Py_buffer view
+    cdef const unsigned char* vptr
+    cdef object pair, hkey, hval
+    for i in range(n):
+        pair = _header_pair(fast, i)
+        hkey = pair[0]
+        hval = pair[1]
+        if not PyUnicode_Check(hkey):
+            raise TypeError(f"header {i} key must be str, not {type(hkey).__name__} ({hkey!r})")
+        PyUnicode_AsUTF8AndSize(hkey, &klen)
+        if _get_bytes(hval, &view, &vptr, &vlen, f"header {i} ({hkey!r}) value"):
+            PyBuffer_Release(&view)
+        total += varint_size(klen) + klen + varint_size(vlen) + (vlen if vlen > 0 else 0)
+    return total
+
+
+cdef unsigned char* _write_headers(unsigned char* p, unsigned char* end, object fast) except NULL:
+    cdef Py_ssize_t n = _fast_size(fast)
+    cdef Py_ssize_t i, klen, vlen
+    cdef const char* kptr
+    cdef const unsigned char* vptr
+    cdef Py_buffer view
+    cdef bint release
+    cdef object pair
+    p += write_varint(p, n)
+    for i in range(n):
+        pair = _header_pair(fast, i)
+        kptr = PyUnicode_AsUTF8AndSize(pair[0], &klen)
+        release = _get_bytes(pair[1], &view, &vptr, &vlen, "header value")
+        try:
+            # The sizes were taken in a first pass; a header that changed since then must not overrun.
+            if p + varint_size(klen) + klen + varint_size(vlen) + (vlen if vlen > 0 else 0) > end:
+                raise RuntimeError(f"header {i} changed size while the record was being written")
+            p += write_varint(p, klen)
+            memcpy(p, kptr, klen)
+            p += klen
+            p += write_varint(p, vlen)
+            if vlen > 0:
+                memcpy(p, vptr, vlen)
+                p += vlen
+        finally:
+            if release:
+                PyBuffer_Release(&view)
+    return p
+
+
+cdef inline Py_ssize_t _body_size(int64_t ts_delta, int32_t offset_delta, Py_ssize_t key_len,
+                                  Py_ssize_t value_len, Py_ssize_t headers_part) noexcept nogil:
+    # attributes byte + deltas + key + value + headers; a null key/value is the single byte of varint -1.
+    return (1 + varint_size(ts_delta) + varint_size(offset_delta)
+            + varint_size(key_len) + (key_len if key_len > 0 else 0)
+            + varint_size(value_len) + (value_len if value_len > 0 else 0)
+            + headers_part)
+
+
+cdef Py_ssize_t estimate_size_upper_bound_raw(Py_ssize_t key_len, Py_ssize_t value_len,
+                                              object headers) except -1:
+    cdef Py_ssize_t hpart = 1
+    if key_len < -1 or value_len < -1:
+        raise ValueError(f"key_len/value_len must be -1 (null) or more, got {key_len}/{value_len}")
+    if headers is not None:
+        hpart = _headers_part_size(_headers_fast(headers))
+    return (RECORD_BATCH_OVERHEAD + MAX_VARINT + 1 + MAX_VARLONG + MAX_VARINT
+            + varint_size(key_len) + (key_len if key_len > 0 else 0)
+            + varint_size(value_len) + (value_len if value_len > 0 else 0) + hpart)
+
+
+def estimate_size_upper_bound(key, value, headers=None) -> int:
+    """The most bytes a batch holding just this record can take, header included (Java's
+    ``estimateSizeInBytesUpperBound``): allocate at least this much for a new batch."""
+    cdef Py_buffer kv, vv
+    cdef const unsigned char* p
+    cdef Py_ssize_t kl, vl
+    if _get_bytes(key, &kv, &p, &kl, "key"):
+        PyBuffer_Release(&kv)
+    if _get_bytes(value, &vv, &p, &vl, "value"):
+        PyBuffer_Release(&vv)
+    return estimate_size_upper_bound_raw(kl, vl, headers)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Compression of the records section. Each codec library releases the GIL while it compresses.
+
+cdef object _gzip(object src, int level):
+    if level < 0:
+        level = 6  # java.util.zip's default level, which Kafka's gzip uses unless configured
+    if _GZIP_HAS_ONE_SHOT_WBITS:
+        return zlib.compress(src, level, _GZIP_WBITS)
+    c = zlib.compressobj(level, zlib.DEFLATED, _GZIP_WBITS)
+    return c.compress(src) + c.flush()
+
+
+cdef object _snappy_xerial(object src, Py_ssize_t n):
+    """xerial-framed snappy, the framing Java's producer writes and every Kafka reader (Java, librdkafka,
+    kafka-python) accepts; the official snappy framing format (python-snappy's StreamCompressor) is not."""
+    cdef Py_ssize_t blocks = (n + SNAPPY_BLOCK - 1) // SNAPPY_BLOCK
+    cdef Py_ssize_t cap = 16 + blocks * 4 + n + n // 6 + 32 * blocks
+    cdef Py_ssize_t pos = 16, start, clen
+    cdef bytearray out = PyByteArray_FromStringAndSize(NULL, cap)
+    cdef unsigned char* o = <unsigned char*>PyByteArray_AS_STRING(out)
+    cdef object out_view = memoryview(out)
+    out_view[:16] = _XERIAL_HEADER
+    for start in range(0, n, SNAPPY_BLOCK):
+        block = src[start:start + SNAPPY_BLOCK]
+        if _cramjam is not None:
+            clen = _cramjam.snappy.compress_raw_into(block, out_view[pos + 4:])
+        else:
+            compressed = _snappy.compress(bytes(block))
+            clen = len(compressed)
+            out_view[pos + 4:pos + 4 + clen] = compressed
+        _be32(o + pos, <uint32_t>clen)
+        pos += 4 + clen
+    return out_view[:pos]
+
+
+cdef object _lz4(object src, int level):
+    # Java's reader decodes each block on its own and rejects linked blocks ("Dependent block stream is
+    # unsupported"); it also allows only 64 KiB-4 MiB block sizes. 64 KiB blocks are what Java writes.
+    return _lz4_frame.compress(
+        src, compression_level=level if level >= 0 else 0, block_size=_lz4_frame.BLOCKSIZE_MAX64KB,
+        block_linked=False, content_checksum=False, store_size=False)
+
+
+cdef object _zstd_compress(object src, int level):
+    if level < 0:
+        level = 3  # zstd's own default, which Kafka uses unless configured
+    # Compressor objects keep their working memory between calls but must not be shared between threads.
+    cache = getattr(_zstd_local, "compressors", None)
+    if cache is None:
+        cache = _zstd_local.compressors = {}
+    c = cache.get(level)
+    if c is None:
+        c = cache[level] = _zstd.ZstdCompressor(level=level)
+    return c.compress(src)
+
+
+cdef object _compress(int codec, int level, object src, Py_ssize_t n):
+    if codec == CODEC_GZIP:
+        return _gzip(src, level)
+    if codec == CODEC_SNAPPY:
+        return _snappy_xerial(src, n)
+    if codec == CODEC_LZ4:
+        return _lz4(src, level)
+    if codec == CODEC_ZSTD:
+        return _zstd_compress(src, level)
+    raise ValueError(f"unknown compression codec id {codec}")
+
+
+cdef int64_t _check_range(object value, int64_t lo, int64_t hi, str name) except? -2:
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise TypeError(f"{name} must be an int, not {type(value).__name__}")
+    if not lo <= value <= hi:
+        raise ValueError(f"{name} {value} is outside [{lo}, {hi}]")
+    return value
+
+
+@cython.final
+@cython.auto_pickle(False)
+cdef class MemoryRecordsBuilder:
+    """Builds one RecordBatch v2 in a preallocated writable buffer (normally a bytearray from the BufferPool).
+
+    ``write_limit`` (the batch size) bounds the *uncompressed* batch, header included; the first record is
+    always accepted if it fits the buffer at all, so callers allocate max(batch_size, estimated record size).
+    Not thread-safe: the accumulator serialises appends per partition.
+    """
+
+    def __cinit__(self):
+        self._has_view = False
+        self._buf = NULL
+
+    def __init__(self, buffer, compression_type=CODEC_NONE, write_limit=None, producer_id=-1,
+                 producer_epoch=-1, base_sequence=-1, is_transactional=False, compression_level=None):
+        if self._has_view:
+            raise RuntimeError("MemoryRecordsBuilder.__init__ called twice")
+        self._codec = parse_compression_type(compression_type)
+        _check_codec_available(self._codec)
+        self._level = -1 if compression_level is None else <int>_check_range(
+            compression_level, -1, 22, "compression_level")
+        try:
+            PyObject_GetBuffer(buffer, &self._view, PyBUF_SIMPLE | PyBUF_WRITABLE)
+        except (TypeError, BufferError):
+            raise TypeError(
+                f"buffer must be a writable contiguous buffer such as a bytearray, not {type(buffer).__name__}"
+            ) from None
+        self._has_view = True
+        self._buffer_obj = buffer
+        self._buf = <unsigned char*>self._view.buf
+        self._capacity = self._view.len
+        if self._capacity < RECORD_BATCH_OVERHEAD:
+            raise ValueError(
+                f"buffer of {self._capacity} bytes is smaller than the {RECORD_BATCH_OVERHEAD}-byte batch header")
+        if self._capacity > INT32_MAX:
+            raise ValueError(f"buffer of {self._capacity} bytes is larger than a batch can be (2 GiB)")
+        if write_limit is None:
+            self._write_limit = self._capacity
+        else:
+            self._write_limit = _check_range(write_limit, 1, INT32_MAX, "write_limit")
+        self._pos = RECORD_BATCH_OVERHEAD
+        self._count = 0
+        self._base_timestamp = -1
+        self._max_timestamp = -1
+        self._appends_closed = False
+        self._closed = False
+        self._closing = False
+        self._built = None
+        self._out_obj = None
+        self._out = NULL
+        self._built_size = 0
+        self._store_producer_state(producer_id, producer_epoch, base_sequence, is_transactional)
+
+    def __dealloc__(self):
+        if self._has_view:
+            PyBuffer_Release(&self._view)
+            self._has_view = False
+
+    cdef int _store_producer_state(self, producer_id, producer_epoch, base_sequence,
+                                   is_transactional) except -1:
+        cdef int64_t pid = _check_range(producer_id, INT64_MIN, INT64_MAX, "producer_id")
+        cdef int64_t epoch = _check_range(producer_epoch, -1, INT16_MAX, "producer_epoch")
+        cdef int64_t seq = _check_range(base_sequence, -1, INT32_MAX, "base_sequence")
+        self._producer_id = pid
+        self._producer_epoch = <int16_t>epoch
+        self._base_sequence = <int32_t>seq
+        self._transactional = bool(is_transactional)
+        return 0
+
+    # ----- C-level hot path ------------------------------------------------------------------------------
+
+    cdef Py_ssize_t record_size(self, int64_t timestamp, Py_ssize_t key_len, Py_ssize_t value_len,
+                                object headers) except -1:
+        cdef Py_ssize_t hpart = 1
+        cdef int64_t ts_delta = 0 if self._count == 0 else timestamp - self._base_timestamp
+        cdef Py_ssize_t body
+        if headers is not None:
+            hpart = _headers_part_size(_headers_fast(headers))
+        body = _body_size(ts_delta, self._count, key_len, value_len, hpart)
+        return varint_size(body) + body
+
+    cdef bint has_room_for_raw(self, int64_t timestamp, Py_ssize_t key_len, Py_ssize_t value_len,
+                               object headers) except -1:
+        cdef Py_ssize_t end
+        if self._appends_closed:
+            return False
+        end = self._pos + self.record_size(timestamp, key_len, value_len, headers)
+        if self._count == 0:
+            return end <= self._capacity
+        return end <= self._write_limit and end <= self._capacity
+
+    cdef int append_raw(self, int64_t timestamp, const unsigned char* key, Py_ssize_t key_len,
+                        const unsigned char* value, Py_ssize_t value_len, object headers) except -2:
+        cdef object fast = None
+        cdef Py_ssize_t hpart = 1
+        cdef int64_t ts_delta
+        cdef int32_t offset_delta = self._count
+        cdef Py_ssize_t body, size, end
+        cdef unsigned char* p
+        if self._appends_closed:
+            raise RuntimeError("cannot append to a record batch that is closed for appends")
+        if timestamp < -1:
+            raise ValueError(f"invalid timestamp {timestamp}: must be -1 (none) or a time in ms, 0 or later")
+        if key_len < -1 or value_len < -1:
+            raise ValueError(f"key_len/value_len must be -1 (null) or more, got {key_len}/{value_len}")
+        if headers is not None:
+            fast = _headers_fast(headers)
+            if _fast_size(fast) > 0:
+                hpart = _headers_part_size(fast)
+            else:
+                fast = None
+        ts_delta = 0 if offset_delta == 0 else timestamp - self._base_timestamp
+        body = _body_size(ts_delta, offset_delta, key_len, value_len, hpart)
+        size = varint_size(body) + body
+        end = self._pos + size
+        if offset_delta == 0:
+            if end > self._capacity:
+                raise ValueError(
+                    f"a record of {size} bytes does not fit an empty batch: the buffer has "
+                    f"{self._capacity - RECORD_BATCH_OVERHEAD} bytes after the {RECORD_BATCH_OVERHEAD}-byte "
+                    f"header (allocate at least estimate_size_upper_bound() bytes)")
+        elif end > self._write_limit or end > self._capacity:
+            return -1
+
+        p = self._buf + self._pos
+        p += write_varint(p, body)
+        p[0] = 0  # record attributes: unused
+        p += 1
+        p += write_varint(p, ts_delta)
+        p += write_varint(p, offset_delta)
+        p += write_varint(p, key_len)
+        if key_len > 0:
+            memcpy(p, key, key_len)
+            p += key_len
+        p += write_varint(p, value_len)
+        if value_len > 0:
+            memcpy(p, value, value_len)
+            p += value_len
+        if fast is None:
+            p[0] = 0  # header count 0
+        else:
+            _write_headers(p, self._buf + end, fast)
+
+        if offset_delta == 0:
+            self._base_timestamp = timestamp
+            self._max_timestamp = timestamp
+        elif timestamp > self._max_timestamp:
+            self._max_timestamp = timestamp
+        self._count = offset_delta + 1
+        self._pos = end
+        return offset_delta
+
+    # ----- Python API ------------------------------------------------------------------------------------
+
+    def append(self, int64_t timestamp_ms, key, value, headers=None) -> int:
+        """Appends a record; returns its offset delta, or -1 when the batch has no room for it.
+
+        key/value: bytes-like or None. headers: None or a sequence of (str, bytes | None) pairs.
+        """
+        cdef Py_buffer kv, vv
+        cdef const unsigned char* kp
+        cdef const unsigned char* vp
+        cdef Py_ssize_t kl, vl
+        cdef bint krel = _get_bytes(key, &kv, &kp, &kl, "key")
+        cdef bint vrel = False
+        try:
+            vrel = _get_bytes(value, &vv, &vp, &vl, "value")
+            return self.append_raw(timestamp_ms, kp, kl, vp, vl, headers)
+        finally:
+            if vrel:
+                PyBuffer_Release(&vv)
+            if krel:
+                PyBuffer_Release(&kv)
+
+    def has_room_for(self, int64_t timestamp_ms, key, value, headers=None) -> bool:
+        """Whether append() would accept this record now."""
+        cdef Py_buffer kv, vv
+        cdef const unsigned char* p
+        cdef Py_ssize_t kl, vl
+        if _get_bytes(key, &kv, &p, &kl, "key"):
+            PyBuffer_Release(&kv)
+        if _get_bytes(value, &vv, &p, &vl, "value"):
+            PyBuffer_Release(&vv)
+        return self.has_room_for_raw(timestamp_ms, kl, vl, headers)
+
+    def append_values(self, values, int64_t timestamp_ms, keys=None) -> int:
+        """Appends values (bytes-like or None each), all with timestamp_ms and, if keys is given, the key at the
+        same index; no headers. Returns how many were appended before the batch was full."""
+        cdef object fv = PySequence_Fast(values, "values must be a sequence of bytes")
+        cdef object fk = None
+        cdef Py_ssize_t n = _fast_size(fv)
+        cdef Py_ssize_t i, kl = -1, vl
+        cdef PyObject** vitems = _fast_items(fv)
+        cdef PyObject** kitems = NULL
+        cdef PyObject* v
+        cdef PyObject* k
+        cdef const unsigned char* kp = NULL
+        cdef const unsigned char* vp
+        cdef Py_buffer kv, vv
+        cdef bint krel, vrel
+        cdef int r
+        if keys is not None:
+            fk = PySequence_Fast(keys, "keys must be a sequence of bytes")
+            if _fast_size(fk) != n:
+                raise ValueError(f"keys has {_fast_size(fk)} items but values has {n}")
+            kitems = _fast_items(fk)
+        for i in range(n):
+            krel = vrel = False
+            v = vitems[i]
+            if _is_bytes(v):
+                vp = <const unsigned char*>_bytes_ptr(v)
+                vl = _bytes_len(v)
+            else:
+                vrel = _get_bytes(<object>v, &vv, &vp, &vl, "value")
+            try:
+                if kitems != NULL:
+                    k = kitems[i]
+                    if _is_bytes(k):
+                        kp = <const unsigned char*>_bytes_ptr(k)
+                        kl = _bytes_len(k)
+                    else:
+                        krel = _get_bytes(<object>k, &kv, &kp, &kl, "key")
+                r = self.append_raw(timestamp_ms, kp, kl, vp, vl, None)
+            finally:
+                if vrel:
+                    PyBuffer_Release(&vv)
+                if krel:
+                    PyBuffer_Release(&kv)
+            if r < 0:
+                return i
+        return n
+
+    cpdef close_for_appends(self):
+        """Refuses further appends (the batch is being drained) without building it yet."""
+        self._appends_closed = True
+
+    cpdef object close(self):
+        """Builds the batch: compresses the records (if a codec is set), writes the header and CRC.
+
+        Returns a read-only memoryview of exactly the batch bytes -- inside the pooled buffer unless the
+        compressed records outgrew it. Idempotent; an empty builder gives an empty view (nothing to send).
+        """
+        cdef Py_buffer cv
+        cdef Py_ssize_t records_len, clen, total
+        cdef object out_obj
+        cdef unsigned char* out
+        if self._closed:
+            return self._built
+        if self._closing:
+            # The codecs run without the GIL, so a second thread could get here mid-compression.
+            raise RuntimeError("close() is already in progress in another thread")
+        self._appends_closed = True
+        if self._count == 0:
+            self._closed = True
+            self._built = memoryview(b"")
+            return self._built
+        records_len = self._pos - RECORD_BATCH_OVERHEAD
+        if self._codec == CODEC_NONE:
+            out_obj = self._buffer_obj
+            out = self._buf
+            total = self._pos
+        else:
+            src = PyMemoryView_FromMemory(<char*>self._buf + RECORD_BATCH_OVERHEAD, records_len, PyBUF_READ)
+            self._closing = True
+            try:
+                compressed = _compress(self._codec, self._level, src, records_len)
+            finally:
+                src.release()
+                self._closing = False
+            PyObject_GetBuffer(compressed, &cv, PyBUF_SIMPLE)
+            try:
+                clen = cv.len
+                total = RECORD_BATCH_OVERHEAD + clen
+                if total > INT32_MAX:
+                    raise ValueError(f"the compressed batch of {total} bytes exceeds the 2 GiB batch limit")
+                if total <= self._capacity:
+                    out_obj = self._buffer_obj
+                    out = self._buf
+                else:
+                    # Incompressible records grew past the pooled buffer: the batch goes out of a fresh one.
+                    out_obj = PyByteArray_FromStringAndSize(NULL, total)
+                    out = <unsigned char*>PyByteArray_AS_STRING(out_obj)
+                memcpy(out + RECORD_BATCH_OVERHEAD, cv.buf, clen)
+            finally:
+                PyBuffer_Release(&cv)
+
+        _be64(out, 0)  # base offset: the broker assigns offsets
+        _be32(out + OFF_BATCH_LENGTH, <uint32_t>(total - 12))
+        _be32(out + OFF_LEADER_EPOCH, <uint32_t>-1)
+        out[OFF_MAGIC] = 2
+        _be32(out + OFF_LAST_OFFSET_DELTA, <uint32_t>(self._count - 1))
+        _be64(out + OFF_BASE_TIMESTAMP, self._base_timestamp)
+        _be64(out + OFF_MAX_TIMESTAMP, self._max_timestamp)
+        _be32(out + OFF_RECORD_COUNT, <uint32_t>self._count)
+        self._out_obj = out_obj
+        self._out = out
+        self._built_size = total
+        self._write_producer_state_and_crc()
+
+        view = memoryview(out_obj)
+        if view.ndim != 1 or view.format != "B":
+            view = view.cast("B")
+        self._built = view[:total].toreadonly()
+        self._closed = True
+        return self._built
+
+    cdef void _write_producer_state_and_crc(self) noexcept:
+        cdef unsigned char* out = self._out
+        cdef Py_ssize_t total = self._built_size
+        cdef uint32_t crc
+        _be16(out + OFF_ATTRIBUTES,
+              <int16_t>(self._codec | (ATTR_TRANSACTIONAL if self._transactional else 0)))
+        _be64(out + OFF_PRODUCER_ID, self._producer_id)
+        _be16(out + OFF_PRODUCER_EPOCH, self._producer_epoch)
+        _be32(out + OFF_BASE_SEQUENCE, <uint32_t>self._base_sequence)
+        if total >= NOGIL_CRC_MIN:
+            with nogil:
+                crc = crc32c_update(0, out + OFF_ATTRIBUTES, <size_t>(total - OFF_ATTRIBUTES))
+        else:
+            crc = crc32c_update(0, out + OFF_ATTRIBUTES, <size_t>(total - OFF_ATTRIBUTES))
+        _be32(out + OFF_CRC, crc)
+
+    def set_producer_state(self, producer_id, producer_epoch, base_sequence, is_transactional) -> None:
+        """Sets the idempotence/transaction fields the batch will carry; only before close()."""
+        if self._closed:
+            raise RuntimeError("cannot set the producer state of a closed record batch; "
+                               "use rewrite_producer_state()")
+        self._store_producer_state(producer_id, producer_epoch, base_sequence, is_transactional)
+
+    def rewrite_producer_state(self, producer_id, producer_epoch, base_sequence, is_transactional) -> None:
+        """Rewrites the producer fields of a built batch in place and recomputes its CRC (an idempotent batch
+        retried after an epoch bump or a sequence reset)."""
+        if not self._closed:
+            raise RuntimeError("rewrite_producer_state() needs a closed batch; use set_producer_state()")
+        self._store_producer_state(producer_id, producer_epoch, base_sequence, is_transactional)
+        if self._built_size:
+            self._write_producer_state_and_crc()
+
+    # ----- state ------------------------------------------------------------------------------------------
+
+    @property
+    def record_count(self) -> int:
+        return self._count
+
+    @property
+    def is_empty(self) -> bool:
+        return self._count == 0
+
+    @property
+    def is_full(self) -> bool:
+        """Closed for appends, or holding records up to the write limit (Java's isFull)."""
+        return self._appends_closed or (self._count > 0 and self._pos >= self._write_limit)
+
+    @property
+    def is_closed(self) -> bool:
+        return self._closed
+
+    @property
+    def is_closed_for_appends(self) -> bool:
+        return self._appends_closed
+
+    @property
+    def estimated_size_in_bytes(self) -> int:
+        """The built size after close(), the uncompressed size before."""
+        return self._built_size if self._closed else self._pos
+
+    @property
+    def uncompressed_bytes(self) -> int:
+        """Bytes of the batch before compression, header included."""
+        return self._pos
+
+    @property
+    def compression_type(self) -> int:
+        return self._codec
+
+    @property
+    def base_timestamp(self) -> int:
+        """The first record's timestamp (-1 while empty)."""
+        return self._base_timestamp
+
+    @property
+    def max_timestamp(self) -> int:
+        return self._max_timestamp
+
+    @property
+    def last_offset_delta(self) -> int:
+        return self._count - 1
+
+    @property
+    def buffer(self):
+        """The buffer the builder writes into (the pooled one, even if close() had to use a fresh buffer)."""
+        return self._buffer_obj
+
+    @property
+    def capacity(self) -> int:
+        return self._capacity
+
+    @property
+    def write_limit(self) -> int:
+        return self._write_limit
+
+    @property
+    def producer_id(self) -> int:
+        return self._producer_id
+
+    @property
+    def producer_epoch(self) -> int:
+        return self._producer_epoch
+
+    @property
+    def base_sequence(self) -> int:
+        return self._base_sequence
+
+    @property
+    def is_transactional(self) -> bool:
+        return self._transactional
+
+    @property
+    def compression_ratio(self) -> float:
+        """Compressed / uncompressed size of the records section once closed (1.0 before, or without records)."""
+        cdef Py_ssize_t raw = self._pos - RECORD_BATCH_OVERHEAD
+        if not self._closed or raw <= 0:
+            return 1.0
+        return (self._built_size - RECORD_BATCH_OVERHEAD) / <double>raw
+
+    def __repr__(self) -> str:
+        return (f"<MemoryRecordsBuilder {_CODEC_NAMES[self._codec]} records={self._count} "
+                f"bytes={self.estimated_size_in_bytes}/{self._write_limit} "
+                f"{'closed' if self._closed else 'open'}>")
