@@ -77,7 +77,7 @@ class ProducerMetrics:
                 "compression-rate-avg": self.compression_ratio_sum / self.batches if self.batches else 0.0,
                 "buffer-total-bytes": float(self._pool.total_memory),
                 "buffer-available-bytes": float(self._pool.available_memory),
-                "bufferpool-wait-time": self._pool.wait_time_total / elapsed,
-                "bufferpool-wait-time-total": float(self._pool.wait_time_total),
+                "bufferpool-wait-time": self._pool.wait_time_ns_total / 1e9 / elapsed,
+                "bufferpool-wait-time-total": self._pool.wait_time_ns_total / 1e9,
                 "waiting-threads": float(self._pool.queued),
             }

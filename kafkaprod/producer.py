@@ -16,7 +16,7 @@ from kafkaprod import config as _config
 from kafkaprod._native.accumulator import RecordAccumulator
 from kafkaprod._native.buffer_pool import BufferPool
 from kafkaprod._native.future import FutureRecordMetadata
-from kafkaprod._native.records import compression_type_id
+from kafkaprod._native.records import parse_compression_type
 from kafkaprod.errors import KafkaError, KafkaTimeoutError, ProducerClosedError, RecordTooLargeError
 from kafkaprod.interceptors import ProducerInterceptors
 from kafkaprod.metadata import Metadata, PartitionInfo
@@ -56,7 +56,7 @@ class KafkaProducer:
         self._client = NetworkClient(self.client_id, cfg.request_timeout_ms, cfg.reconnect_backoff_ms,
                                      cfg.reconnect_backoff_max_ms, cfg.max_in_flight_requests_per_connection)
         self._accumulator = RecordAccumulator(
-            self._pool, cfg.batch_size, compression_type_id(cfg.compression_type), cfg.linger_ms,
+            self._pool, cfg.batch_size, parse_compression_type(cfg.compression_type), cfg.linger_ms,
             cfg.retry_backoff_ms, cfg.delivery_timeout_ms, cfg.max_block_ms, cfg.enable_idempotence,
             self._client.wakeup, cfg.max_request_size)
         self._accumulator.set_retry_backoff_max(cfg.retry_backoff_max_ms)

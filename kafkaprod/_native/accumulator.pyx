@@ -14,7 +14,7 @@ from libc.stdint cimport int16_t, int32_t, int64_t, uint32_t
 from kafkaprod._native.buffer_pool cimport BufferPool
 from kafkaprod._native.future cimport FutureRecordMetadata, ProduceRequestResult
 from kafkaprod._native.murmur2 cimport murmur2, partition_for
-from kafkaprod._native.records cimport MemoryRecordsBuilder
+from kafkaprod._native.records cimport MemoryRecordsBuilder, estimate_size_upper_bound_raw
 
 import collections
 import logging
@@ -41,11 +41,16 @@ cdef extern from "<time.h>" nogil:
 cdef object _deque = collections.deque
 cdef object _random = random.Random()
 
-# Bytes a record can take beyond its key and value: length, attributes, timestamp delta, offset delta and the
-# four length prefixes, each at their largest varint size. Used to size a batch for one large record.
 cdef enum:
-    RECORD_OVERHEAD_MAX = 5 + 1 + 10 + 5 + 5 + 5 + 5
     BATCH_HEADER_SIZE = 61
+
+
+cdef inline bint builder_full(MemoryRecordsBuilder b) noexcept:
+    return b._appends_closed or (b._count > 0 and b._pos >= b._write_limit)
+
+
+cdef inline Py_ssize_t builder_size(MemoryRecordsBuilder b) noexcept:
+    return b._built_size if b._closed else b._pos
 
 
 cdef inline int64_t wall_ms() noexcept nogil:
@@ -85,20 +90,6 @@ cdef inline int view_of(object obj, Py_buffer* view, const unsigned char** ptr, 
     ptr[0] = <const unsigned char*>view.buf
     length[0] = view.len
     return 1
-
-
-cdef Py_ssize_t headers_size(object headers) except -1:
-    """Upper bound of the encoded size of a record's headers (validated in full by the records builder)."""
-    cdef Py_ssize_t n = 5
-    if headers is None:
-        return n
-    for h in headers:
-        try:
-            k, v = h
-        except (TypeError, ValueError):
-            raise TypeError(f"each header must be a (str, bytes|None) pair, got {h!r}") from None
-        n += 10 + (len(k) * 4 if isinstance(k, str) else 0) + (len(v) if v is not None else 0)
-    return n
 
 
 @cython.final
@@ -354,15 +345,13 @@ cdef class RecordAccumulator:
 
     cdef int _check_size(self, Py_ssize_t klen, Py_ssize_t vlen, object headers) except -1:
         # As Java's ensureValidRecordSize: a record that cannot fit a request or the whole buffer fails at once.
-        cdef Py_ssize_t size = BATCH_HEADER_SIZE + RECORD_OVERHEAD_MAX + (klen if klen > 0 else 0) + (vlen if vlen > 0 else 0)
-        if headers is not None:
-            size += headers_size(headers)
+        cdef Py_ssize_t size = estimate_size_upper_bound_raw(klen, vlen, headers)
         if size > self.max_request_size:
             raise RecordTooLargeError(
                 f"the record is {size} bytes when serialized, larger than max_request_size ({self.max_request_size})")
-        if size > self.pool.total_memory:
+        if size > self.pool._total:
             raise RecordTooLargeError(
-                f"the record is {size} bytes when serialized, larger than buffer_memory ({self.pool.total_memory})")
+                f"the record is {size} bytes when serialized, larger than buffer_memory ({self.pool._total})")
         return 0
 
     cdef int _sticky(self, TopicState st, Py_ssize_t klen, Py_ssize_t vlen):
@@ -377,6 +366,7 @@ cdef class RecordAccumulator:
             st.sticky_partition = st.next_sticky(p)
         return p
 
+    @cython.wraparound(True)  # dq[-1] on a deque
     cdef FutureRecordMetadata _append(self, TopicState st, int partition, int64_t ts,
                                       const unsigned char* kptr, Py_ssize_t klen,
                                       const unsigned char* vptr, Py_ssize_t vlen,
@@ -390,16 +380,14 @@ cdef class RecordAccumulator:
                 last = dq[-1]
                 fut = last.try_append(ts, kptr, klen, vptr, vlen, headers, callback)
                 if fut is not None:
-                    if last.builder.is_full:
+                    if builder_full(last.builder):
                         self._wake()
                     return fut
         # No room: get memory for a new batch outside the lock, since the pool may block.
-        size = BATCH_HEADER_SIZE + RECORD_OVERHEAD_MAX + (klen if klen > 0 else 0) + (vlen if vlen > 0 else 0)
-        if headers is not None:
-            size += headers_size(headers)
+        size = estimate_size_upper_bound_raw(klen, vlen, headers)
         if size < self.batch_size:
             size = self.batch_size
-        buf = self.pool.allocate(size, self.max_block_ms)
+        buf = self.pool.allocate_raw(size, self.max_block_ms)
         cdef bint handed_over = False
         try:
             with self.lock:
@@ -423,7 +411,7 @@ cdef class RecordAccumulator:
                 handed_over = True
         finally:
             if not handed_over:
-                self.pool.deallocate(buf, size)
+                self.pool.deallocate_raw(buf, size)
         self._wake()
         return fut
 
@@ -459,7 +447,7 @@ cdef class RecordAccumulator:
                     waited = now - batch.last_attempt
                     backing_off = batch.attempts > 0 and waited < self._backoff(batch)
                     time_to_wait = self._backoff(batch) if backing_off else self.linger
-                    full = len(dq) > 1 or batch.closed_for_append or batch.builder.is_full
+                    full = len(dq) > 1 or batch.closed_for_append or builder_full(batch.builder)
                     sendable = (full or waited >= time_to_wait or exhausted or self.closed
                                 or self.flushes_in_progress > 0)
                     if sendable and not backing_off:
@@ -516,7 +504,7 @@ cdef class RecordAccumulator:
             batch = dq[0]
             if batch.attempts > 0 and now - batch.last_attempt < self._backoff(batch):
                 continue
-            est = batch.builder.estimated_size_in_bytes
+            est = builder_size(batch.builder)
             if out and size + est > max_size:
                 break
             if self.idempotent and batch.base_sequence < 0:
@@ -527,7 +515,7 @@ cdef class RecordAccumulator:
                 batch.producer_epoch = self.producer_epoch
                 batch.builder.set_producer_state(self.producer_id, self.producer_epoch,
                                                  batch.base_sequence, False)
-                st.next_sequence[p] = (<int>st.next_sequence[p] + batch.builder.record_count) & 0x7FFFFFFF
+                st.next_sequence[p] = (<int>st.next_sequence[p] + batch.builder._count) & 0x7FFFFFFF
             dq.popleft()
             batch.closed_for_append = True
             batch.drained = now
@@ -590,7 +578,8 @@ cdef class RecordAccumulator:
                 continue
             size = BATCH_HEADER_SIZE
             for ts, key, value, headers in group:
-                size += RECORD_OVERHEAD_MAX + len(key or b"") + len(value or b"") + headers_size(headers or None)
+                size += estimate_size_upper_bound_raw(-1 if key is None else len(key), -1 if value is None else len(value),
+                                                      headers or None)
             buf = bytearray(size)
             child = ProducerBatch(batch.topic, batch.partition,
                                   MemoryRecordsBuilder(buf, self.compression_type, size), buf, 0, batch.created)
@@ -623,7 +612,7 @@ cdef class RecordAccumulator:
         if batch.buffer is not None and batch.buffer_size > 0:
             buf = batch.buffer
             batch.buffer = None
-            self.pool.deallocate(buf, batch.buffer_size)
+            self.pool.deallocate_raw(buf, batch.buffer_size)
 
     def mute(self, tp):
         self.muted.add(tp)
