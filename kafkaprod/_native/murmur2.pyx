@@ -74,6 +74,7 @@ def _murmur2(data, /):
 # the same name to a def here; Python callers still find the wrapper as kafkaprod._native.murmur2.murmur2.
 _murmur2.__name__ = _murmur2.__qualname__ = "murmur2"
 globals()["murmur2"] = _murmur2
+del _murmur2
 
 
 def to_positive(n):
