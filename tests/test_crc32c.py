@@ -1,0 +1,180 @@
+"""kafkaprod._native.crc32c against published check values, a bit-by-bit reference and the crc32c package."""
+from __future__ import annotations
+
+import platform
+import random
+import threading
+from array import array
+
+import crc32c as crc32c_package
+import pytest
+
+from kafkaprod._native.crc32c import crc32c, crc32c_portable, implementation
+
+KERNELS = [pytest.param(crc32c, id="dispatched"), pytest.param(crc32c_portable, id="portable")]
+
+# The hardware kernels run three streams over 3 x 8 KiB and 3 x 256 byte blocks, then words, then bytes; these
+# lengths sit on and around every switch between those paths.
+BLOCK_EDGES = sorted({
+    n + d
+    for n in (768, 1536, 24576, 2 * 24576, 24576 + 768, 24576 + 768 + 8)
+    for d in (-9, -8, -1, 0, 1, 7, 8, 9)
+})
+
+
+def reference_prefix_crcs(data: bytes) -> list[int]:
+    """CRC-32C of data[:n] for every n in 0..len(data), one bit at a time (reflected poly 0x82F63B78)."""
+    register = 0xFFFFFFFF
+    out = [register ^ 0xFFFFFFFF]
+    for byte in data:
+        register ^= byte
+        for _ in range(8):
+            register = (register >> 1) ^ (0x82F63B78 if register & 1 else 0)
+        out.append(register ^ 0xFFFFFFFF)
+    return out
+
+
+def reference_crc(data: bytes) -> int:
+    return reference_prefix_crcs(data)[-1]
+
+
+@pytest.fixture(scope="module")
+def rng() -> random.Random:
+    return random.Random(3720)
+
+
+@pytest.mark.parametrize("kernel", KERNELS)
+@pytest.mark.parametrize("data, expected", [
+    (b"123456789", 0xE3069283),  # the CRC catalogue's check value
+    (b"", 0x00000000),
+    # RFC 3720 (iSCSI) appendix B.4
+    (bytes(32), 0x8A9136AA),
+    (b"\xff" * 32, 0x62A8AB43),
+    (bytes(range(32)), 0x46DD794E),
+    (bytes(range(31, -1, -1)), 0x113FDB5C),
+])
+def test_crc32c_matches_published_check_values(kernel, data, expected):
+    assert kernel(data) == expected
+
+
+@pytest.mark.parametrize("kernel", KERNELS)
+def test_crc32c_matches_bitwise_reference_for_every_length_and_alignment(kernel, rng):
+    data = rng.randbytes(1024 + 8)
+    view = memoryview(data)
+    for start in range(8):  # every alignment of the start modulo a machine word
+        expected = reference_prefix_crcs(data[start:start + 1024])
+        got = [kernel(view[start:start + n]) for n in range(1025)]
+        assert got == expected, f"start {start}"
+
+
+@pytest.mark.parametrize("kernel", KERNELS)
+def test_crc32c_matches_bitwise_reference_around_block_boundaries(kernel, rng):
+    data = rng.randbytes(max(BLOCK_EDGES) + 3)
+    prefix = reference_prefix_crcs(data)  # data[:n] for every n
+    prefix_from_3 = reference_prefix_crcs(data[3:])  # and unaligned starts
+    view = memoryview(data)
+    for n in BLOCK_EDGES:
+        assert kernel(view[:n]) == prefix[n], n
+        assert kernel(view[3:3 + n]) == prefix_from_3[n], n
+
+
+@pytest.mark.parametrize("size", [1 << 20, (1 << 20) + 7, 3 << 20])
+def test_large_buffers_agree_with_portable_kernel_and_crc32c_package(rng, size):
+    data = rng.randbytes(size)
+    expected = crc32c_package.crc32c(data)
+    assert crc32c(data) == expected
+    assert crc32c_portable(data) == expected
+    assert crc32c(memoryview(data)[5:]) == crc32c_package.crc32c(data[5:])
+
+
+def test_hardware_and_portable_kernels_agree_on_random_inputs(rng):
+    data = rng.randbytes(200_000)
+    view = memoryview(data)
+    for _ in range(300):
+        start = rng.randrange(64)
+        n = rng.choice([rng.randrange(100), rng.randrange(5000), rng.randrange(len(data) - 64)])
+        seed = rng.randrange(1 << 32)
+        assert crc32c(view[start:start + n], seed) == crc32c_portable(view[start:start + n], seed)
+
+
+@pytest.mark.parametrize("kernel", KERNELS)
+def test_incremental_crc_equals_one_shot(kernel, rng):
+    data = rng.randbytes(100_000)
+    whole = kernel(data)
+    assert whole == crc32c_package.crc32c(data)
+    for _ in range(50):
+        cuts = sorted(rng.sample(range(len(data) + 1), rng.randint(1, 6)))
+        crc = 0
+        for a, b in zip([0] + cuts, cuts + [len(data)]):
+            crc = kernel(data[a:b], crc)
+        assert crc == whole, cuts
+    # And in step with the crc32c package's running value.
+    assert kernel(data[40_000:], crc32c_package.crc32c(data[:40_000])) == whole
+
+
+@pytest.mark.parametrize("kernel", KERNELS)
+def test_crc32c_reads_any_contiguous_buffer_as_bytes(kernel):
+    data = bytes(range(256)) * 40
+    expected = reference_crc(data)
+    assert kernel(bytearray(data)) == expected
+    assert kernel(memoryview(data)) == expected
+    assert kernel(array("I", data)) == expected  # item type is irrelevant: the bytes are checksummed
+    assert kernel(memoryview(data).cast("I")) == expected
+
+
+def test_crc32c_gives_the_same_result_from_many_threads(rng):
+    # Large inputs run with the GIL released.
+    data = rng.randbytes(3 << 20)
+    expected = crc32c_portable(data)
+    results: list[int] = []
+
+    def work() -> None:
+        for _ in range(5):
+            results.append(crc32c(data))
+            results.append(crc32c(bytearray(data)))
+
+    threads = [threading.Thread(target=work) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert results == [expected] * 40
+
+
+def cpu_flags() -> set[str]:
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith(("flags", "Features")):
+                    return set(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    return set()
+
+
+def test_implementation_uses_the_cpu_crc_instructions_when_present():
+    assert implementation() in {"sse4.2", "armv8-crc", "portable"}
+    machine = platform.machine().lower()
+    flags = cpu_flags()
+    if machine in ("x86_64", "amd64") and "sse4_2" in flags:
+        assert implementation() == "sse4.2"
+    elif machine in ("aarch64", "arm64") and "crc32" in flags:
+        assert implementation() == "armv8-crc"
+    elif not flags:
+        pytest.skip("cannot read this CPU's features")
+
+
+@pytest.mark.parametrize("kernel", KERNELS)
+def test_bad_arguments_raise_clear_errors(kernel):
+    with pytest.raises(TypeError, match="data must be a bytes-like"):
+        kernel("text")
+    with pytest.raises(TypeError, match="data must be a bytes-like"):
+        kernel(None)
+    with pytest.raises(ValueError, match=r"crc must be a CRC-32C value in \[0, 2\*\*32\), got -1"):
+        kernel(b"x", -1)
+    with pytest.raises(ValueError, match="crc must be"):
+        kernel(b"x", 1 << 32)
+    with pytest.raises(TypeError, match="crc must be an int"):
+        kernel(b"x", 1.0)
+    with pytest.raises(BufferError):
+        kernel(memoryview(b"abcdef")[::2])  # not contiguous
