@@ -26,4 +26,7 @@ except ImportError as exc:  # pragma: no cover - exercised only on a broken inst
 
 logging.getLogger("kafkaprod").addHandler(logging.NullHandler())
 
-__all__ = ["__version__"]
+from kafkaprod.producer import KafkaProducer  # noqa: E402  (after the native check, which names the fix)
+from kafkaprod.record_metadata import RecordMetadata  # noqa: E402
+
+__all__ = ["KafkaProducer", "RecordMetadata", "__version__"]

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from kafkaprod import protocol
+from kafkaprod.protocol.messages import API_VERSIONS
 from kafkaprod.errors import ProtocolError, UnsupportedVersionError
 
 log = logging.getLogger("kafkaprod")
@@ -209,18 +210,22 @@ class NetworkClient:
 
     def _on_connected(self, conn: _Connection, now: float) -> None:
         conn.state = NEGOTIATING
-        self._send_api_versions(conn, protocol.ApiVersions.max_version, now)
+        self._send_api_versions(conn, API_VERSIONS.max_version, now)
 
     def _send_api_versions(self, conn: _Connection, version: int, now: float) -> None:
         body = {"client_software_name": "kafkaprod", "client_software_version": "0.1.0"}
-        self._enqueue(conn, protocol.ApiVersions.api_key, version, body, None, True, None, now, internal=True)
+        self._enqueue(conn, API_VERSIONS.key, version, body, None, True, None, now, internal=True)
 
     def _on_api_versions(self, conn: _Connection, resp: ClientResponse, now: float) -> None:
         body = resp.body or {}
         code = body.get("error_code", 0)
-        if code == 35 and resp.api_version > 0:
+        try:
+            retry = protocol.api_versions_fallback(body, resp.api_version) if code == 35 else None
+        except UnsupportedVersionError as exc:
+            self._close(conn, str(exc), failed=True)
+            return
+        if retry is not None:
             # The broker does not know this ApiVersions version: retry with the highest it listed, or v0.
-            retry = protocol.api_versions_fallback(body, resp.api_version)
             log.debug("broker %d rejected ApiVersions v%d; retrying with v%d", conn.node_id, resp.api_version, retry)
             self._send_api_versions(conn, retry, now)
             return
@@ -234,15 +239,10 @@ class NetworkClient:
 
     def api_version(self, node_id: int, api: Any) -> int:
         """Highest version of api that both this client and the broker support."""
-        conn = self._conns[node_id]
-        theirs = conn.api_versions.get(api.api_key)
+        theirs = self._conns[node_id].api_versions.get(api.key)
         if theirs is None:
             raise UnsupportedVersionError(f"broker {node_id} does not support {api.name}")
-        low, high = max(theirs[0], api.min_version), min(theirs[1], api.max_version)
-        if low > high:
-            raise UnsupportedVersionError(
-                f"broker {node_id} supports {api.name} v{theirs[0]}-{theirs[1]}, this client v{api.min_version}-{api.max_version}")
-        return high
+        return protocol.negotiate_version(api.key, theirs[0], theirs[1])
 
     # ---- requests -----------------------------------------------------------------------------------------------
     def send(
@@ -261,7 +261,7 @@ class NetworkClient:
         if conn.state != READY:
             raise RuntimeError(f"send() to broker {node_id} which is not ready ({conn.state})")
         v = self.api_version(node_id, api) if version is None else version
-        return self._enqueue(conn, api.api_key, v, body, request, expect_response, on_done,
+        return self._enqueue(conn, api.key, v, body, request, expect_response, on_done,
                              time.monotonic() if now is None else now)
 
     def _enqueue(self, conn, api_key, version, body, request, expect_response, on_done, now, internal=False) -> int:
@@ -405,7 +405,7 @@ class NetworkClient:
 
     def _handle_frame(self, conn: _Connection, frame: memoryview, now: float) -> bool:
         try:
-            cid = protocol.peek_correlation_id(frame)
+            cid = protocol.read_correlation_id(frame)
         except ProtocolError as exc:
             self._close(conn, f"bad frame: {exc}")
             return False

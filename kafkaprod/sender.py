@@ -12,7 +12,8 @@ import threading
 import time
 from typing import Any
 
-from kafkaprod import errors, protocol
+from kafkaprod import errors
+from kafkaprod.protocol.messages import INIT_PRODUCER_ID, METADATA, PRODUCE
 from kafkaprod._native.accumulator import RecordAccumulator, monotonic
 from kafkaprod.metadata import Cluster, Metadata, Node, PartitionInfo
 from kafkaprod.metrics import ProducerMetrics
@@ -130,7 +131,7 @@ class Sender(threading.Thread):
         body = {"topics": [{"name": t, "topic_id": None} for t in topics], "allow_auto_topic_creation": True,
                 "include_cluster_authorized_operations": False, "include_topic_authorized_operations": False}
         self._metadata_in_flight = True
-        self.client.send(node, protocol.Metadata, body, on_done=self._on_metadata, now=now)
+        self.client.send(node, METADATA, body, on_done=self._on_metadata, now=now)
         return 1.0
 
     def _on_metadata(self, resp: ClientResponse) -> None:
@@ -181,7 +182,7 @@ class Sender(threading.Thread):
             return
         self._init_pid_in_flight = True
         body = {"transactional_id": None, "transaction_timeout_ms": 2147483647, "producer_id": -1, "producer_epoch": -1}
-        self.client.send(node, protocol.InitProducerId, body, on_done=self._on_init_producer_id, now=now)
+        self.client.send(node, INIT_PRODUCER_ID, body, on_done=self._on_init_producer_id, now=now)
 
     def _on_init_producer_id(self, resp: ClientResponse) -> None:
         self._init_pid_in_flight = False
@@ -218,7 +219,7 @@ class Sender(threading.Thread):
             "topic_data": [{"name": t, "partition_data": pd} for t, pd in by_topic.items()],
         }
         self.metrics.record_request(batches, now)
-        self.client.send(node, protocol.Produce, body, request=by_tp, expect_response=self.acks != 0,
+        self.client.send(node, PRODUCE, body, request=by_tp, expect_response=self.acks != 0,
                          on_done=self._on_produce, now=now)
 
     def _on_produce(self, resp: ClientResponse) -> None:
