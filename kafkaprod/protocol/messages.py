@@ -1,0 +1,196 @@
+"""The messages a producer speaks, described as data for :mod:`kafkaprod.protocol.schema`.
+
+The field lists per version are facts transcribed from Kafka's message definitions
+(``clients/src/main/resources/common/message/*.json`` in apache/kafka): which versions carry a field, which
+may be null, defaults and tags. Each :class:`Api` also states the version range kafkaprod speaks, which is what
+version negotiation picks from.
+"""
+from __future__ import annotations
+
+from enum import IntEnum
+
+from kafkaprod import __version__
+from kafkaprod.protocol.schema import Api, Array, Field, Struct
+from kafkaprod.protocol.types import ZERO_UUID
+
+
+class ApiKey(IntEnum):
+    PRODUCE = 0
+    METADATA = 3
+    API_VERSIONS = 18
+    INIT_PRODUCER_ID = 22
+
+
+# An int32 with only the top bit set: Kafka's "authorized operations were not requested".
+_OPS_UNKNOWN = -2147483648
+
+# The request header's client_id keeps its int16 length even in flexible (v2) headers, so a broker can read the
+# header of any ApiVersions request; the header structs are therefore compiled with compact=False.
+REQUEST_HEADER = Struct("RequestHeader", [
+    Field("api_key", "int16", "0+"),
+    Field("api_version", "int16", "0+"),
+    Field("correlation_id", "int32", "0+"),
+    Field("client_id", "string", "1+", nullable="1+", default=None),
+])
+
+RESPONSE_HEADER = Struct("ResponseHeader", [
+    Field("correlation_id", "int32", "0+"),
+])
+
+
+API_VERSIONS = Api(
+    "ApiVersions", ApiKey.API_VERSIONS, versions=(0, 3), flexible_from=3,
+    # Clients read this response before they know what the broker speaks, so its header never grows tags.
+    response_header_always_v0=True,
+    request=[
+        # Brokers refuse an empty software name (INVALID_REQUEST), so these default to kafkaprod's own.
+        Field("client_software_name", "string", "3+", default="kafkaprod"),
+        Field("client_software_version", "string", "3+", default=__version__),
+    ],
+    response=[
+        Field("error_code", "int16", "0+"),
+        Field("api_keys", Array(Struct("ApiVersion", [
+            Field("api_key", "int16", "0+"),
+            Field("min_version", "int16", "0+"),
+            Field("max_version", "int16", "0+"),
+        ])), "0+"),
+        Field("throttle_time_ms", "int32", "1+", default=0),
+        Field("supported_features", Array(Struct("SupportedFeatureKey", [
+            Field("name", "string", "3+"),
+            Field("min_version", "int16", "3+"),
+            Field("max_version", "int16", "3+"),
+        ])), "3+", tag=0, default=[]),
+        Field("finalized_features_epoch", "int64", "3+", tag=1, default=-1),
+        Field("finalized_features", Array(Struct("FinalizedFeatureKey", [
+            Field("name", "string", "3+"),
+            Field("max_version_level", "int16", "3+"),
+            Field("min_version_level", "int16", "3+"),
+        ])), "3+", tag=2, default=[]),
+        Field("zk_migration_ready", "bool", "3+", tag=3, default=False),
+    ],
+)
+
+
+_BROKER_FIELDS = [
+    Field("node_id", "int32", "0+"),
+    Field("host", "string", "0+"),
+    Field("port", "int32", "0+"),
+]
+
+METADATA = Api(
+    "Metadata", ApiKey.METADATA, versions=(1, 12), flexible_from=9,
+    request=[
+        # null = all topics (v1+); an empty list = no topics. No default: asking for every topic by accident
+        # can be expensive.
+        Field("topics", Array(Struct("MetadataRequestTopic", [
+            Field("topic_id", "uuid", "10+", default=ZERO_UUID),
+            Field("name", "string", "0+", nullable="10+"),
+        ])), "0+", nullable="1+"),
+        Field("allow_auto_topic_creation", "bool", "4+", default=True),
+        Field("include_cluster_authorized_operations", "bool", "8-10", default=False),
+        Field("include_topic_authorized_operations", "bool", "8+", default=False),
+    ],
+    response=[
+        Field("throttle_time_ms", "int32", "3+", default=0),
+        Field("brokers", Array(Struct("MetadataResponseBroker", [
+            *_BROKER_FIELDS,
+            Field("rack", "string", "1+", nullable="1+", default=None),
+        ])), "0+"),
+        Field("cluster_id", "string", "2+", nullable="2+", default=None),
+        Field("controller_id", "int32", "1+", default=-1),
+        Field("topics", Array(Struct("MetadataResponseTopic", [
+            Field("error_code", "int16", "0+"),
+            Field("name", "string", "0+", nullable="12+"),
+            Field("topic_id", "uuid", "10+", default=ZERO_UUID),
+            Field("is_internal", "bool", "1+", default=False),
+            Field("partitions", Array(Struct("MetadataResponsePartition", [
+                Field("error_code", "int16", "0+"),
+                Field("partition_index", "int32", "0+"),
+                Field("leader_id", "int32", "0+"),
+                Field("leader_epoch", "int32", "7+", default=-1),
+                Field("replica_nodes", Array("int32"), "0+"),
+                Field("isr_nodes", Array("int32"), "0+"),
+                Field("offline_replicas", Array("int32"), "5+", default=[]),
+            ])), "0+"),
+            Field("topic_authorized_operations", "int32", "8+", default=_OPS_UNKNOWN),
+        ])), "0+"),
+        Field("cluster_authorized_operations", "int32", "8-10", default=_OPS_UNKNOWN),
+    ],
+)
+
+
+PRODUCE = Api(
+    # v3 is the first version that carries record batches of magic v2, the only format kafkaprod writes.
+    "Produce", ApiKey.PRODUCE, versions=(3, 11), flexible_from=9,
+    request=[
+        Field("transactional_id", "string", "3+", nullable="3+", default=None),
+        Field("acks", "int16", "0+"),
+        Field("timeout_ms", "int32", "0+"),
+        Field("topic_data", Array(Struct("TopicProduceData", [
+            Field("name", "string", "0+"),
+            Field("partition_data", Array(Struct("PartitionProduceData", [
+                Field("index", "int32", "0+"),
+                Field("records", "records", "0+", nullable="0+"),
+            ])), "0+"),
+        ])), "0+"),
+    ],
+    response=[
+        Field("responses", Array(Struct("TopicProduceResponse", [
+            Field("name", "string", "0+"),
+            Field("partition_responses", Array(Struct("PartitionProduceResponse", [
+                Field("index", "int32", "0+"),
+                Field("error_code", "int16", "0+"),
+                Field("base_offset", "int64", "0+"),
+                Field("log_append_time_ms", "int64", "2+", default=-1),
+                Field("log_start_offset", "int64", "5+", default=-1),
+                Field("record_errors", Array(Struct("BatchIndexAndErrorMessage", [
+                    Field("batch_index", "int32", "8+"),
+                    Field("batch_index_error_message", "string", "8+", nullable="8+", default=None),
+                ])), "8+", default=[]),
+                Field("error_message", "string", "8+", nullable="8+", default=None),
+                # KIP-951: where a NOT_LEADER_OR_FOLLOWER partition's leader moved; None when not sent.
+                Field("current_leader", Struct("LeaderIdAndEpoch", [
+                    Field("leader_id", "int32", "10+", default=-1),
+                    Field("leader_epoch", "int32", "10+", default=-1),
+                ]), "10+", tag=0, default=None),
+            ])), "0+"),
+        ])), "0+"),
+        Field("throttle_time_ms", "int32", "1+", default=0),
+        Field("node_endpoints", Array(Struct("NodeEndpoint", [
+            *_BROKER_FIELDS,
+            Field("rack", "string", "0+", nullable="0+", default=None),
+        ])), "10+", tag=0, default=[]),
+    ],
+)
+
+
+INIT_PRODUCER_ID = Api(
+    "InitProducerId", ApiKey.INIT_PRODUCER_ID, versions=(0, 4), flexible_from=2,
+    request=[
+        Field("transactional_id", "string", "0+", nullable="0+", default=None),
+        Field("transaction_timeout_ms", "int32", "0+"),
+        Field("producer_id", "int64", "3+", default=-1),
+        Field("producer_epoch", "int16", "3+", default=-1),
+    ],
+    response=[
+        Field("throttle_time_ms", "int32", "0+", default=0),
+        Field("error_code", "int16", "0+"),
+        Field("producer_id", "int64", "0+", default=-1),
+        Field("producer_epoch", "int16", "0+"),
+    ],
+)
+
+
+#: Every API kafkaprod speaks, by key.
+APIS: dict[int, Api] = {api.key: api for api in (API_VERSIONS, METADATA, PRODUCE, INIT_PRODUCER_ID)}
+
+#: The version range kafkaprod speaks per API key, for negotiation.
+SUPPORTED_VERSIONS: dict[int, tuple[int, int]] = {k: (a.min_version, a.max_version) for k, a in APIS.items()}
+
+
+def api_for(api_key: int) -> Api:
+    """The :class:`Api` of a key; ``ValueError`` for keys kafkaprod does not speak."""
+    api = APIS.get(api_key)
+    if api is None:
+        raise ValueError(f"api_key {api_key} is not one kafkaprod speaks (it speaks {sorted(APIS)})")
+    return api

@@ -1,0 +1,606 @@
+"""Messages described as data, and the one encoder/decoder that walks the description.
+
+A message is a :class:`Struct` of :class:`Field` s; each field says in which versions it exists, in which it may
+be null, its default, and (for tagged fields) its tag. :meth:`Struct.codec` compiles the description for one
+version into a :class:`StructCodec` -- a flat list of small read/write steps, with runs of fixed-width fields
+packed by a single :mod:`struct` call -- and caches it, so the description is walked once per version, not
+once per request.
+
+Values are plain dicts keyed by field name; arrays are lists. Decoded dicts carry every field the schema knows:
+fields the version does not have hold their default, so callers need not care which version was spoken.
+Records (``records`` type) are encoded without copying: the buffer, or each buffer of a list, becomes its own
+chunk of the output.
+"""
+from __future__ import annotations
+
+import struct
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from kafkaprod.errors import ProtocolError, UnsupportedVersionError
+from kafkaprod.protocol import types as t
+
+#: Marks a field that has no default: encoding a body without it is an error.
+REQUIRED: Any = type("Required", (), {"__repr__": lambda self: "REQUIRED"})()
+
+_MAX_VERSION = 0x7FFF
+
+
+def parse_versions(spec: str) -> tuple[int, int] | None:
+    """``"3+"`` -> (3, max), ``"8-10"`` -> (8, 10), ``"5"`` -> (5, 5), ``"none"`` -> None."""
+    spec = spec.strip()
+    if spec == "none":
+        return None
+    if spec.endswith("+"):
+        return int(spec[:-1]), _MAX_VERSION
+    if "-" in spec:
+        lo, hi = spec.split("-")
+        return int(lo), int(hi)
+    return int(spec), int(spec)
+
+
+def _in(span: tuple[int, int] | None, version: int) -> bool:
+    return span is not None and span[0] <= version <= span[1]
+
+
+class Array:
+    """An array of ``item`` (a primitive type name or a :class:`Struct`)."""
+
+    __slots__ = ("item",)
+
+    def __init__(self, item: str | Struct) -> None:
+        self.item = item
+
+    def __repr__(self) -> str:
+        return f"Array({self.item!r})"
+
+
+class Field:
+    """One field of a struct.
+
+    ``type`` is a primitive name (``"int32"``, ``"string"``, ``"records"``, ...), an :class:`Array` or a
+    :class:`Struct`. ``versions``/``nullable`` use Kafka's notation (``"3+"``, ``"8-10"``, ``"none"``). A field
+    with a ``tag`` is a tagged field in every flexible version it exists in.
+    """
+
+    __slots__ = ("name", "type", "versions", "nullable", "default", "tag")
+
+    def __init__(
+        self,
+        name: str,
+        type: str | Array | Struct,  # noqa: A002 - mirrors the schema vocabulary
+        versions: str,
+        *,
+        nullable: str = "none",
+        default: Any = REQUIRED,
+        tag: int | None = None,
+    ) -> None:
+        if isinstance(type, str) and type not in _PRIMITIVES:
+            raise ValueError(f"field {name!r}: unknown type {type!r}")
+        self.name = name
+        self.type = type
+        self.versions = parse_versions(versions)
+        self.nullable = parse_versions(nullable)
+        self.default = default
+        self.tag = tag
+
+    def __repr__(self) -> str:
+        return f"Field({self.name!r}, {self.type!r})"
+
+    def fill_value(self) -> Any:
+        """The value a decoded dict holds when the wire did not carry this field."""
+        if self.default is not REQUIRED:
+            return self.default
+        return _implicit_default(self.type)
+
+
+def _implicit_default(ftype: str | Array | Struct) -> Any:
+    # Kafka's generated code gives every field a zero value; these are its Python spellings.
+    if isinstance(ftype, Array):
+        return []
+    if isinstance(ftype, Struct):
+        return None
+    return _ZERO[ftype]
+
+
+_ZERO: dict[str, Any] = {
+    "bool": False, "int8": 0, "int16": 0, "uint16": 0, "int32": 0, "uint32": 0, "int64": 0,
+    "float64": 0.0, "string": "", "bytes": b"", "records": None, "uuid": t.ZERO_UUID,
+}
+_PRIMITIVES = frozenset(_ZERO)
+
+
+class Struct:
+    """A named, ordered list of fields; compiles itself per (version, compact, tagged)."""
+
+    def __init__(self, name: str, fields: list[Field]) -> None:
+        seen: set[str] = set()
+        for f in fields:
+            if f.name in seen:
+                raise ValueError(f"{name}: duplicate field {f.name!r}")
+            seen.add(f.name)
+        self.name = name
+        self.fields = tuple(fields)
+        self._codecs: dict[tuple[int, bool, bool], StructCodec] = {}
+
+    def __repr__(self) -> str:
+        return f"Struct({self.name!r})"
+
+    def codec(self, version: int, compact: bool, tagged: bool) -> StructCodec:
+        """The compiled codec of this struct for one version (``compact``: compact lengths; ``tagged``: a
+        tagged-field section ends the struct -- both are true for flexible message versions)."""
+        key = (version, compact, tagged)
+        c = self._codecs.get(key)
+        if c is None:
+            c = self._codecs[key] = StructCodec(self, version, compact, tagged)
+        return c
+
+
+# ---- encoding output -------------------------------------------------------------------------------------------
+
+class Sink:
+    """Where encoders write: a list of chunks whose last one is the growing bytearray ``buf``.
+
+    Large payloads (record batches) are attached as their own chunks instead of being copied into ``buf``.
+    """
+
+    __slots__ = ("chunks", "buf", "attached")
+
+    def __init__(self, prefix: bytes = b"") -> None:
+        self.chunks: list = []
+        self.buf = bytearray(prefix)
+        self.attached = 0
+
+    def attach(self, data, size: int) -> None:
+        self.chunks.append(self.buf)
+        self.chunks.append(data)
+        self.attached += size
+        self.buf = bytearray()
+
+    def finish(self) -> list:
+        """The chunks, for ``socket.sendmsg``; the sink must not be used afterwards."""
+        if self.buf or not self.chunks:
+            self.chunks.append(self.buf)
+        return self.chunks
+
+    def size(self) -> int:
+        return self.attached + sum(len(c) for c in self.chunks if isinstance(c, bytearray)) + len(self.buf)
+
+    def joined(self) -> bytes:
+        return b"".join(self.chunks) + self.buf
+
+
+class _EncodeFailure(ValueError):
+    """Carries the path of the bad field up through nested structs; turned into a plain ValueError on top."""
+
+    def __init__(self, path: list[str], reason: str) -> None:
+        super().__init__(reason)
+        self.path = path
+        self.reason = reason
+
+
+def _fail(name: str, exc: Exception) -> _EncodeFailure:
+    if isinstance(exc, _EncodeFailure):
+        exc.path.append(name)
+        return exc
+    return _EncodeFailure([name], f"{exc}")
+
+
+# ---- type codecs ------------------------------------------------------------------------------------------------
+# A type codec is (read, write, min_size, fixed_format). read(buf, pos) -> (value, pos); write(sink, value).
+# fixed_format is set for fixed-width primitives so the struct codec can merge runs of them.
+
+_Reader = Callable[[memoryview, int], tuple[Any, int]]
+_Writer = Callable[[Sink, Any], None]
+
+
+def _buf_writer(fn: Callable[[bytearray, Any], None]) -> _Writer:
+    def write(sink: Sink, value: Any) -> None:
+        fn(sink.buf, value)
+    return write
+
+
+_FIXED_READERS = {
+    "bool": t.read_bool, "int8": t.read_int8, "int16": t.read_int16, "uint16": t.read_uint16,
+    "int32": t.read_int32, "uint32": t.read_uint32, "int64": t.read_int64, "float64": t.read_float64,
+}
+_FIXED_WRITERS = {
+    "bool": t.write_bool, "int8": t.write_int8, "int16": t.write_int16, "uint16": t.write_uint16,
+    "int32": t.write_int32, "uint32": t.write_uint32, "int64": t.write_int64, "float64": t.write_float64,
+}
+
+# (compact, nullable) -> reader / writer
+_STRING_READERS = {
+    (False, False): t.read_string, (False, True): t.read_nullable_string,
+    (True, False): t.read_compact_string, (True, True): t.read_compact_nullable_string,
+}
+_STRING_WRITERS = {
+    (False, False): t.write_string, (False, True): t.write_nullable_string,
+    (True, False): t.write_compact_string, (True, True): t.write_compact_nullable_string,
+}
+_BYTES_READERS = {
+    (False, False): t.read_bytes, (False, True): t.read_nullable_bytes,
+    (True, False): t.read_compact_bytes, (True, True): t.read_compact_nullable_bytes,
+}
+_BYTES_WRITERS = {
+    (False, False): t.write_bytes, (False, True): t.write_nullable_bytes,
+    (True, False): t.write_compact_bytes, (True, True): t.write_compact_nullable_bytes,
+}
+
+
+def _records_writer(compact: bool, nullable: bool) -> _Writer:
+    def write(sink: Sink, value: Any) -> None:
+        if value is None:
+            if not nullable:
+                raise ValueError("null given for non-nullable records")
+            if compact:
+                sink.buf.append(0)
+            else:
+                sink.buf += b"\xff\xff\xff\xff"
+            return
+        parts = value if isinstance(value, (list, tuple)) else (value,)
+        sizes = [t.buffer_size(p) for p in parts]
+        total = sum(sizes)
+        if total > 0x7FFFFFFE:
+            raise ValueError(f"records of {total} bytes exceed the int32 limit")
+        if compact:
+            t.write_uvarint(sink.buf, total + 1)
+        else:
+            sink.buf += t.INT32.pack(total)
+        for part, size in zip(parts, sizes):
+            if size:
+                sink.attach(part, size)
+    return write
+
+
+def _primitive_codec(name: str, compact: bool, nullable: bool):
+    if name in t.FIXED_FORMATS:
+        fmt = t.FIXED_FORMATS[name]
+        return _FIXED_READERS[name], _buf_writer(_FIXED_WRITERS[name]), struct.calcsize(">" + fmt), fmt
+    if name == "string":
+        return (_STRING_READERS[compact, nullable], _buf_writer(_STRING_WRITERS[compact, nullable]),
+                1 if compact else 2, None)
+    if name == "bytes":
+        return (_BYTES_READERS[compact, nullable], _buf_writer(_BYTES_WRITERS[compact, nullable]),
+                1 if compact else 4, None)
+    if name == "records":
+        # Decoded like (nullable) bytes; encoded by reference.
+        return _BYTES_READERS[compact, nullable], _records_writer(compact, nullable), 1 if compact else 4, None
+    if name == "uuid":
+        return t.read_uuid, _buf_writer(t.write_uuid), 16, None
+    raise AssertionError(name)  # Field() already refused unknown names
+
+
+def _array_codec(item: str | Struct, version: int, compact: bool, tagged: bool, nullable: bool):
+    if isinstance(item, Struct):
+        sc = item.codec(version, compact, tagged)
+        item_read, item_write, item_min, fmt = sc.decode, sc.encode, sc.min_size, None
+    else:
+        item_read, item_write, item_min, fmt = _primitive_codec(item, compact, False)
+    # An element always takes at least one byte on the wire; with a zero here a count could not be bounded.
+    item_min = max(1, item_min)
+    read_count = t.read_array_count
+
+    if fmt is not None:
+        st = struct.Struct(">" + fmt)
+        iter_unpack = st.iter_unpack
+
+        def read(buf: memoryview, pos: int):
+            start = pos
+            count, pos = read_count(buf, pos, compact, item_min)
+            if count < 0:
+                if not nullable:
+                    raise ProtocolError(f"null in a non-nullable array at offset {start}")
+                return None, pos
+            end = pos + count * item_min
+            return [v for (v,) in iter_unpack(buf[pos:end])], end
+    else:
+        def read(buf: memoryview, pos: int):
+            start = pos
+            count, pos = read_count(buf, pos, compact, item_min)
+            if count < 0:
+                if not nullable:
+                    raise ProtocolError(f"null in a non-nullable array at offset {start}")
+                return None, pos
+            items = []
+            append = items.append
+            for _ in range(count):
+                v, pos = item_read(buf, pos)
+                append(v)
+            return items, pos
+
+    def write(sink: Sink, value: Any) -> None:
+        if value is None:
+            if not nullable:
+                raise ValueError("null given for a non-nullable array")
+            if compact:
+                sink.buf.append(0)
+            else:
+                sink.buf += b"\xff\xff\xff\xff"
+            return
+        if isinstance(value, (str, bytes, Mapping)):
+            raise TypeError(f"expected a list, got {type(value).__name__}")
+        n = len(value)
+        if compact:
+            t.write_uvarint(sink.buf, n + 1)
+        else:
+            sink.buf += t.INT32.pack(n)
+        if fmt is not None:
+            sink.buf += struct.pack(f">{n}{fmt}", *value)
+            return
+        for i, item in enumerate(value):
+            try:
+                item_write(sink, item)
+            except (_EncodeFailure, ValueError, TypeError, OverflowError, struct.error) as exc:
+                raise _fail(f"[{i}]", exc) from None
+
+    return read, write, 1 if compact else 4, None
+
+
+def _type_codec(ftype: str | Array | Struct, version: int, compact: bool, tagged: bool, nullable: bool):
+    if isinstance(ftype, Array):
+        return _array_codec(ftype.item, version, compact, tagged, nullable)
+    if isinstance(ftype, Struct):
+        sc = ftype.codec(version, compact, tagged)
+
+        def write(sink: Sink, value: Any) -> None:
+            if value is None:
+                raise ValueError("null given for a struct")
+            sc.encode(sink, value)
+        return sc.decode, write, sc.min_size, None
+    return _primitive_codec(ftype, compact, nullable)
+
+
+# ---- struct codec -----------------------------------------------------------------------------------------------
+
+class StructCodec:
+    """One struct compiled for one version: ``decode(buf, pos) -> (dict, pos)`` and ``encode(sink, dict)``."""
+
+    def __init__(self, struct_: Struct, version: int, compact: bool, tagged: bool) -> None:
+        self.name = struct_.name
+        self.version = version
+        self.fields = [f for f in struct_.fields if _in(f.versions, version)]
+        self._tagged = tagged
+        self.min_size = 1 if tagged else 0
+
+        # Values every decoded dict starts from: defaults of fields absent from this version and of tagged
+        # fields (the wire carries those only when they differ from the default). Lists must be fresh each time.
+        self._fill_const: dict[str, Any] = {}
+        self._fill_lists: list[str] = []
+        for f in struct_.fields:
+            if f in self.fields and not (tagged and f.tag is not None):
+                continue
+            value = f.fill_value()
+            if isinstance(value, list):
+                self._fill_lists.append(f.name)
+            else:
+                self._fill_const[f.name] = value
+
+        self._dec_ops: list[Callable[[memoryview, int, dict], int]] = []
+        self._enc_ops: list[Callable[[Sink, Mapping], None]] = []
+        self._tag_readers: dict[int, tuple[str, _Reader]] = {}
+        self._tag_writers: list[tuple[int, str, Any, _Writer]] = []
+
+        run: list[tuple[Field, str]] = []  # consecutive fixed-width fields, merged into one struct call
+        for f in self.fields:
+            nullable = _in(f.nullable, version)
+            read, write, min_size, fmt = _type_codec(f.type, version, compact, tagged, nullable)
+            if tagged and f.tag is not None:
+                self._tag_readers[f.tag] = (f.name, read)
+                self._tag_writers.append((f.tag, f.name, f.fill_value(), write))
+                continue
+            self.min_size += min_size
+            if fmt is not None:
+                run.append((f, fmt))
+                continue
+            self._flush_run(run)
+            run = []
+            self._dec_ops.append(_single_decoder(f.name, read))
+            self._enc_ops.append(_single_encoder(f, write))
+        self._flush_run(run)
+        self._tag_writers.sort(key=lambda w: w[0])
+
+    def _flush_run(self, run: list[tuple[Field, str]]) -> None:
+        if not run:
+            return
+        if len(run) == 1:
+            f, fmt = run[0]
+            self._dec_ops.append(_single_decoder(f.name, _FIXED_READERS[f.type]))
+            self._enc_ops.append(_single_encoder(f, _buf_writer(_FIXED_WRITERS[f.type])))
+            return
+        fields = [f for f, _ in run]
+        st = struct.Struct(">" + "".join(fmt for _, fmt in run))
+        self._dec_ops.append(_run_decoder(tuple(f.name for f in fields), st))
+        self._enc_ops.append(_run_encoder(fields, st))
+
+    def decode(self, buf: memoryview, pos: int) -> tuple[dict, int]:
+        d = dict(self._fill_const)
+        for name in self._fill_lists:
+            d[name] = []
+        for op in self._dec_ops:
+            pos = op(buf, pos, d)
+        if self._tagged:
+            pos = self._decode_tags(buf, pos, d)
+        return d, pos
+
+    def _decode_tags(self, buf: memoryview, pos: int, d: dict) -> int:
+        start = pos
+        count, pos = t.read_uvarint(buf, pos)
+        # Each tagged field takes at least two bytes (tag and size).
+        if count * 2 > len(buf) - pos:
+            raise ProtocolError(f"tagged field count {count} at offset {start} cannot fit in the frame")
+        readers = self._tag_readers
+        for _ in range(count):
+            tag, pos = t.read_uvarint(buf, pos)
+            size, pos = t.read_uvarint(buf, pos)
+            end = pos + size
+            if end > len(buf):
+                raise ProtocolError(f"tagged field {tag} of {size} bytes at offset {pos} runs past the frame end")
+            entry = readers.get(tag)
+            if entry is not None:
+                name, read = entry
+                # Read within the declared size only, so a bad field cannot consume what follows it.
+                value, used = read(buf[:end], pos)
+                if used != end:
+                    raise ProtocolError(
+                        f"tagged field {name!r} (tag {tag}) at offset {pos} declared {size} bytes "
+                        f"but its value took {used - pos}"
+                    )
+                d[name] = value
+            pos = end  # unknown tags: skipped, as Kafka's forward compatibility requires
+        return pos
+
+    def encode(self, sink: Sink, value: Mapping) -> None:
+        if not isinstance(value, Mapping):
+            raise TypeError(f"{self.name} must be a dict, got {type(value).__name__}")
+        for op in self._enc_ops:
+            op(sink, value)
+        if self._tagged:
+            self._encode_tags(sink, value)
+
+    def _encode_tags(self, sink: Sink, value: Mapping) -> None:
+        present = []
+        for tag, name, default, write in self._tag_writers:
+            v = value.get(name, default)
+            if v is None or v == default:
+                continue  # Kafka writes a tagged field only when it differs from its default
+            sub = Sink()
+            try:
+                write(sub, v)
+            except (_EncodeFailure, ValueError, TypeError, OverflowError, struct.error) as exc:
+                raise _fail(name, exc) from None
+            present.append((tag, sub.joined()))
+        t.write_uvarint(sink.buf, len(present))
+        for tag, data in present:
+            t.write_uvarint(sink.buf, tag)
+            t.write_uvarint(sink.buf, len(data))
+            sink.buf += data
+
+
+def _single_decoder(name: str, read: _Reader):
+    def op(buf: memoryview, pos: int, d: dict) -> int:
+        d[name], pos = read(buf, pos)
+        return pos
+    return op
+
+
+def _run_decoder(names: tuple[str, ...], st: struct.Struct):
+    size = st.size
+    unpack_from = st.unpack_from
+    what = "fields " + ", ".join(names)
+
+    def op(buf: memoryview, pos: int, d: dict) -> int:
+        end = pos + size
+        if end > len(buf):
+            raise t.truncated(what, pos, size, buf)
+        d.update(zip(names, unpack_from(buf, pos)))
+        return end
+    return op
+
+
+def _missing(f: Field) -> _EncodeFailure:
+    return _EncodeFailure([f.name], "is required but missing")
+
+
+def _single_encoder(f: Field, write: _Writer):
+    name, default = f.name, f.default
+
+    def op(sink: Sink, value: Mapping) -> None:
+        v = value.get(name, default)
+        if v is REQUIRED:
+            raise _missing(f)
+        try:
+            write(sink, v)
+        except (_EncodeFailure, ValueError, TypeError, OverflowError, struct.error) as exc:
+            raise _fail(name, exc) from None
+    return op
+
+
+def _run_encoder(fields: list[Field], st: struct.Struct):
+    pack = st.pack
+    pairs = [(f.name, f.default) for f in fields]
+
+    def op(sink: Sink, value: Mapping) -> None:
+        vals = [value.get(name, default) for name, default in pairs]
+        # Checked before packing: '?' (bool) would pack the REQUIRED marker object silently.
+        for v in vals:
+            if v is REQUIRED:
+                raise _missing(fields[[x is REQUIRED for x in vals].index(True)])
+        try:
+            sink.buf += pack(*vals)
+        except (struct.error, TypeError, OverflowError):
+            # Find the culprit field to name it; this is the error path only.
+            for f, v in zip(fields, vals):
+                try:
+                    _FIXED_WRITERS[f.type](bytearray(), v)
+                except (struct.error, TypeError, OverflowError) as exc:
+                    raise _fail(f.name, exc) from None
+            raise
+    return op
+
+
+# ---- messages ----------------------------------------------------------------------------------------------------
+
+class Api:
+    """One Kafka API: its key, the versions kafkaprod speaks, where flexible versions start, and the request and
+    response schemas."""
+
+    def __init__(
+        self,
+        name: str,
+        key: int,
+        versions: tuple[int, int],
+        flexible_from: int,
+        request: list[Field],
+        response: list[Field],
+        *,
+        response_header_always_v0: bool = False,
+    ) -> None:
+        self.name = name
+        self.key = key
+        self.min_version, self.max_version = versions
+        self.flexible_from = flexible_from
+        self.request = Struct(name + "Request", request)
+        self.response = Struct(name + "Response", response)
+        self.response_header_always_v0 = response_header_always_v0
+
+    def __repr__(self) -> str:
+        return f"Api({self.name}, key={self.key}, versions={self.min_version}-{self.max_version})"
+
+    def check_version(self, version: int) -> None:
+        if not self.min_version <= version <= self.max_version:
+            raise UnsupportedVersionError(
+                f"{self.name} v{version} is not supported by kafkaprod "
+                f"(it speaks v{self.min_version}-v{self.max_version})"
+            )
+
+    def is_flexible(self, version: int) -> bool:
+        return version >= self.flexible_from
+
+    def request_header_version(self, version: int) -> int:
+        return 2 if self.is_flexible(version) else 1
+
+    def response_header_version(self, version: int) -> int:
+        if self.response_header_always_v0:
+            return 0
+        return 1 if self.is_flexible(version) else 0
+
+    def request_codec(self, version: int) -> StructCodec:
+        self.check_version(version)
+        flexible = self.is_flexible(version)
+        return self.request.codec(version, flexible, flexible)
+
+    def response_codec(self, version: int) -> StructCodec:
+        self.check_version(version)
+        flexible = self.is_flexible(version)
+        return self.response.codec(version, flexible, flexible)
+
+
+def encode_struct(codec: StructCodec, sink: Sink, value: Mapping, what: str) -> None:
+    """Encode ``value`` with ``codec``, turning a bad field anywhere inside into a ValueError that names it."""
+    try:
+        codec.encode(sink, value)
+    except _EncodeFailure as exc:
+        path = ".".join(reversed(exc.path)).replace(".[", "[")
+        raise ValueError(f"{what}: field {path} {exc.reason}" if exc.reason.startswith("is required")
+                         else f"{what}: field {path}: {exc.reason}") from None
