@@ -128,8 +128,7 @@ class Sender(threading.Thread):
         if not self.client.ready(node, now):
             return 0.01
         topics = self.metadata.topics()
-        body = {"topics": [{"name": t, "topic_id": None} for t in topics], "allow_auto_topic_creation": True,
-                "include_cluster_authorized_operations": False, "include_topic_authorized_operations": False}
+        body = {"topics": [{"name": t} for t in topics], "allow_auto_topic_creation": True}
         self._metadata_in_flight = True
         self.client.send(node, METADATA, body, on_done=self._on_metadata, now=now)
         return 1.0
