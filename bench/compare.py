@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import datetime
 import json
+import math
 import os
 import platform
 import shlex
@@ -298,14 +299,15 @@ def render_markdown(meta: dict[str, Any], workload: Workload, rows: list[dict[st
         f"- date: {meta['date']}",
         f"- machine: {m['cpu_model']}, {m['cores']} cores ({m['usable_cores']} usable), "
         f"{_fmt(m['memory_gib'], 1)} GiB, Linux {m['kernel']}, Python {m['python']}, "
-        f"load average at start {m['loadavg_at_start'][0]:.2f}",
+        f"load average {m['loadavg_at_start'][0]:.2f} at start, {meta.get('loadavg_at_end', [math.nan])[0]:.2f} at end",
         f"- broker: {meta['broker']}",
         f"- command: `{meta['command']}`",
         f"- workload: {workload.describe()}",
         f"- method: {meta['rounds']} alternating rounds, each run a fresh process and topic, one warm-up record "
         "first; window = first send to last acknowledgement; medians over rounds; CPU = user+sys of the client "
-        "process (all threads) in the window; broker CPU = Tansu's over the same window; MB = 2^20 bytes of "
-        "key+value; peak RSS = the child's lifetime peak",
+        "process (all threads) in the window; broker CPU = Tansu's over the same window; other CPU = the rest of "
+        "the machine's busy time in the window (other processes: noise); MB = 2^20 bytes of key+value; peak RSS = "
+        "the child's lifetime peak",
     ]
     for client, why in skipped.items():
         lines.append(f"- skipped {client}: {why}")
@@ -330,15 +332,16 @@ def render_markdown(meta: dict[str, Any], workload: Workload, rows: list[dict[st
         "",
         "<details><summary>every run</summary>",
         "",
-        "| round | client | records | records/s | MB/s | elapsed s | CPU s (user+sys) | broker CPU s | peak RSS MB |",
-        "|--:|---|--:|--:|--:|--:|--:|--:|--:|",
+        "| round | client | records | records/s | MB/s | elapsed s | CPU s (user+sys) | broker CPU s | other CPU s "
+        "| peak RSS MB |",
+        "|--:|---|--:|--:|--:|--:|--:|--:|--:|--:|",
     ]
     for run in runs:
         lines.append(
             f"| {run['round']} | {run['client']} | {run['records']:,} | {_fmt(run['records_per_s'])} "
             f"| {_fmt(run['mb_per_s'], 1)} | {_fmt(run['elapsed_s'], 2)} "
             f"| {_fmt(run['cpu_s'], 2)} ({_fmt(run['cpu_user_s'], 2)}+{_fmt(run['cpu_sys_s'], 2)}) "
-            f"| {_fmt(run['broker_cpu_s'], 2)} | {_fmt(run['peak_rss_mb'], 0)} |")
+            f"| {_fmt(run['broker_cpu_s'], 2)} | {_fmt(run.get('other_cpu_s'), 2)} | {_fmt(run['peak_rss_mb'], 0)} |")
     lines += ["", "</details>", ""]
     return "\n".join(lines)
 

@@ -94,6 +94,18 @@ def _process_cpu_s(pid: int | None) -> float | None:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def _machine_busy_cpu_s() -> float | None:
+    # All CPUs' non-idle time (/proc/stat); minus this process and the broker it is the rest of the machine's load,
+    # which on a shared machine says how much a run was disturbed.
+    try:
+        with open("/proc/stat") as f:
+            fields = [int(v) for v in f.readline().split()[1:]]
+    except (OSError, ValueError):
+        return None
+    user, nice, system, _idle, _iowait, irq, softirq, steal = (fields + [0] * 8)[:8]
+    return (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
+
+
 class Window:
     """CPU and wall time from the first send to the last acknowledgement (and the broker's CPU meanwhile)."""
 
@@ -103,6 +115,7 @@ class Window:
     def start(self) -> None:
         self.rss_start = _rss_bytes()
         self.broker0 = _process_cpu_s(self.broker_pid)
+        self.machine0 = _machine_busy_cpu_s()
         self.ru0 = resource.getrusage(resource.RUSAGE_SELF)
         self.t0 = time.perf_counter()
 
@@ -110,6 +123,7 @@ class Window:
         self.t1 = time.perf_counter()
         self.ru1 = resource.getrusage(resource.RUSAGE_SELF)
         self.broker1 = _process_cpu_s(self.broker_pid)
+        self.machine1 = _machine_busy_cpu_s()
 
     def result(self, spec: dict[str, Any]) -> dict[str, Any]:
         n = spec["num_records"]
@@ -117,6 +131,10 @@ class Window:
         user = self.ru1.ru_utime - self.ru0.ru_utime
         system = self.ru1.ru_stime - self.ru0.ru_stime
         record_bytes = spec["record_size"] + spec["key_size"]
+        broker = None if self.broker0 is None or self.broker1 is None else self.broker1 - self.broker0
+        other = None
+        if self.machine0 is not None and self.machine1 is not None:
+            other = max(0.0, self.machine1 - self.machine0 - (user + system) - (broker or 0.0))
         return {
             "records": n,
             "elapsed_s": elapsed,
@@ -130,7 +148,9 @@ class Window:
             "rss_start_mb": self.rss_start / 2**20,
             # ru_maxrss is the process's lifetime peak (KiB on Linux), so it includes imports and setup.
             "peak_rss_mb": self.ru1.ru_maxrss / 1024,
-            "broker_cpu_s": None if self.broker0 is None or self.broker1 is None else self.broker1 - self.broker0,
+            "broker_cpu_s": broker,
+            # Everything else on the machine (other processes); with an unknown broker pid it includes the broker.
+            "other_cpu_s": other,
         }
 
 
