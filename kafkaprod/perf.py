@@ -1,0 +1,586 @@
+"""kafkaprod-perf: produce N records as fast as possible (or at a set rate) and report throughput and latency.
+
+The counterpart of Java's ``kafka-producer-perf-test``, with the same output shape::
+
+    kafkaprod-perf                                  # 5M records of 100 B on a local Tansu broker it starts
+    kafkaprod-perf --num-records 200000 --acks all --compression lz4 --bootstrap-servers kafka1:9092
+    python -m kafkaprod.perf --throughput 10000 --json
+
+How it measures (the parts that differ from Java's tool are marked):
+
+- Throughput: the clock starts just before the first ``send()`` and stops when ``flush()`` returns, i.e. at the
+  last acknowledgement; records/s and MB/s (2**20 bytes of key+value) are over that window.
+- Latency (differs): Java attaches a callback to every record. A Python callback per record would run on the
+  Sender thread and take the GIL from the sending thread, so it would slow down what it measures. Instead every
+  k-th record (``--latency-sample-every``; by default k is chosen so that about 20,000 records are sampled)
+  carries a callback that records send()->callback time. The others are plain ``send()``s. Sampling every k-th
+  record of a steady stream keeps average and percentiles unbiased; the number of samples is reported.
+- Delivery errors: counted exactly, for every record: sampled records in their callbacks, the others through
+  their futures, which are kept and checked with ``get()`` after the final flush (the oldest ones already
+  during the run once more than ~1M are pending, so memory stays bounded). The exit status is 1 when any record
+  failed.
+- Progress lines (every ``--reporting-interval`` seconds, default 5) count records handed to ``send()`` in the
+  interval (differs: Java counts completions); send() blocks when buffer memory is full, so the two differ by at
+  most a buffer's worth. The latency figures on them come from the samples completed in the interval.
+"""
+from __future__ import annotations
+
+import argparse
+import codecs
+import dataclasses
+import itertools
+import json
+import logging
+import math
+import random
+import sys
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any
+
+log = logging.getLogger("kafkaprod")
+
+DEFAULT_NUM_RECORDS = 5_000_000
+DEFAULT_RECORD_SIZE = 100
+DEFAULT_TOPIC = "kafkaprod-perf"
+DEFAULT_PARTITIONS = 6
+TARGET_LATENCY_SAMPLES = 20_000
+# Futures of unsampled records are checked and dropped in halves once this many are held.
+MAX_HELD_FUTURES = 1 << 20
+# A future still unresolved this long after flush() returned means a producer bug, not a slow broker.
+FUTURE_CHECK_TIMEOUT_S = 300.0
+_ACKS = {"all": "all", "-1": -1, "0": 0, "1": 1}
+_CODECS = ("none", "gzip", "snappy", "lz4", "zstd")
+_MIB = float(1 << 20)
+
+
+@dataclasses.dataclass(frozen=True)
+class PerfArgs:
+    """The validated command line."""
+
+    num_records: int
+    record_size: int | None  # None when records come from --payload-file
+    payload_file: str | None
+    payload_delimiter: str
+    key_size: int
+    topic: str
+    partitions: int
+    bootstrap_servers: str | None  # None: start a local Tansu broker
+    create_topic: bool
+    acks: str | int | None  # None: the producer's default
+    compression: str | None
+    batch_size: int | None
+    linger_ms: int | None
+    throughput: float  # records/s; -1: unthrottled
+    latency_sample_every: int
+    producer_options: dict[str, Any]
+    reporting_interval_s: float
+    json: bool
+    verbose: bool
+
+
+def _int_arg(minimum: int) -> Callable[[str], int]:
+    def parse(text: str) -> int:
+        try:
+            value = int(text.replace("_", ""))
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"must be at least {minimum}, got {value}")
+        return value
+
+    return parse
+
+
+def _throughput_arg(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected records per second (or -1 for no limit), got {text!r}") from None
+    if value == 0 or math.isnan(value) or math.isinf(value):
+        raise argparse.ArgumentTypeError(f"must be a positive rate, or negative for no limit; got {text!r}")
+    return -1.0 if value < 0 else value
+
+
+def _interval_arg(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected seconds, got {text!r}") from None
+    if not value > 0 or math.isinf(value):
+        raise argparse.ArgumentTypeError(f"must be a positive number of seconds, got {text!r}")
+    return value
+
+
+def _option_value(text: str) -> Any:
+    """-X values: ints and booleans become typed, everything else stays a string for the producer to check."""
+    lowered = text.lower()
+    if lowered in ("true", "false"):
+        return lowered == "true"
+    try:
+        return int(text)
+    except ValueError:
+        return text
+
+
+def _producer_option(text: str) -> tuple[str, Any]:
+    key, sep, value = text.partition("=")
+    key = key.strip()
+    if not sep or not key:
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE (e.g. buffer_memory=67108864), got {text!r}")
+    return key, _option_value(value.strip())
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="kafkaprod-perf",
+        description="Produce records with kafkaprod and report throughput and delivery latency, like Java's "
+                    "kafka-producer-perf-test. Without --bootstrap-servers it starts a local Tansu broker.")
+    parser.add_argument("--num-records", type=_int_arg(1), default=DEFAULT_NUM_RECORDS,
+                        help=f"records to produce (default {DEFAULT_NUM_RECORDS})")
+    parser.add_argument("--record-size", type=_int_arg(0), default=None,
+                        help=f"value bytes per record (default {DEFAULT_RECORD_SIZE}); not with --payload-file")
+    parser.add_argument("--payload-file", default=None,
+                        help="file of values split by --payload-delimiter; each record takes one at random")
+    parser.add_argument("--payload-delimiter", default="\\n",
+                        help="separator of values in --payload-file, backslash escapes allowed (default \\n)")
+    parser.add_argument("--key-size", type=_int_arg(0), default=0,
+                        help="key bytes per record, 0 for no key (default 0); keys cycle through 10,000 values")
+    parser.add_argument("--topic", default=DEFAULT_TOPIC, help=f"topic (default {DEFAULT_TOPIC})")
+    parser.add_argument("--partitions", type=_int_arg(1), default=DEFAULT_PARTITIONS,
+                        help=f"partitions when this tool creates the topic (default {DEFAULT_PARTITIONS})")
+    parser.add_argument("--bootstrap-servers", default=None,
+                        help="host:port[,host:port] of an existing cluster; default: start a local Tansu broker")
+    parser.add_argument("--create-topic", action="store_true",
+                        help="create --topic on --bootstrap-servers first (always done on the local broker)")
+    parser.add_argument("--acks", choices=sorted(_ACKS), default=None, help="acks (default: the producer's, all)")
+    parser.add_argument("--compression", choices=_CODECS, default=None, help="compression_type (default none)")
+    parser.add_argument("--batch-size", type=_int_arg(1), default=None, help="batch_size in bytes (default: producer's)")
+    parser.add_argument("--linger-ms", type=_int_arg(0), default=None, help="linger_ms (default: producer's)")
+    parser.add_argument("--throughput", type=_throughput_arg, default=-1.0,
+                        help="records/s to send at most; -1 for no limit (default)")
+    parser.add_argument("--latency-sample-every", type=_int_arg(1), default=None, metavar="K",
+                        help=f"measure the latency of every K-th record (default: about {TARGET_LATENCY_SAMPLES:,} samples)")
+    parser.add_argument("-X", "--producer-option", type=_producer_option, action="append", default=[],
+                        metavar="KEY=VALUE", help="any other producer option (snake_case or Java name), repeatable")
+    parser.add_argument("--reporting-interval", type=_interval_arg, default=5.0, metavar="SECONDS",
+                        help="seconds between progress lines (default 5)")
+    parser.add_argument("--json", action="store_true",
+                        help="print the final report as one JSON object on stdout (progress goes to stderr)")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log the producer's INFO messages to stderr")
+    return parser
+
+
+# Flags that set a producer option; -X must not set the same option a second time.
+_FLAG_OPTIONS = {"acks": "acks", "compression_type": "compression", "batch_size": "batch_size", "linger_ms": "linger_ms"}
+
+
+def parse_args(argv: Sequence[str] | None = None) -> PerfArgs:
+    parser = build_parser()
+    ns = parser.parse_args(argv)
+    if ns.payload_file is not None and ns.record_size is not None:
+        parser.error("give either --record-size or --payload-file, not both")
+    try:
+        delimiter = codecs.decode(ns.payload_delimiter, "unicode_escape")
+    except UnicodeDecodeError as exc:
+        parser.error(f"--payload-delimiter {ns.payload_delimiter!r} is not a valid escaped string: {exc}")
+    if delimiter == "":
+        parser.error("--payload-delimiter must not be empty")
+    if ns.create_topic and ns.bootstrap_servers is None:
+        parser.error("--create-topic only applies with --bootstrap-servers (the local broker always gets the topic)")
+    extra: dict[str, Any] = {}
+    for key, value in ns.producer_option:
+        snake = key.replace(".", "_")
+        if snake in extra:
+            parser.error(f"-X {key} given twice")
+        if snake == "bootstrap_servers":
+            parser.error("use --bootstrap-servers, not -X bootstrap_servers")
+        flag = _FLAG_OPTIONS.get(snake)
+        if flag is not None and getattr(ns, flag) is not None:
+            parser.error(f"-X {key} and --{flag.replace('_', '-')} both set producer option {snake!r}")
+        extra[snake] = value
+    sample_every = ns.latency_sample_every
+    if sample_every is None:
+        sample_every = max(1, ns.num_records // TARGET_LATENCY_SAMPLES)
+    return PerfArgs(
+        num_records=ns.num_records,
+        record_size=None if ns.payload_file is not None else (DEFAULT_RECORD_SIZE if ns.record_size is None else ns.record_size),
+        payload_file=ns.payload_file,
+        payload_delimiter=delimiter,
+        key_size=ns.key_size,
+        topic=ns.topic,
+        partitions=ns.partitions,
+        bootstrap_servers=ns.bootstrap_servers,
+        create_topic=ns.create_topic,
+        acks=None if ns.acks is None else _ACKS[ns.acks],
+        compression=ns.compression,
+        batch_size=ns.batch_size,
+        linger_ms=ns.linger_ms,
+        throughput=ns.throughput,
+        latency_sample_every=sample_every,
+        producer_options=extra,
+        reporting_interval_s=ns.reporting_interval,
+        json=ns.json,
+        verbose=ns.verbose,
+    )
+
+
+def producer_options(args: PerfArgs, bootstrap_servers: str) -> dict[str, Any]:
+    """Keyword arguments for KafkaProducer: what the flags set, then -X options; unset flags keep the defaults."""
+    options: dict[str, Any] = {"bootstrap_servers": bootstrap_servers, "client_id": "kafkaprod-perf"}
+    if args.acks is not None:
+        options["acks"] = args.acks
+    if args.compression is not None:
+        options["compression_type"] = args.compression
+    if args.batch_size is not None:
+        options["batch_size"] = args.batch_size
+    if args.linger_ms is not None:
+        options["linger_ms"] = args.linger_ms
+    options.update(args.producer_options)
+    return options
+
+
+# --------------------------------------------------------------------------------------------------- payloads
+
+
+def load_payloads(path: str, delimiter: str) -> list[bytes]:
+    with open(path, "rb") as f:
+        data = f.read()
+    payloads = [part for part in data.split(delimiter.encode()) if part]
+    if not payloads:
+        raise ValueError(f"--payload-file {path!r} holds no values between delimiters {delimiter!r}")
+    return payloads
+
+
+def make_value(size: int, seed: int = 0) -> bytes:
+    # Random uppercase letters, like Java's tool: compressible about as text is.
+    rng = random.Random(seed)
+    return bytes(rng.randrange(65, 91) for _ in range(size))
+
+
+def make_keys(size: int, count: int = 10_000) -> list[bytes]:
+    return [str(i).zfill(size).encode()[-size:] for i in range(count)]
+
+
+@dataclasses.dataclass
+class Records:
+    """What to send: one value for every record, or a cycle through chosen payloads; optional cycling keys."""
+
+    values: list[bytes]
+    keys: list[bytes] | None
+
+    @classmethod
+    def from_args(cls, args: PerfArgs, seed: int = 0) -> "Records":
+        if args.payload_file is not None:
+            payloads = load_payloads(args.payload_file, args.payload_delimiter)
+            # Picking at random per record would cost more than the send; draw the random order up front.
+            rng = random.Random(seed)
+            values = [payloads[rng.randrange(len(payloads))] for _ in range(min(args.num_records, 1 << 16))]
+        else:
+            values = [make_value(args.record_size or 0, seed)]
+        keys = make_keys(args.key_size) if args.key_size > 0 else None
+        return cls(values, keys)
+
+    @property
+    def constant(self) -> bool:
+        return len(self.values) == 1 and self.keys is None
+
+    def total_bytes(self, n: int) -> int:
+        def cycled(items: list[bytes]) -> int:
+            whole, rest = divmod(n, len(items))
+            return whole * sum(map(len, items)) + sum(map(len, items[:rest]))
+
+        return cycled(self.values) + (cycled(self.keys) if self.keys else 0)
+
+    def stream(self, n: int) -> Iterator[tuple[bytes, bytes | None]]:
+        values = itertools.cycle(self.values)
+        keys = itertools.cycle(self.keys) if self.keys else itertools.repeat(None)
+        return itertools.islice(zip(values, keys), n)
+
+
+# ------------------------------------------------------------------------------------------------ statistics
+
+
+def percentile(sorted_values: Sequence[float], fraction: float) -> float:
+    """Nearest-rank percentile of an ascending sequence (fraction in (0, 1])."""
+    if not sorted_values:
+        return math.nan
+    rank = math.ceil(fraction * len(sorted_values))
+    return sorted_values[min(len(sorted_values), max(rank, 1)) - 1]
+
+
+class Stats:
+    """Latency samples and delivery errors; written by the Sender thread (callbacks), read by the sending thread."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.latencies_ms: list[float] = []
+        self._window: list[float] = []
+        self.errors: Counter[str] = Counter()
+        self.first_errors: list[str] = []
+
+    def sampled_callback(self, sent_at: float) -> Callable[[Any, BaseException | None], None]:
+        def on_completion(metadata: Any, exception: BaseException | None) -> None:
+            latency_ms = (time.perf_counter() - sent_at) * 1000.0
+            if exception is not None:
+                self.error(exception)
+                return
+            with self._lock:
+                self.latencies_ms.append(latency_ms)
+                self._window.append(latency_ms)
+
+        return on_completion
+
+    def error(self, exception: BaseException) -> None:
+        with self._lock:
+            self.errors[type(exception).__name__] += 1
+            if len(self.first_errors) < 5:
+                self.first_errors.append(f"{type(exception).__name__}: {exception}")
+
+    def take_window(self) -> list[float]:
+        with self._lock:
+            window, self._window = self._window, []
+        return window
+
+    @property
+    def error_count(self) -> int:
+        return sum(self.errors.values())
+
+
+def check_futures(futures: list[Any], stats: Stats) -> None:
+    for future in futures:
+        try:
+            future.get(timeout=FUTURE_CHECK_TIMEOUT_S)
+        except Exception as exc:  # every failure kind counts; the report names them
+            stats.error(exc)
+
+
+@dataclasses.dataclass
+class Report:
+    records: int
+    failed: int
+    errors: dict[str, int]
+    elapsed_s: float
+    records_per_s: float
+    mb_per_s: float
+    latency_samples: int
+    latency_sample_every: int
+    avg_latency_ms: float
+    max_latency_ms: float
+    p50_ms: float
+    p95_ms: float
+    p99_ms: float
+    p999_ms: float
+    producer_options: dict[str, Any]
+    bootstrap_servers: str
+    topic: str
+
+    @classmethod
+    def build(cls, args: PerfArgs, stats: Stats, elapsed_s: float, total_bytes: int, options: dict[str, Any],
+              bootstrap_servers: str) -> "Report":
+        lat = sorted(stats.latencies_ms)
+        n = args.num_records
+        return cls(
+            records=n, failed=stats.error_count, errors=dict(stats.errors), elapsed_s=elapsed_s,
+            records_per_s=n / elapsed_s if elapsed_s > 0 else math.inf,
+            mb_per_s=total_bytes / _MIB / elapsed_s if elapsed_s > 0 else math.inf,
+            latency_samples=len(lat), latency_sample_every=args.latency_sample_every,
+            avg_latency_ms=sum(lat) / len(lat) if lat else math.nan, max_latency_ms=lat[-1] if lat else math.nan,
+            p50_ms=percentile(lat, 0.5), p95_ms=percentile(lat, 0.95), p99_ms=percentile(lat, 0.99),
+            p999_ms=percentile(lat, 0.999),
+            producer_options={k: v for k, v in options.items() if k != "bootstrap_servers"},
+            bootstrap_servers=bootstrap_servers, topic=args.topic,
+        )
+
+
+# ------------------------------------------------------------------------------------------------- output
+
+
+def format_progress(sent: int, seconds: float, nbytes: int, window_ms: list[float]) -> str:
+    avg = sum(window_ms) / len(window_ms) if window_ms else math.nan
+    peak = max(window_ms) if window_ms else math.nan
+    return (f"{sent} records sent, {sent / seconds:.1f} records/sec ({nbytes / _MIB / seconds:.2f} MB/sec), "
+            f"{avg:.1f} ms avg latency, {peak:.1f} ms max latency.")
+
+
+def format_summary(report: Report) -> str:
+    line = (f"{report.records} records sent, {report.records_per_s:.1f} records/sec ({report.mb_per_s:.2f} MB/sec), "
+            f"{report.avg_latency_ms:.2f} ms avg latency, {report.max_latency_ms:.2f} ms max latency, "
+            f"{report.p50_ms:.2f} ms 50th, {report.p95_ms:.2f} ms 95th, {report.p99_ms:.2f} ms 99th, "
+            f"{report.p999_ms:.2f} ms 99.9th.")
+    line += (f"\nlatency from {report.latency_samples} sampled records (every {report.latency_sample_every}"
+             f"{'st' if report.latency_sample_every == 1 else 'th'}); {report.elapsed_s:.2f} s from first send "
+             f"to last acknowledgement")
+    if report.failed:
+        kinds = ", ".join(f"{name}: {count}" for name, count in sorted(report.errors.items()))
+        line += f"\n{report.failed} records FAILED ({kinds})"
+    return line
+
+
+def print_progress(line: str, args: PerfArgs) -> None:
+    print(line, file=sys.stderr if args.json else sys.stdout, flush=True)
+
+
+def print_report(report: Report, stats: Stats, args: PerfArgs) -> None:
+    if args.json:
+        fields = {k: (None if isinstance(v, float) and not math.isfinite(v) else v)
+                  for k, v in dataclasses.asdict(report).items()}
+        print(json.dumps(fields, default=str))
+    else:
+        print(format_summary(report), flush=True)
+    for message in stats.first_errors:
+        print(f"error: {message}", file=sys.stderr)
+
+
+# ------------------------------------------------------------------------------------------------- the run
+
+
+class Throttle:
+    """Holds the send rate at ``rate`` records/s by sleeping whenever the sender is a millisecond or more ahead."""
+
+    def __init__(self, rate: float, start: float) -> None:
+        self.interval = 1.0 / rate
+        self.start = start
+
+    def wait(self, sent: int) -> None:
+        ahead = self.start + sent * self.interval - time.perf_counter()
+        if ahead >= 0.001:
+            time.sleep(ahead)
+
+
+class Progress:
+    def __init__(self, args: PerfArgs, stats: Stats, bytes_per_record: float, start: float) -> None:
+        self.args, self.stats, self.bytes_per_record = args, stats, bytes_per_record
+        self.interval = args.reporting_interval_s
+        self.window_start = start
+        self.window_sent_before = 0
+        self.next_at = start + self.interval
+
+    def maybe_print(self, sent: int) -> None:
+        now = time.perf_counter()
+        if now < self.next_at:
+            return
+        count = sent - self.window_sent_before
+        seconds = now - self.window_start
+        print_progress(format_progress(count, seconds, int(count * self.bytes_per_record), self.stats.take_window()),
+                       self.args)
+        self.window_start, self.window_sent_before, self.next_at = now, sent, now + self.interval
+
+
+def produce(producer: Any, args: PerfArgs, records: Records, stats: Stats) -> float:
+    """Send every record, flush, and return the seconds from the first send to the end of the flush."""
+    n, k, topic = args.num_records, args.latency_sample_every, args.topic
+    send = producer.send
+    held: list[Any] = []
+    hold = held.append
+    start = time.perf_counter()
+    progress = Progress(args, stats, records.total_bytes(n) / n, start)
+    throttle = Throttle(args.throughput, start) if args.throughput > 0 else None
+    sent = 0
+    if records.constant and throttle is None:
+        value = records.values[0]
+        # Chunks of k records: the first carries the latency callback, the rest are plain sends.
+        while sent < n:
+            chunk = min(k, n - sent)
+            send(topic, value, callback=stats.sampled_callback(time.perf_counter()))
+            for _ in itertools.repeat(None, chunk - 1):
+                hold(send(topic, value))
+            sent += chunk
+            if len(held) >= MAX_HELD_FUTURES:
+                _drop_oldest(held, stats)
+            progress.maybe_print(sent)
+    else:
+        for value, key in records.stream(n):
+            if throttle is not None:
+                throttle.wait(sent)
+                progress.maybe_print(sent)  # a throttled run may take long between samples
+            if sent % k == 0:
+                send(topic, value, key, callback=stats.sampled_callback(time.perf_counter()))
+                if len(held) >= MAX_HELD_FUTURES:
+                    _drop_oldest(held, stats)
+                progress.maybe_print(sent)
+            else:
+                hold(send(topic, value, key))
+            sent += 1
+    producer.flush()
+    elapsed = time.perf_counter() - start
+    check_futures(held, stats)
+    return elapsed
+
+
+def _drop_oldest(held: list[Any], stats: Stats) -> None:
+    half = len(held) // 2
+    check_futures(held[:half], stats)
+    del held[:half]
+
+
+@contextmanager
+def _local_broker() -> Iterator[Any]:
+    # The one place that starts a broker for the tool.
+    try:
+        from kafkaprod.broker import TansuBroker
+    except ImportError as exc:
+        raise SystemExit(f"kafkaprod-perf: cannot start a local broker ({exc}); pass --bootstrap-servers") from None
+    with TansuBroker() as broker:
+        yield broker
+
+
+def _create_topic(bootstrap_servers: str, topic: str, partitions: int) -> None:
+    from kafkaprod.broker import create_topics
+
+    create_topics(bootstrap_servers, {topic: partitions})
+
+
+def run(args: PerfArgs) -> int:
+    records = Records.from_args(args)
+    if args.bootstrap_servers is not None:
+        if args.create_topic:
+            _create_topic(args.bootstrap_servers, args.topic, args.partitions)
+        return _run_on(args, args.bootstrap_servers, records)
+    with _local_broker() as broker:
+        log.info("started a local Tansu broker at %s", broker.bootstrap_servers)
+        _create_topic(broker.bootstrap_servers, args.topic, args.partitions)
+        return _run_on(args, broker.bootstrap_servers, records)
+
+
+def _run_on(args: PerfArgs, bootstrap_servers: str, records: Records) -> int:
+    from kafkaprod import KafkaProducer
+
+    options = producer_options(args, bootstrap_servers)
+    stats = Stats()
+    producer = KafkaProducer(**options)
+    try:
+        elapsed = produce(producer, args, records, stats)
+    finally:
+        producer.close()
+    report = Report.build(args, stats, elapsed, records.total_bytes(args.num_records), options, bootstrap_servers)
+    print_report(report, stats, args)
+    return 1 if report.failed else 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Console entry point (kafkaprod-perf); returns the exit status: 0 ok, 1 delivery errors, 2 bad input."""
+    from kafkaprod.errors import KafkaError
+
+    args = parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        return run(args)
+    except (ValueError, TypeError, OSError) as exc:
+        # Bad producer options (the producer names them) or an unreadable payload file.
+        print(f"kafkaprod-perf: error: {exc}", file=sys.stderr)
+        return 2
+    except KafkaError as exc:
+        # send() itself failed (e.g. no metadata or buffer memory within max_block_ms): the run is incomplete.
+        print(f"kafkaprod-perf: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,186 @@
+"""kafkaprod-perf's command line: what each flag turns into, and which inputs are refused (no producer, no broker)."""
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from kafkaprod import perf
+
+
+def refused(capsys: pytest.CaptureFixture[str], argv: list[str]) -> str:
+    """Parse argv expecting argparse to refuse it; returns the error text it printed."""
+    with pytest.raises(SystemExit) as exc_info:
+        perf.parse_args(argv)
+    assert exc_info.value.code == 2
+    return capsys.readouterr().err
+
+
+def test_defaults_start_a_local_broker_with_100_byte_records_and_no_throttle():
+    args = perf.parse_args([])
+    assert args.num_records == perf.DEFAULT_NUM_RECORDS
+    assert args.record_size == 100
+    assert args.payload_file is None
+    assert args.topic == "kafkaprod-perf"
+    assert args.partitions == 6
+    assert args.bootstrap_servers is None
+    assert args.throughput == -1.0
+    assert args.key_size == 0
+    assert args.json is False
+
+
+def test_unset_flags_leave_the_producer_defaults_alone():
+    options = perf.producer_options(perf.parse_args([]), "h1:9092")
+    assert options == {"bootstrap_servers": "h1:9092", "client_id": "kafkaprod-perf"}
+
+
+@pytest.mark.parametrize(("flag", "expected"), [("all", "all"), ("-1", -1), ("0", 0), ("1", 1)])
+def test_acks_flag_becomes_the_producer_acks_value(flag, expected):
+    options = perf.producer_options(perf.parse_args(["--acks", flag]), "h:1")
+    assert options["acks"] == expected
+    assert type(options["acks"]) is type(expected)
+
+
+def test_acks_outside_kafkas_choices_is_refused(capsys):
+    assert "--acks" in refused(capsys, ["--acks", "2"])
+
+
+def test_producer_flags_map_to_snake_case_producer_options():
+    args = perf.parse_args(["--compression", "lz4", "--batch-size", "1000000", "--linger-ms", "0",
+                            "--bootstrap-servers", "a:1,b:2"])
+    options = perf.producer_options(args, args.bootstrap_servers)
+    assert options["compression_type"] == "lz4"
+    assert options["batch_size"] == 1_000_000
+    assert options["linger_ms"] == 0
+    assert options["bootstrap_servers"] == "a:1,b:2"
+
+
+def test_unknown_codec_is_refused(capsys):
+    assert "--compression" in refused(capsys, ["--compression", "brotli"])
+
+
+@pytest.mark.parametrize("count", ["0", "-5", "many"])
+def test_num_records_must_be_a_positive_integer(capsys, count):
+    assert "--num-records" in refused(capsys, ["--num-records", count])
+
+
+def test_num_records_accepts_underscore_separators():
+    assert perf.parse_args(["--num-records", "2_000_000"]).num_records == 2_000_000
+
+
+def test_record_size_and_payload_file_exclude_each_other(capsys, tmp_path):
+    payloads = tmp_path / "p.txt"
+    payloads.write_text("a\nb\n")
+    assert "--payload-file" in refused(capsys, ["--record-size", "10", "--payload-file", str(payloads)])
+
+
+def test_payload_file_replaces_the_default_record_size(tmp_path):
+    payloads = tmp_path / "p.txt"
+    payloads.write_text("a\nb\n")
+    args = perf.parse_args(["--payload-file", str(payloads)])
+    assert args.record_size is None
+    assert args.payload_file == str(payloads)
+
+
+def test_payload_delimiter_understands_backslash_escapes():
+    assert perf.parse_args(["--payload-delimiter", "\\t"]).payload_delimiter == "\t"
+    assert perf.parse_args([]).payload_delimiter == "\n"
+
+
+def test_empty_payload_delimiter_is_refused(capsys):
+    assert "--payload-delimiter" in refused(capsys, ["--payload-delimiter", ""])
+
+
+def test_payload_file_values_are_split_on_the_delimiter_without_empty_ones(tmp_path):
+    payloads = tmp_path / "p.txt"
+    payloads.write_bytes(b"one\n\ntwo\nthree\n")
+    assert perf.load_payloads(str(payloads), "\n") == [b"one", b"two", b"three"]
+
+
+def test_payload_file_without_values_is_refused_naming_the_file(tmp_path):
+    payloads = tmp_path / "empty.txt"
+    payloads.write_bytes(b"\n\n")
+    with pytest.raises(ValueError, match="empty.txt"):
+        perf.load_payloads(str(payloads), "\n")
+
+
+@pytest.mark.parametrize(("text", "expected"), [("5000", 5000.0), ("-1", -1.0), ("-20", -1.0), ("0.5", 0.5)])
+def test_throughput_is_a_rate_or_negative_for_unlimited(text, expected):
+    assert perf.parse_args(["--throughput", text]).throughput == expected
+
+
+@pytest.mark.parametrize("text", ["0", "fast", "nan", "inf"])
+def test_throughput_zero_or_not_a_number_is_refused(capsys, text):
+    assert "--throughput" in refused(capsys, ["--throughput", text])
+
+
+def test_latency_sampling_defaults_to_about_twenty_thousand_samples():
+    assert perf.parse_args(["--num-records", "1000000"]).latency_sample_every == 50
+    assert perf.parse_args(["--num-records", "100"]).latency_sample_every == 1
+    assert perf.parse_args(["--num-records", "100", "--latency-sample-every", "3"]).latency_sample_every == 3
+
+
+def test_latency_sample_interval_must_be_positive(capsys):
+    assert "--latency-sample-every" in refused(capsys, ["--latency-sample-every", "0"])
+
+
+def test_extra_producer_options_are_typed_and_java_names_become_snake_case():
+    args = perf.parse_args(["-X", "buffer.memory=67108864", "-X", "enable_idempotence=false",
+                            "--producer-option", "client_id=mine"])
+    options = perf.producer_options(args, "h:1")
+    assert options["buffer_memory"] == 67108864
+    assert options["enable_idempotence"] is False
+    assert options["client_id"] == "mine"  # -X wins over the tool's own client id
+
+
+def test_extra_option_without_equals_sign_is_refused(capsys):
+    assert "KEY=VALUE" in refused(capsys, ["-X", "linger_ms"])
+
+
+def test_extra_option_given_twice_is_refused(capsys):
+    assert "twice" in refused(capsys, ["-X", "linger_ms=1", "-X", "linger.ms=2"])
+
+
+def test_extra_option_may_not_repeat_a_flag(capsys):
+    err = refused(capsys, ["--linger-ms", "5", "-X", "linger.ms=7"])
+    assert "--linger-ms" in err and "linger_ms" in err
+
+
+def test_bootstrap_servers_only_come_from_their_flag(capsys):
+    assert "--bootstrap-servers" in refused(capsys, ["-X", "bootstrap_servers=h:1"])
+
+
+def test_create_topic_needs_external_bootstrap_servers(capsys):
+    assert "--create-topic" in refused(capsys, ["--create-topic"])
+    assert perf.parse_args(["--create-topic", "--bootstrap-servers", "h:1"]).create_topic is True
+
+
+def test_reporting_interval_must_be_positive(capsys):
+    assert "--reporting-interval" in refused(capsys, ["--reporting-interval", "0"])
+
+
+def test_percentile_is_nearest_rank():
+    values = [float(v) for v in range(1, 101)]
+    assert perf.percentile(values, 0.5) == 50.0
+    assert perf.percentile(values, 0.99) == 99.0
+    assert perf.percentile(values, 0.999) == 100.0
+    assert perf.percentile([7.0], 0.5) == 7.0
+    assert math.isnan(perf.percentile([], 0.5))
+
+
+def test_total_bytes_counts_cycled_values_and_keys():
+    records = perf.Records(values=[b"a", b"bbb"], keys=[b"kk"])
+    # 5 records: values a, bbb, a, bbb, a (9 bytes) and 5 two-byte keys.
+    assert records.total_bytes(5) == 9 + 10
+    assert [pair for pair in records.stream(3)] == [(b"a", b"kk"), (b"bbb", b"kk"), (b"a", b"kk")]
+
+
+def test_summary_line_has_the_java_tool_fields_and_names_failures():
+    report = perf.Report(
+        records=1000, failed=2, errors={"KafkaTimeoutError": 2}, elapsed_s=2.0, records_per_s=500.0,
+        mb_per_s=0.05, latency_samples=10, latency_sample_every=100, avg_latency_ms=1.5, max_latency_ms=9.0,
+        p50_ms=1.0, p95_ms=4.0, p99_ms=8.0, p999_ms=9.0, producer_options={}, bootstrap_servers="h:1", topic="t")
+    text = perf.format_summary(report)
+    assert text.startswith("1000 records sent, 500.0 records/sec (0.05 MB/sec), 1.50 ms avg latency, "
+                           "9.00 ms max latency, 1.00 ms 50th, 4.00 ms 95th, 8.00 ms 99th, 9.00 ms 99.9th.")
+    assert "2 records FAILED (KafkaTimeoutError: 2)" in text
