@@ -1,9 +1,4 @@
-"""The broker side of the benchmarks: start Tansu, make and drop topics, count what landed.
-
-``start_broker()`` is the single place that decides which launcher runs: kafkaprod.broker once it exists,
-otherwise the stop-gap in bench/_dev_tansu.py (delete that file, and the fallback below, when kafkaprod.broker
-lands).
-"""
+"""The broker side of the benchmarks: start Tansu, make and drop topics, count what landed."""
 from __future__ import annotations
 
 import time
@@ -14,18 +9,14 @@ from typing import Any
 
 def start_broker() -> AbstractContextManager[Any]:
     """A context manager for a local Tansu broker; entering it gives an object with ``.bootstrap_servers``."""
-    try:
-        from kafkaprod.broker import TansuBroker
-    except ImportError:
-        from bench._dev_tansu import TansuBroker  # stop-gap until kafkaprod.broker lands
+    from kafkaprod.broker import TansuBroker
+
     return TansuBroker()
 
 
 def create_topics(bootstrap_servers: str, topics: dict[str, int]) -> None:
-    try:
-        from kafkaprod.broker import create_topics as create
-    except ImportError:
-        from bench._dev_tansu import create_topics as create  # stop-gap until kafkaprod.broker lands
+    from kafkaprod.broker import create_topics as create
+
     create(bootstrap_servers, topics)
 
 
