@@ -1,6 +1,7 @@
 """kafkaprod._native.crc32c against published check values, a bit-by-bit reference and the crc32c package."""
 from __future__ import annotations
 
+import functools
 import platform
 import random
 import threading
@@ -9,12 +10,15 @@ from array import array
 import crc32c as crc32c_package
 import pytest
 
-from kafkaprod._native.crc32c import crc32c, crc32c_portable, implementation
+from kafkaprod._native.crc32c import _crc32c_with, _kernels, crc32c, crc32c_portable, implementation
 
-KERNELS = [pytest.param(crc32c, id="dispatched"), pytest.param(crc32c_portable, id="portable")]
+# crc32c() itself, and every kernel this CPU can run through the test hook (the dispatcher uses only the first).
+KERNELS = [pytest.param(crc32c, id="crc32c"), pytest.param(crc32c_portable, id="crc32c_portable")] + [
+    pytest.param(functools.partial(_crc32c_with, name), id=f"kernel-{name}") for name in _kernels()]
 
-# The hardware kernels run three streams over 3 x 8 KiB and 3 x 256 byte blocks, then words, then bytes; these
-# lengths sit on and around every switch between those paths.
+# The hardware kernels run three streams over 3 x 8 KiB blocks, then over 3 x 256-byte blocks (shift tables) or
+# one last block of whatever is left from 128 bytes on (pclmul), then words, then 4/2/1-byte steps. The
+# every-length test covers everything under 1 KiB; these lengths sit on and around the switches above it.
 BLOCK_EDGES = sorted({
     n + d
     for n in (768, 1536, 24576, 2 * 24576, 24576 + 768, 24576 + 768 + 8)
@@ -67,11 +71,16 @@ def test_crc32c_matches_bitwise_reference_for_every_length_and_alignment(kernel,
         assert got == expected, f"start {start}"
 
 
-@pytest.mark.parametrize("kernel", KERNELS)
-def test_crc32c_matches_bitwise_reference_around_block_boundaries(kernel, rng):
+@pytest.fixture(scope="module")
+def boundary_case(rng):
+    """Random data with the reference CRC of every prefix, from offset 0 and from (unaligned) offset 3."""
     data = rng.randbytes(max(BLOCK_EDGES) + 3)
-    prefix = reference_prefix_crcs(data)  # data[:n] for every n
-    prefix_from_3 = reference_prefix_crcs(data[3:])  # and unaligned starts
+    return data, reference_prefix_crcs(data), reference_prefix_crcs(data[3:])
+
+
+@pytest.mark.parametrize("kernel", KERNELS)
+def test_crc32c_matches_bitwise_reference_around_block_boundaries(kernel, boundary_case):
+    data, prefix, prefix_from_3 = boundary_case
     view = memoryview(data)
     for n in BLOCK_EDGES:
         assert kernel(view[:n]) == prefix[n], n
@@ -87,14 +96,17 @@ def test_large_buffers_agree_with_portable_kernel_and_crc32c_package(rng, size):
     assert crc32c(memoryview(data)[5:]) == crc32c_package.crc32c(data[5:])
 
 
-def test_hardware_and_portable_kernels_agree_on_random_inputs(rng):
+def test_every_kernel_agrees_with_portable_on_random_inputs(rng):
     data = rng.randbytes(200_000)
     view = memoryview(data)
     for _ in range(300):
         start = rng.randrange(64)
         n = rng.choice([rng.randrange(100), rng.randrange(5000), rng.randrange(len(data) - 64)])
         seed = rng.randrange(1 << 32)
-        assert crc32c(view[start:start + n], seed) == crc32c_portable(view[start:start + n], seed)
+        expected = crc32c_portable(view[start:start + n], seed)
+        assert crc32c(view[start:start + n], seed) == expected
+        for name in _kernels():
+            assert _crc32c_with(name, view[start:start + n], seed) == expected, name
 
 
 @pytest.mark.parametrize("kernel", KERNELS)
@@ -153,10 +165,14 @@ def cpu_flags() -> set[str]:
 
 
 def test_implementation_uses_the_cpu_crc_instructions_when_present():
-    assert implementation() in {"sse4.2", "armv8-crc", "portable"}
+    assert implementation() == _kernels()[0]
+    assert _kernels()[-1] == "portable"
     machine = platform.machine().lower()
     flags = cpu_flags()
-    if machine in ("x86_64", "amd64") and "sse4_2" in flags:
+    if machine in ("x86_64", "amd64") and {"sse4_2", "pclmulqdq"} <= flags:
+        assert implementation() == "sse4.2+pclmul"
+        assert _kernels() == ("sse4.2+pclmul", "sse4.2", "portable")
+    elif machine in ("x86_64", "amd64") and "sse4_2" in flags:
         assert implementation() == "sse4.2"
     elif machine in ("aarch64", "arm64") and "crc32" in flags:
         assert implementation() == "armv8-crc"
@@ -178,3 +194,8 @@ def test_bad_arguments_raise_clear_errors(kernel):
         kernel(b"x", 1.0)
     with pytest.raises(BufferError):
         kernel(memoryview(b"abcdef")[::2])  # not contiguous
+
+
+def test_unknown_kernel_name_is_a_value_error():
+    with pytest.raises(ValueError, match="no CRC-32C kernel 'avx9000' on this CPU"):
+        _crc32c_with("avx9000", b"x")

@@ -2,7 +2,8 @@
 """CRC-32C (Castagnoli), the checksum of Kafka record batches (magic v2).
 
 The kernels are C in crc32c_impl.h: the CPU's CRC instructions (SSE4.2 on x86-64, the CRC extension on AArch64)
-when it has them, slicing-by-8 tables otherwise, picked once at import.
+when it has them, slicing-by-8 tables otherwise, picked once at import. _kernels() and _crc32c_with() reach every
+kernel this CPU can run, so that tests check each of them, not only the one picked.
 """
 from cpython.buffer cimport PyBUF_SIMPLE, PyBuffer_Release, PyObject_CheckBuffer, PyObject_GetBuffer
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_Check, PyBytes_GET_SIZE
@@ -11,13 +12,20 @@ from libc.stdint cimport uint32_t
 __all__ = ["crc32c", "crc32c_portable", "implementation"]
 
 cdef extern from "crc32c_impl.h" nogil:
+    ctypedef uint32_t (*kp_crc32c_fn)(uint32_t crc, const unsigned char* data, size_t length) noexcept
+    ctypedef struct kp_crc32c_kernel:
+        const char* name
+        kp_crc32c_fn fn
+    kp_crc32c_kernel kp_crc32c_kernels[]
+    int kp_crc32c_kernel_count
     const char* kp_crc32c_init() noexcept
     uint32_t kp_crc32c(uint32_t crc, const unsigned char* data, size_t length) noexcept
     uint32_t kp_crc32c_portable(uint32_t crc, const unsigned char* data, size_t length) noexcept
 
-ctypedef uint32_t (*_kernel)(uint32_t crc, const unsigned char* data, size_t length) noexcept nogil
+ctypedef kp_crc32c_fn _kernel
 
 cdef str _implementation = kp_crc32c_init().decode("ascii")
+cdef dict _kernel_index = {kp_crc32c_kernels[i].name.decode("ascii"): i for i in range(kp_crc32c_kernel_count)}
 
 # Below this the GIL round trip (~0.1 us) is a sizeable part of the work (32 KiB take ~2 us in hardware).
 cdef Py_ssize_t _NOGIL_MIN_BYTES = 32768
@@ -73,5 +81,19 @@ def crc32c_portable(data, crc=0):
 
 
 def implementation():
-    """The kernel crc32c() uses on this CPU: 'sse4.2', 'armv8-crc' or 'portable'."""
+    """The kernel crc32c() uses on this CPU: 'sse4.2+pclmul', 'sse4.2', 'armv8-crc' or 'portable'."""
     return _implementation
+
+
+def _kernels():
+    """Names of every kernel this CPU can run, fastest (the one crc32c() uses) first. For tests."""
+    return tuple(_kernel_index)
+
+
+def _crc32c_with(kernel, data, crc=0):
+    """crc32c() computed by the named kernel (one of _kernels()). For tests."""
+    try:
+        index = _kernel_index[kernel]
+    except KeyError:
+        raise ValueError(f"no CRC-32C kernel {kernel!r} on this CPU; it has {_kernels()}") from None
+    return _checksum(kp_crc32c_kernels[<int>index].fn, data, crc)
