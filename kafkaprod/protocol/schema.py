@@ -418,8 +418,10 @@ class StructCodec:
 
         run: list[Field] = []  # consecutive fixed-width fields, merged into one struct call
         for f in self.fields:
+            if f.tag is not None and not tagged:
+                raise ValueError(f"{self.name} v{version}: tagged field {f.name!r} in a version without tags")
             read, write, min_size, fmt = _type_codec(f.type, version, compact, tagged, f.nullable_in(version))
-            if tagged and f.tag is not None:
+            if f.tag is not None:
                 self._tag_readers[f.tag] = (f.name, read)
                 self._tag_writers.append((f.tag, f.name, f.fill_value(), write))
                 continue

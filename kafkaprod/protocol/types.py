@@ -175,8 +175,8 @@ def uvarint_size(value: int) -> int:
 
 
 # ---- lengths ---------------------------------------------------------------------------------------------------
-# The readers below inline their length checks rather than share helpers: they run once per string or array of
-# a response, and each Python call saved there is measurable on large Metadata responses.
+# The readers below make one helper call for length and bounds checks together: they run once per string or
+# array of a response, and each Python call saved there is measurable on large Metadata responses.
 
 _i16 = INT16.unpack_from
 _i32 = INT32.unpack_from
