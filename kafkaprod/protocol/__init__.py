@@ -15,6 +15,7 @@ from kafkaprod.protocol.framing import (
     decode_response_header,
     encode_request,
     encode_response,
+    expects_response,
     read_correlation_id,
 )
 from kafkaprod.protocol.messages import APIS, SUPPORTED_VERSIONS, ApiKey, api_for
@@ -34,6 +35,7 @@ __all__ = [
     "decode_response_header",
     "encode_request",
     "encode_response",
+    "expects_response",
     "negotiate_version",
     "negotiate_versions",
     "read_correlation_id",

@@ -41,10 +41,11 @@ def _view(frame) -> memoryview:
 
 
 def _finish(sink: Sink) -> list:
-    chunks = sink.finish()
-    size = sink.attached + sum(len(c) for c in chunks if isinstance(c, bytearray)) - 4
+    size = sink.size() - 4
     if size > _MAX_FRAME:
         raise ValueError(f"frame of {size} bytes exceeds the int32 size limit")
+    chunks = sink.finish()
+    # The first chunk is the bytearray that began with the 4 placeholder bytes.
     t.INT32.pack_into(chunks[0], 0, size)
     return chunks
 
@@ -88,6 +89,11 @@ def encode_response(api_key: int, api_version: int, correlation_id: int, body: M
                   "response header")
     encode_struct(codec, sink, body, f"{api.name}Response v{api_version}")
     return _finish(sink)
+
+
+def expects_response(api_key: int, body: Mapping[str, Any]) -> bool:
+    """Whether the broker answers this request: it sends nothing back for a Produce request with acks=0."""
+    return not (api_key == ApiKey.PRODUCE and body.get("acks") == 0)
 
 
 def read_correlation_id(frame) -> int:

@@ -87,6 +87,12 @@ class Field:
     def __repr__(self) -> str:
         return f"Field({self.name!r}, {self.type!r})"
 
+    def exists_in(self, version: int) -> bool:
+        return _in(self.versions, version)
+
+    def nullable_in(self, version: int) -> bool:
+        return _in(self.nullable, version)
+
     def fill_value(self) -> Any:
         """The value a decoded dict holds when the wire did not carry this field."""
         if self.default is not REQUIRED:
@@ -144,27 +150,29 @@ class Sink:
     Large payloads (record batches) are attached as their own chunks instead of being copied into ``buf``.
     """
 
-    __slots__ = ("chunks", "buf", "attached")
+    __slots__ = ("chunks", "buf", "_done")
 
     def __init__(self, prefix: bytes = b"") -> None:
         self.chunks: list = []
         self.buf = bytearray(prefix)
-        self.attached = 0
+        self._done = 0  # bytes in self.chunks
 
     def attach(self, data, size: int) -> None:
-        self.chunks.append(self.buf)
+        if self.buf:
+            self.chunks.append(self.buf)
+            self._done += len(self.buf)
+            self.buf = bytearray()
         self.chunks.append(data)
-        self.attached += size
-        self.buf = bytearray()
+        self._done += size
+
+    def size(self) -> int:
+        return self._done + len(self.buf)
 
     def finish(self) -> list:
         """The chunks, for ``socket.sendmsg``; the sink must not be used afterwards."""
         if self.buf or not self.chunks:
             self.chunks.append(self.buf)
         return self.chunks
-
-    def size(self) -> int:
-        return self.attached + sum(len(c) for c in self.chunks if isinstance(c, bytearray)) + len(self.buf)
 
     def joined(self) -> bytes:
         return b"".join(self.chunks) + self.buf
@@ -188,10 +196,12 @@ def _fail(name: str, exc: Exception) -> _EncodeFailure:
 
 # ---- type codecs ------------------------------------------------------------------------------------------------
 # A type codec is (read, write, min_size, fixed_format). read(buf, pos) -> (value, pos); write(sink, value).
-# fixed_format is set for fixed-width primitives so the struct codec can merge runs of them.
+# fixed_format is set for fixed-width primitives so the struct codec can merge runs of them. The closures are
+# specialised per version at compile time so that the per-request work is as few Python calls as possible.
 
 _Reader = Callable[[memoryview, int], tuple[Any, int]]
 _Writer = Callable[[Sink, Any], None]
+_ENCODE_ERRORS = (ValueError, TypeError, OverflowError, struct.error)  # _EncodeFailure is a ValueError
 
 
 def _buf_writer(fn: Callable[[bytearray, Any], None]) -> _Writer:
@@ -200,14 +210,19 @@ def _buf_writer(fn: Callable[[bytearray, Any], None]) -> _Writer:
     return write
 
 
+def _fixed_writer(st: struct.Struct) -> _Writer:
+    pack = st.pack
+
+    def write(sink: Sink, value: Any) -> None:
+        sink.buf += pack(value)
+    return write
+
+
 _FIXED_READERS = {
     "bool": t.read_bool, "int8": t.read_int8, "int16": t.read_int16, "uint16": t.read_uint16,
     "int32": t.read_int32, "uint32": t.read_uint32, "int64": t.read_int64, "float64": t.read_float64,
 }
-_FIXED_WRITERS = {
-    "bool": t.write_bool, "int8": t.write_int8, "int16": t.write_int16, "uint16": t.write_uint16,
-    "int32": t.write_int32, "uint32": t.write_uint32, "int64": t.write_int64, "float64": t.write_float64,
-}
+_FIXED_STRUCTS = {name: struct.Struct(">" + fmt) for name, fmt in t.FIXED_FORMATS.items()}
 
 # (compact, nullable) -> reader / writer
 _STRING_READERS = {
@@ -226,28 +241,36 @@ _BYTES_WRITERS = {
     (False, False): t.write_bytes, (False, True): t.write_nullable_bytes,
     (True, False): t.write_compact_bytes, (True, True): t.write_compact_nullable_bytes,
 }
+_BYTES_TYPES = (bytes, bytearray)
 
 
 def _records_writer(compact: bool, nullable: bool) -> _Writer:
-    def write(sink: Sink, value: Any) -> None:
-        if value is None:
-            if not nullable:
-                raise ValueError("null given for non-nullable records")
-            if compact:
-                sink.buf.append(0)
-            else:
-                sink.buf += b"\xff\xff\xff\xff"
-            return
-        parts = value if isinstance(value, (list, tuple)) else (value,)
-        sizes = [t.buffer_size(p) for p in parts]
-        total = sum(sizes)
+    pack_i32 = t.INT32.pack
+    null = b"\x00" if compact else b"\xff\xff\xff\xff"
+
+    def write_length(sink: Sink, total: int) -> None:
         if total > 0x7FFFFFFE:
             raise ValueError(f"records of {total} bytes exceed the int32 limit")
         if compact:
             t.write_uvarint(sink.buf, total + 1)
         else:
-            sink.buf += t.INT32.pack(total)
-        for part, size in zip(parts, sizes):
+            sink.buf += pack_i32(total)
+
+    def write(sink: Sink, value: Any) -> None:
+        if value is None:
+            if not nullable:
+                raise ValueError("null given for non-nullable records")
+            sink.buf += null
+            return
+        if not isinstance(value, (list, tuple)):
+            size = len(value) if type(value) in _BYTES_TYPES else memoryview(value).nbytes
+            write_length(sink, size)
+            if size:
+                sink.attach(value, size)
+            return
+        sizes = [t.buffer_size(p) for p in value]
+        write_length(sink, sum(sizes))
+        for part, size in zip(value, sizes):
             if size:
                 sink.attach(part, size)
     return write
@@ -255,8 +278,8 @@ def _records_writer(compact: bool, nullable: bool) -> _Writer:
 
 def _primitive_codec(name: str, compact: bool, nullable: bool):
     if name in t.FIXED_FORMATS:
-        fmt = t.FIXED_FORMATS[name]
-        return _FIXED_READERS[name], _buf_writer(_FIXED_WRITERS[name]), struct.calcsize(">" + fmt), fmt
+        st = _FIXED_STRUCTS[name]
+        return _FIXED_READERS[name], _fixed_writer(st), st.size, t.FIXED_FORMATS[name]
     if name == "string":
         return (_STRING_READERS[compact, nullable], _buf_writer(_STRING_WRITERS[compact, nullable]),
                 1 if compact else 2, None)
@@ -271,6 +294,10 @@ def _primitive_codec(name: str, compact: bool, nullable: bool):
     raise AssertionError(name)  # Field() already refused unknown names
 
 
+# Arrays of fixed-width items (replica lists) are short: unpack them with one precompiled struct per count.
+_SMALL_ARRAY = 16
+
+
 def _array_codec(item: str | Struct, version: int, compact: bool, tagged: bool, nullable: bool):
     if isinstance(item, Struct):
         sc = item.codec(version, compact, tagged)
@@ -281,27 +308,31 @@ def _array_codec(item: str | Struct, version: int, compact: bool, tagged: bool, 
     item_min = max(1, item_min)
     read_count = t.read_array_count
 
+    def null_or_fail(pos: int, start: int):
+        if not nullable:
+            raise ProtocolError(f"null in a non-nullable array at offset {start}")
+        return None, pos
+
     if fmt is not None:
         st = struct.Struct(">" + fmt)
         iter_unpack = st.iter_unpack
+        small = [struct.Struct(f">{n}{fmt}").unpack_from for n in range(_SMALL_ARRAY + 1)]
 
         def read(buf: memoryview, pos: int):
             start = pos
             count, pos = read_count(buf, pos, compact, item_min)
             if count < 0:
-                if not nullable:
-                    raise ProtocolError(f"null in a non-nullable array at offset {start}")
-                return None, pos
+                return null_or_fail(pos, start)
             end = pos + count * item_min
+            if count <= _SMALL_ARRAY:
+                return list(small[count](buf, pos)), end
             return [v for (v,) in iter_unpack(buf[pos:end])], end
     else:
         def read(buf: memoryview, pos: int):
             start = pos
             count, pos = read_count(buf, pos, compact, item_min)
             if count < 0:
-                if not nullable:
-                    raise ProtocolError(f"null in a non-nullable array at offset {start}")
-                return None, pos
+                return null_or_fail(pos, start)
             items = []
             append = items.append
             for _ in range(count):
@@ -309,14 +340,14 @@ def _array_codec(item: str | Struct, version: int, compact: bool, tagged: bool, 
                 append(v)
             return items, pos
 
+    null = b"\x00" if compact else b"\xff\xff\xff\xff"
+    pack_i32 = t.INT32.pack
+
     def write(sink: Sink, value: Any) -> None:
         if value is None:
             if not nullable:
                 raise ValueError("null given for a non-nullable array")
-            if compact:
-                sink.buf.append(0)
-            else:
-                sink.buf += b"\xff\xff\xff\xff"
+            sink.buf += null
             return
         if isinstance(value, (str, bytes, Mapping)):
             raise TypeError(f"expected a list, got {type(value).__name__}")
@@ -324,14 +355,14 @@ def _array_codec(item: str | Struct, version: int, compact: bool, tagged: bool, 
         if compact:
             t.write_uvarint(sink.buf, n + 1)
         else:
-            sink.buf += t.INT32.pack(n)
+            sink.buf += pack_i32(n)
         if fmt is not None:
             sink.buf += struct.pack(f">{n}{fmt}", *value)
             return
         for i, item in enumerate(value):
             try:
                 item_write(sink, item)
-            except (_EncodeFailure, ValueError, TypeError, OverflowError, struct.error) as exc:
+            except _ENCODE_ERRORS as exc:
                 raise _fail(f"[{i}]", exc) from None
 
     return read, write, 1 if compact else 4, None
@@ -354,12 +385,16 @@ def _type_codec(ftype: str | Array | Struct, version: int, compact: bool, tagged
 # ---- struct codec -----------------------------------------------------------------------------------------------
 
 class StructCodec:
-    """One struct compiled for one version: ``decode(buf, pos) -> (dict, pos)`` and ``encode(sink, dict)``."""
+    """One struct compiled for one version: ``decode(buf, pos) -> (dict, pos)`` and ``encode(sink, dict)``.
+
+    Both walk a flat list of steps. A step is either one field -- ``(name, reader_or_writer, default, None)`` --
+    or a run of consecutive fixed-width fields packed by one struct call -- ``(names, struct, defaults, fields)``.
+    """
 
     def __init__(self, struct_: Struct, version: int, compact: bool, tagged: bool) -> None:
         self.name = struct_.name
         self.version = version
-        self.fields = [f for f in struct_.fields if _in(f.versions, version)]
+        self.fields = [f for f in struct_.fields if f.exists_in(version)]
         self._tagged = tagged
         self.min_size = 1 if tagged else 0
 
@@ -376,56 +411,70 @@ class StructCodec:
             else:
                 self._fill_const[f.name] = value
 
-        self._dec_ops: list[Callable[[memoryview, int, dict], int]] = []
-        self._enc_ops: list[Callable[[Sink, Mapping], None]] = []
+        self._dec_steps: list[tuple] = []
+        self._enc_steps: list[tuple] = []
         self._tag_readers: dict[int, tuple[str, _Reader]] = {}
         self._tag_writers: list[tuple[int, str, Any, _Writer]] = []
 
-        run: list[tuple[Field, str]] = []  # consecutive fixed-width fields, merged into one struct call
+        run: list[Field] = []  # consecutive fixed-width fields, merged into one struct call
         for f in self.fields:
-            nullable = _in(f.nullable, version)
-            read, write, min_size, fmt = _type_codec(f.type, version, compact, tagged, nullable)
-            if tagged and f.tag is not None:
+            if f.tag is not None and not tagged:
+                raise ValueError(f"{self.name} v{version}: tagged field {f.name!r} in a version without tags")
+            read, write, min_size, fmt = _type_codec(f.type, version, compact, tagged, f.nullable_in(version))
+            if f.tag is not None:
                 self._tag_readers[f.tag] = (f.name, read)
                 self._tag_writers.append((f.tag, f.name, f.fill_value(), write))
                 continue
             self.min_size += min_size
             if fmt is not None:
-                run.append((f, fmt))
+                run.append(f)
                 continue
             self._flush_run(run)
             run = []
-            self._dec_ops.append(_single_decoder(f.name, read))
-            self._enc_ops.append(_single_encoder(f, write))
+            self._dec_steps.append((f.name, read, None, None))
+            self._enc_steps.append((f.name, write, f.default, None))
         self._flush_run(run)
         self._tag_writers.sort(key=lambda w: w[0])
 
-    def _flush_run(self, run: list[tuple[Field, str]]) -> None:
+    def _flush_run(self, run: list[Field]) -> None:
         if not run:
             return
         if len(run) == 1:
-            f, fmt = run[0]
-            self._dec_ops.append(_single_decoder(f.name, _FIXED_READERS[f.type]))
-            self._enc_ops.append(_single_encoder(f, _buf_writer(_FIXED_WRITERS[f.type])))
+            f = run[0]
+            self._dec_steps.append((f.name, _FIXED_READERS[f.type], None, None))
+            self._enc_steps.append((f.name, _fixed_writer(_FIXED_STRUCTS[f.type]), f.default, None))
             return
-        fields = [f for f, _ in run]
-        st = struct.Struct(">" + "".join(fmt for _, fmt in run))
-        self._dec_ops.append(_run_decoder(tuple(f.name for f in fields), st))
-        self._enc_ops.append(_run_encoder(fields, st))
+        st = struct.Struct(">" + "".join(t.FIXED_FORMATS[f.type] for f in run))
+        names = tuple(f.name for f in run)
+        self._dec_steps.append((names, st, None, tuple(run)))
+        self._enc_steps.append((names, st, tuple(f.default for f in run), tuple(run)))
 
     def decode(self, buf: memoryview, pos: int) -> tuple[dict, int]:
-        d = dict(self._fill_const)
+        d = dict(self._fill_const) if self._fill_const else {}
         for name in self._fill_lists:
             d[name] = []
-        for op in self._dec_ops:
-            pos = op(buf, pos, d)
+        n = len(buf)
+        for name, read, _, run in self._dec_steps:
+            if run is None:
+                d[name], pos = read(buf, pos)
+            else:
+                end = pos + read.size
+                if end > n:
+                    raise t.truncated("fields " + ", ".join(name), pos, read.size, buf)
+                d.update(zip(name, read.unpack_from(buf, pos)))
+                pos = end
         if self._tagged:
-            pos = self._decode_tags(buf, pos, d)
+            if pos < n and buf[pos] == 0:  # an empty tag section, by far the common case
+                pos += 1
+            else:
+                pos = self._decode_tags(buf, pos, d)
         return d, pos
 
     def _decode_tags(self, buf: memoryview, pos: int, d: dict) -> int:
         start = pos
         count, pos = t.read_uvarint(buf, pos)
+        if count == 0:
+            return pos
         # Each tagged field takes at least two bytes (tag and size).
         if count * 2 > len(buf) - pos:
             raise ProtocolError(f"tagged field count {count} at offset {start} cannot fit in the frame")
@@ -451,14 +500,33 @@ class StructCodec:
         return pos
 
     def encode(self, sink: Sink, value: Mapping) -> None:
-        if not isinstance(value, Mapping):
+        if type(value) is not dict and not isinstance(value, Mapping):
             raise TypeError(f"{self.name} must be a dict, got {type(value).__name__}")
-        for op in self._enc_ops:
-            op(sink, value)
+        get = value.get
+        for name, write, default, run in self._enc_steps:
+            if run is None:
+                v = get(name, default)
+                if v is REQUIRED:
+                    raise _EncodeFailure([name], "required but missing")
+                try:
+                    write(sink, v)
+                except _ENCODE_ERRORS as exc:
+                    raise _fail(name, exc) from None
+            else:
+                vals = [get(n, dflt) for n, dflt in zip(name, default)]
+                try:
+                    if REQUIRED in vals:
+                        raise ValueError
+                    sink.buf += write.pack(*vals)
+                except (ValueError, TypeError, OverflowError, struct.error):
+                    raise _run_failure(run, vals) from None
         if self._tagged:
             self._encode_tags(sink, value)
 
     def _encode_tags(self, sink: Sink, value: Mapping) -> None:
+        if not self._tag_writers:
+            sink.buf.append(0)
+            return
         present = []
         for tag, name, default, write in self._tag_writers:
             v = value.get(name, default)
@@ -467,7 +535,7 @@ class StructCodec:
             sub = Sink()
             try:
                 write(sub, v)
-            except (_EncodeFailure, ValueError, TypeError, OverflowError, struct.error) as exc:
+            except _ENCODE_ERRORS as exc:
                 raise _fail(name, exc) from None
             present.append((tag, sub.joined()))
         t.write_uvarint(sink.buf, len(present))
@@ -477,66 +545,16 @@ class StructCodec:
             sink.buf += data
 
 
-def _single_decoder(name: str, read: _Reader):
-    def op(buf: memoryview, pos: int, d: dict) -> int:
-        d[name], pos = read(buf, pos)
-        return pos
-    return op
-
-
-def _run_decoder(names: tuple[str, ...], st: struct.Struct):
-    size = st.size
-    unpack_from = st.unpack_from
-    what = "fields " + ", ".join(names)
-
-    def op(buf: memoryview, pos: int, d: dict) -> int:
-        end = pos + size
-        if end > len(buf):
-            raise t.truncated(what, pos, size, buf)
-        d.update(zip(names, unpack_from(buf, pos)))
-        return end
-    return op
-
-
-def _missing(f: Field) -> _EncodeFailure:
-    return _EncodeFailure([f.name], "is required but missing")
-
-
-def _single_encoder(f: Field, write: _Writer):
-    name, default = f.name, f.default
-
-    def op(sink: Sink, value: Mapping) -> None:
-        v = value.get(name, default)
+def _run_failure(run: tuple[Field, ...], vals: list) -> _EncodeFailure:
+    """Name the field of a packed run that could not be encoded (error path only)."""
+    for f, v in zip(run, vals):
         if v is REQUIRED:
-            raise _missing(f)
+            return _EncodeFailure([f.name], "required but missing")
         try:
-            write(sink, v)
-        except (_EncodeFailure, ValueError, TypeError, OverflowError, struct.error) as exc:
-            raise _fail(name, exc) from None
-    return op
-
-
-def _run_encoder(fields: list[Field], st: struct.Struct):
-    pack = st.pack
-    pairs = [(f.name, f.default) for f in fields]
-
-    def op(sink: Sink, value: Mapping) -> None:
-        vals = [value.get(name, default) for name, default in pairs]
-        # Checked before packing: '?' (bool) would pack the REQUIRED marker object silently.
-        for v in vals:
-            if v is REQUIRED:
-                raise _missing(fields[[x is REQUIRED for x in vals].index(True)])
-        try:
-            sink.buf += pack(*vals)
-        except (struct.error, TypeError, OverflowError):
-            # Find the culprit field to name it; this is the error path only.
-            for f, v in zip(fields, vals):
-                try:
-                    _FIXED_WRITERS[f.type](bytearray(), v)
-                except (struct.error, TypeError, OverflowError) as exc:
-                    raise _fail(f.name, exc) from None
-            raise
-    return op
+            _FIXED_STRUCTS[f.type].pack(v)
+        except (struct.error, TypeError, OverflowError) as exc:
+            return _fail(f.name, exc)
+    return _EncodeFailure([run[0].name], "could not be encoded")
 
 
 # ---- messages ----------------------------------------------------------------------------------------------------
@@ -602,5 +620,4 @@ def encode_struct(codec: StructCodec, sink: Sink, value: Mapping, what: str) -> 
         codec.encode(sink, value)
     except _EncodeFailure as exc:
         path = ".".join(reversed(exc.path)).replace(".[", "[")
-        raise ValueError(f"{what}: field {path} {exc.reason}" if exc.reason.startswith("is required")
-                         else f"{what}: field {path}: {exc.reason}") from None
+        raise ValueError(f"{what}: field {path}: {exc.reason}") from None
