@@ -414,7 +414,10 @@ class NetworkClient:
             self._close(conn, f"response with unknown correlation id {cid}")
             return False
         try:
-            body = protocol.decode_response(inf.api_key, inf.api_version, frame)
+            # The correlation id already ties the frame to its request and the body parsed whole, so bytes after
+            # it are ignored, as the Java client and librdkafka do: librdkafka's mock cluster ends flexible
+            # Metadata answers with a second empty tag section, and refusing that would refuse all its metadata.
+            body = protocol.decode_response(inf.api_key, inf.api_version, frame, allow_trailing=True)
         except ProtocolError as exc:
             conn.in_flight[cid] = inf  # failed below with the others on this connection
             self._close(conn, f"undecodable {inf.api_key} v{inf.api_version} response: {exc}")

@@ -117,6 +117,15 @@ def test_api_versions_body_that_only_parses_as_v0_falls_back_to_v0():
     assert body["api_keys"] == [{"api_key": 0, "min_version": 3, "max_version": 7}]
 
 
+def test_unsupported_version_answer_in_no_known_shape_still_directs_a_v0_retry():
+    # librdkafka's mock cluster (2.16) refusing ApiVersions v3: error 35, a one-byte count of 1, the ApiVersions
+    # range 0-2 without a tag section, throttle time 0 -- neither v0 nor v3 parses it.
+    frame = bytes.fromhex("00000001" "0023" "01" "0012" "0000" "0002" "00000000")
+    body = decode_response(ApiKey.API_VERSIONS, 3, frame)
+    assert (body["error_code"], body["api_keys"]) == (35, [])
+    assert api_versions_fallback(body, 3) == 0
+
+
 def test_api_versions_garbage_reports_the_error_of_the_version_asked():
     frame = b"\x00\x00\x00\x01" + b"\x00\x00\x05"
     with pytest.raises(ProtocolError):

@@ -22,6 +22,8 @@ log = logging.getLogger("kafkaprod")
 DEFAULT_MAX_FRAME_SIZE = 100 * 1024 * 1024
 
 _UNSUPPORTED_VERSION = 35
+# An ApiVersions v0 body saying only UNSUPPORTED_VERSION: error code 35 and no API ranges.
+_UNSUPPORTED_V0_BODY = b"\x00\x23\x00\x00\x00\x00"
 _MAX_FRAME = 0x7FFFFFFF
 
 
@@ -142,9 +144,18 @@ def _decode_api_versions(api: Api, api_version: int, mv: memoryview, pos: int, a
     # The error code leads the body in every version, so it can be read before choosing the shape.
     error_code = t.read_int16(mv, pos)[0]
     if error_code == _UNSUPPORTED_VERSION:
-        body, end = api.response_codec(0).decode(mv, pos)
-        _check_end(mv, end, "ApiVersionsResponse v0", allow_trailing)
-        return body
+        try:
+            body, end = api.response_codec(0).decode(mv, pos)
+            _check_end(mv, end, "ApiVersionsResponse v0", allow_trailing)
+            return body
+        except ProtocolError as exc:
+            # Not every peer answers in v0 as KIP-511 says: librdkafka's mock cluster (2.x) writes a one-byte
+            # array count and no tag sections. The error code is what matters: with no versions listed,
+            # api_versions_fallback retries with v0, which every broker answers (librdkafka's own client does the
+            # same). Refusing the frame instead would drop the connection and meet the same answer on reconnect.
+            log.debug("ApiVersions v%d refused with a body that is not v0 (%s); retrying with v0 is due",
+                      api_version, exc)
+            return api.response_codec(0).decode(memoryview(_UNSUPPORTED_V0_BODY), 0)[0]
     try:
         body, end = api.response_codec(api_version).decode(mv, pos)
         _check_end(mv, end, f"ApiVersionsResponse v{api_version}", allow_trailing)
