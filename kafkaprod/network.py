@@ -69,6 +69,9 @@ class _Connection:
     in_flight: collections.OrderedDict = field(default_factory=collections.OrderedDict)  # corr id -> _InFlight
     splitter: Any = None
     api_versions: dict[int, tuple[int, int]] = field(default_factory=dict)
+    # Correlation ids of recent requests sent without expecting an answer (Produce with acks=0). Some brokers
+    # (Tansu, librdkafka's mock) answer them anyway; those answers are dropped instead of breaking the connection.
+    noreply: collections.deque = field(default_factory=lambda: collections.deque(maxlen=1024))
     last_attempt: float = 0.0
     failures: int = 0
     registered_events: int = 0
@@ -274,6 +277,8 @@ class NetworkClient:
         conn.out_requests.append((len(conn.out), inf))
         if expect_response:
             conn.in_flight[cid] = inf
+        else:
+            conn.noreply.append(cid)
         self._want_write(conn, True)
         return cid
 
@@ -321,12 +326,14 @@ class NetworkClient:
         return done
 
     def _drain_wakeups(self) -> None:
-        self._woken = False
         try:
             while self._wake_r.recv(4096):
                 pass
         except (BlockingIOError, InterruptedError):
             pass
+        # Cleared only after the bytes are read: a wakeup() that lands during the read must not leave the flag
+        # set with no byte pending, or every later wakeup() would be skipped and poll() would sleep its full time.
+        self._woken = False
 
     def _finish_connect(self, conn: _Connection, now: float) -> None:
         err = conn.sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
@@ -411,6 +418,8 @@ class NetworkClient:
             return False
         inf = conn.in_flight.pop(cid, None)
         if inf is None:
+            if cid in conn.noreply:
+                return True  # an answer to an acks=0 request that the broker sent anyway
             self._close(conn, f"response with unknown correlation id {cid}")
             return False
         try:
