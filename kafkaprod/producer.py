@@ -63,8 +63,12 @@ class KafkaProducer:
         self._metrics = ProducerMetrics(self._pool)
         self._sender = Sender(self._client, self._metadata, self._accumulator, cfg, self._metrics)
         self._sender.start()
-        self._plain = self._interceptors is None and self._key_serializer is None and \
-            self._value_serializer is None and self._partitioner is None
+        if self._interceptors is None and self._key_serializer is None and self._value_serializer is None \
+                and self._partitioner is None:
+            # Bytes in, built-in partitioner: send() is the accumulator's compiled entry point, which falls back
+            # to _send_slow for anything it does not handle itself (unknown topic, arguments to check).
+            self._accumulator.slow_send = self._send_slow
+            self.send = self._accumulator.send  # type: ignore[method-assign]
         log.info("producer %s started (bootstrap %s)", self.client_id, cfg.bootstrap_servers)
 
     # ---- sending ----------------------------------------------------------------------------------------------------
@@ -72,10 +76,6 @@ class KafkaProducer:
              timestamp_ms: int | None = None, headers: Iterable[tuple[str, bytes | None]] | None = None,
              callback: Callback | None = None) -> FutureRecordMetadata:
         """Queues one record and returns its future; blocks up to max_block_ms for metadata or memory."""
-        acc = self._accumulator
-        if self._plain and partition is None and acc.partition_count(topic):
-            # The common case: bytes in, built-in partitioner, topic known -- one call into compiled code.
-            return acc.append(topic, -1, key, value, headers, timestamp_ms, callback)
         return self._send_slow(topic, value, key, partition, timestamp_ms, headers, callback)
 
     def _send_slow(self, topic, value, key, partition, timestamp_ms, headers, callback):

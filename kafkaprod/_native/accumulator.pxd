@@ -35,6 +35,7 @@ cdef class TopicState:
     cdef readonly str topic
     cdef readonly int num_partitions
     cdef list queues
+    cdef list open_batches               # per partition: the batch appends go to, or None
     cdef list leaders
     cdef list available
     cdef list next_sequence
@@ -46,7 +47,6 @@ cdef class TopicState:
 
 
 cdef class RecordAccumulator:
-    cdef cython.pymutex lock
     cdef BufferPool pool
     cdef readonly int batch_size
     cdef readonly int compression_type
@@ -56,8 +56,10 @@ cdef class RecordAccumulator:
     cdef double delivery_timeout
     cdef int max_block_ms
     cdef int max_request_size
+    cdef Py_ssize_t size_fast_limit
     cdef bint idempotent
     cdef object wakeup
+    cdef public object slow_send
     cdef dict topics
     cdef dict node_partitions
     cdef dict drain_index
@@ -72,6 +74,8 @@ cdef class RecordAccumulator:
     cdef void _rebuild_node_map(self)
     cpdef FutureRecordMetadata append(self, str topic, int partition, object key, object value, object headers,
                                       object timestamp_ms, object callback)
+    cdef FutureRecordMetadata _append_record(self, TopicState st, int partition, object key, object value,
+                                             object headers, object timestamp_ms, object callback)
     cdef int _check_size(self, Py_ssize_t klen, Py_ssize_t vlen, object headers) except -1
     cdef int _sticky(self, TopicState st, Py_ssize_t klen, Py_ssize_t vlen)
     cdef FutureRecordMetadata _append(self, TopicState st, int partition, int64_t ts,

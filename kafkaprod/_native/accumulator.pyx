@@ -5,6 +5,11 @@ This is the seed's RecordAccumulator/RecordBatch pair. send() makes exactly one 
 record: partition choice (murmur2 or uniform sticky), append into the partition's open batch (memory from the
 BufferPool), and the record's future. The Sender's per-loop work -- ready(), drain(), expiry -- also runs here,
 so that no step touches each record from Python.
+
+Shared state is guarded by `cython.critical_section(self)`: a per-object lock on free-threaded Python, and on
+GIL builds free, because the guarded code never releases the GIL. The one way another thread can run inside it
+there is a garbage collection triggered by an allocation; that can only interleave whole appends to a batch
+whose state is consistent at every allocation point, or create one extra batch for a partition.
 """
 cimport cython
 from cpython.buffer cimport PyBUF_SIMPLE, PyBuffer_Release, PyObject_GetBuffer
@@ -188,6 +193,7 @@ cdef class TopicState:
         self.topic = topic
         self.num_partitions = 0
         self.queues = []
+        self.open_batches = []
         self.leaders = []
         self.available = []
         self.next_sequence = []
@@ -197,6 +203,7 @@ cdef class TopicState:
     cdef void resize(self, int n):
         while len(self.queues) < n:
             self.queues.append(_deque())
+            self.open_batches.append(None)
             self.leaders.append(-1)
             self.next_sequence.append(0)
         self.num_partitions = n
@@ -231,7 +238,9 @@ cdef class RecordAccumulator:
         self.max_block_ms = max_block_ms
         self.idempotent = idempotent
         self.wakeup = wakeup
+        self.slow_send = None
         self.max_request_size = max_request_size
+        self.size_fast_limit = min(max_request_size, pool._total)
         self.retry_backoff_max = self.retry_backoff
         self.topics = {}
         self.node_partitions = {}
@@ -249,7 +258,7 @@ cdef class RecordAccumulator:
         """The Sender calls this after each metadata update: one leader broker id (or -1) per partition."""
         cdef TopicState st
         cdef int p
-        with self.lock:
+        with cython.critical_section(self):
             st = self.topics.get(topic)
             if st is None:
                 st = TopicState(topic)
@@ -290,11 +299,30 @@ cdef class RecordAccumulator:
     def reset_sequences(self):
         """After a new producer id or epoch: sequences restart at 0 for every partition."""
         cdef TopicState st
-        with self.lock:
+        with cython.critical_section(self):
             for st in self.topics.values():
                 st.next_sequence = [0] * len(st.next_sequence)
 
     # ---- send() ------------------------------------------------------------------------------------------------
+    def send(self, topic, value=None, key=None, *, partition=None, timestamp_ms=None, headers=None,
+             callback=None):
+        """KafkaProducer.send() when no serializer, interceptor or custom partitioner is configured.
+
+        The producer installs this bound method as its `send`, so the common call -- a known topic, bytes in --
+        costs one call into compiled code; everything else (unknown topic, validation that needs Python) goes to
+        the producer's own path, `slow_send`.
+        """
+        cdef TopicState st
+        cdef int p = -1
+        if type(topic) is str and not self.closed:
+            st = self.topics.get(topic)
+            if st is not None and st.num_partitions > 0:
+                if partition is None:
+                    return self._append_record(st, -1, key, value, headers, timestamp_ms, callback)
+                if type(partition) is int and partition >= 0:
+                    return self._append_record(st, <int>partition, key, value, headers, timestamp_ms, callback)
+        return self.slow_send(topic, value, key, partition, timestamp_ms, headers, callback)
+
     cpdef FutureRecordMetadata append(self, str topic, int partition, object key, object value, object headers,
                                       object timestamp_ms, object callback):
         """Appends one record; partition -1 lets the built-in partitioner choose. Returns the record's future.
@@ -303,6 +331,14 @@ cdef class RecordAccumulator:
         BufferExhaustedError if no memory frees up within max_block_ms.
         """
         cdef TopicState st = self.topics.get(topic)
+        if self.closed:
+            raise ProducerClosedError("send() after the producer was closed")
+        if st is None or st.num_partitions == 0:
+            raise KeyError(topic)  # the producer fetches metadata first; reaching here is a bug
+        return self._append_record(st, partition, key, value, headers, timestamp_ms, callback)
+
+    cdef FutureRecordMetadata _append_record(self, TopicState st, int partition, object key, object value,
+                                             object headers, object timestamp_ms, object callback):
         cdef Py_buffer kview, vview
         cdef const unsigned char* kptr
         cdef const unsigned char* vptr
@@ -310,10 +346,6 @@ cdef class RecordAccumulator:
         cdef int krel = 0, vrel = 0
         cdef int64_t ts
         cdef FutureRecordMetadata fut
-        if self.closed:
-            raise ProducerClosedError("send() after the producer was closed")
-        if st is None or st.num_partitions == 0:
-            raise KeyError(topic)  # the producer fetches metadata first; reaching here is a bug
         if timestamp_ms is None:
             ts = wall_ms()
         else:
@@ -332,7 +364,7 @@ cdef class RecordAccumulator:
                         partition = self._sticky(st, klen, vlen)
                 elif partition >= st.num_partitions:
                     raise ValueError(
-                        f"partition {partition} is out of range for topic {topic!r}, which has "
+                        f"partition {partition} is out of range for topic {st.topic!r}, which has "
                         f"{st.num_partitions} partitions (0-{st.num_partitions - 1})")
                 fut = self._append(st, partition, ts, kptr, klen, vptr, vlen, headers, callback)
             finally:
@@ -345,7 +377,10 @@ cdef class RecordAccumulator:
 
     cdef int _check_size(self, Py_ssize_t klen, Py_ssize_t vlen, object headers) except -1:
         # As Java's ensureValidRecordSize: a record that cannot fit a request or the whole buffer fails at once.
-        cdef Py_ssize_t size = estimate_size_upper_bound_raw(klen, vlen, headers)
+        cdef Py_ssize_t size
+        if headers is None and (klen if klen > 0 else 0) + (vlen if vlen > 0 else 0) + 128 <= self.size_fast_limit:
+            return 0  # 128 bytes cover the batch header and a record's own overhead without headers
+        size = estimate_size_upper_bound_raw(klen, vlen, headers)
         if size > self.max_request_size:
             raise RecordTooLargeError(
                 f"the record is {size} bytes when serialized, larger than max_request_size ({self.max_request_size})")
@@ -366,35 +401,34 @@ cdef class RecordAccumulator:
             st.sticky_partition = st.next_sticky(p)
         return p
 
-    @cython.wraparound(True)  # dq[-1] on a deque
     cdef FutureRecordMetadata _append(self, TopicState st, int partition, int64_t ts,
                                       const unsigned char* kptr, Py_ssize_t klen,
                                       const unsigned char* vptr, Py_ssize_t vlen,
                                       object headers, object callback):
-        cdef object dq = st.queues[partition]
         cdef ProducerBatch last
         cdef FutureRecordMetadata fut
         cdef Py_ssize_t size
-        with self.lock:
-            if dq:
-                last = dq[-1]
+        # The seed's append: try the partition's open batch; if it has no room, get memory and start a batch.
+        with cython.critical_section(self):
+            last = st.open_batches[partition]
+            if last is not None:
                 fut = last.try_append(ts, kptr, klen, vptr, vlen, headers, callback)
                 if fut is not None:
                     if builder_full(last.builder):
                         self._wake()
                     return fut
-        # No room: get memory for a new batch outside the lock, since the pool may block.
+        # Memory for a new batch comes from outside the critical section, since the pool may block.
         size = estimate_size_upper_bound_raw(klen, vlen, headers)
         if size < self.batch_size:
             size = self.batch_size
         buf = self.pool.allocate_raw(size, self.max_block_ms)
         cdef bint handed_over = False
         try:
-            with self.lock:
+            with cython.critical_section(self):
                 if self.closed:
                     raise ProducerClosedError("the producer was closed while send() waited for memory")
-                if dq:
-                    last = dq[-1]
+                last = st.open_batches[partition]
+                if last is not None:
                     fut = last.try_append(ts, kptr, klen, vptr, vlen, headers, callback)
                     if fut is not None:
                         return fut  # another thread made a batch meanwhile; our buffer goes back below
@@ -406,7 +440,8 @@ cdef class RecordAccumulator:
                 if fut is None:
                     raise RecordTooLargeError(
                         f"record of {klen} key bytes and {vlen} value bytes does not fit a batch of {size} bytes")
-                dq.append(batch)
+                st.queues[partition].append(batch)
+                st.open_batches[partition] = batch
                 self.incomplete.add(batch)
                 handed_over = True
         finally:
@@ -431,7 +466,7 @@ cdef class RecordAccumulator:
         cdef int p, leader
         cdef double waited, time_to_wait, left
         cdef bint backing_off, full, sendable
-        with self.lock:
+        with cython.critical_section(self):
             for st in self.topics.values():
                 for p in range(st.num_partitions):
                     dq = st.queues[p]
@@ -474,7 +509,7 @@ cdef class RecordAccumulator:
     def drain(self, ready_nodes, int max_request_size, double now):
         """Per ready node, the batches for one ProduceRequest of at most max_request_size bytes."""
         cdef dict out = {}
-        with self.lock:
+        with cython.critical_section(self):
             for node in ready_nodes:
                 batches = self._drain_node(node, max_request_size, now)
                 if batches:
@@ -529,7 +564,7 @@ cdef class RecordAccumulator:
         cdef TopicState st
         cdef ProducerBatch batch
         cdef int p
-        with self.lock:
+        with cython.critical_section(self):
             for st in self.topics.values():
                 for p in range(st.num_partitions):
                     dq = st.queues[p]
@@ -545,7 +580,8 @@ cdef class RecordAccumulator:
     def reenqueue(self, ProducerBatch batch, double now):
         """Puts a batch that will be retried back at the head of its queue (it keeps its sequence)."""
         cdef TopicState st
-        with self.lock:
+        cdef Py_ssize_t i
+        with cython.critical_section(self):
             batch.attempts += 1
             batch.last_attempt = now
             batch.retry = True
@@ -594,7 +630,7 @@ cdef class RecordAccumulator:
             child.last_attempt = now
             children.append((start, child.result))
             made.append(child)
-        with self.lock:
+        with cython.critical_section(self):
             st = self.topics[batch.topic]
             dq = st.queues[batch.partition]
             for child in reversed(made):
@@ -607,7 +643,7 @@ cdef class RecordAccumulator:
 
     def deallocate(self, ProducerBatch batch):
         """The batch is finished: return its memory and forget it."""
-        with self.lock:
+        with cython.critical_section(self):
             self.incomplete.discard(batch)
         if batch.buffer is not None and batch.buffer_size > 0:
             buf = batch.buffer
@@ -622,7 +658,7 @@ cdef class RecordAccumulator:
 
     def has_undrained(self):
         cdef TopicState st
-        with self.lock:
+        with cython.critical_section(self):
             for st in self.topics.values():
                 for dq in st.queues:
                     if dq:
@@ -634,16 +670,16 @@ cdef class RecordAccumulator:
 
     # ---- flush / close ------------------------------------------------------------------------------------------------
     def begin_flush(self):
-        with self.lock:
+        with cython.critical_section(self):
             self.flushes_in_progress += 1
         self._wake()
 
     def end_flush(self):
-        with self.lock:
+        with cython.critical_section(self):
             self.flushes_in_progress -= 1
 
     def incomplete_batches(self):
-        with self.lock:
+        with cython.critical_section(self):
             return list(self.incomplete)
 
     def await_flush_completion(self, timeout=None):
@@ -664,7 +700,7 @@ cdef class RecordAccumulator:
         """Fails every queued (not in-flight) batch with error; returns them (the caller deallocates)."""
         cdef list out = []
         cdef TopicState st
-        with self.lock:
+        with cython.critical_section(self):
             for st in self.topics.values():
                 for dq in st.queues:
                     while dq:
