@@ -151,6 +151,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--ceiling", action="store_true",
                         help="also run bench/ceiling.py (ready-encoded requests replayed at the broker) as a client "
                              "named 'ceiling' and add a 'fraction of ceiling' column")
+    parser.add_argument("--chart", type=Path, default=None, metavar="PATH.png",
+                        help="draw records/s, CPU s per million records and peak RSS per client as a PNG")
+    parser.add_argument("--chart-from", type=Path, nargs="+", default=None, metavar="RUN.json",
+                        help="draw --chart from these --json files (one workload each) instead of running")
     return parser
 
 
@@ -163,6 +167,8 @@ def parse_args(argv: list[str] | None = None) -> tuple[argparse.Namespace, Workl
         parser.error("--idempotence needs --acks all")
     if args.ceiling and acks == "0":
         parser.error("--ceiling needs acks: the replay ends its window at the last answer, and acks=0 has none")
+    if args.chart_from and args.chart is None:
+        parser.error("--chart-from needs --chart PATH.png to write to")
     workload = Workload(
         num_records=args.num_records,
         record_size=args.record_size,
@@ -373,6 +379,12 @@ def render_markdown(meta: dict[str, Any], workload: Workload, rows: list[dict[st
 def main(argv: list[str] | None = None) -> int:
     args, workload = parse_args(argv)
     command = shlex.join(["python", "bench/compare.py", *(sys.argv[1:] if argv is None else argv)])
+    if args.chart_from:
+        from bench.chart import draw_from_files
+
+        draw_from_files(args.chart_from, args.chart)
+        print(f"wrote {args.chart}", file=sys.stderr)
+        return 0
     found, skipped = probe_clients(args.clients)
     for client, why in skipped.items():
         print(f"note: skipping {client}: {why}", file=sys.stderr)
@@ -409,6 +421,11 @@ def main(argv: list[str] | None = None) -> int:
         args.json.write_text(json.dumps({"meta": meta, "workload": asdict(workload), "skipped": skipped,
                                          "summary": rows, "runs": runs, "error": error}, indent=2))
         print(f"wrote {args.json}", file=sys.stderr)
+    if args.chart and rows:
+        from bench.chart import draw
+
+        draw([{"meta": meta, "workload": asdict(workload), "summary": rows}], args.chart)
+        print(f"wrote {args.chart}", file=sys.stderr)
     if error:
         print(f"\nERROR: {error}", file=sys.stderr)
         return 1

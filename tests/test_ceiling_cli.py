@@ -145,3 +145,48 @@ def test_ceiling_summary_takes_medians_per_batch_size():
     assert [(r["batch_size"], r["runs"], r["records_per_s"]) for r in rows] == [(1_000_000, 3, 4.0), (16384, 2, 1.5)]
     table = ceiling.render_markdown(rows, 1_000_000, 5)
     assert "| 1,000,000 | 9,082 | 19 | 11 | 3 | 4 |" in table
+
+
+def test_chart_from_needs_a_png_to_write(capsys):
+    with pytest.raises(SystemExit):
+        compare.parse_args(["--chart-from", "a.json"])
+    assert "--chart" in capsys.readouterr().err
+
+
+def test_chart_names_workloads_by_keys_codec_batch_and_acks():
+    from bench import chart
+
+    label = chart.workload_label({"record_size": 100, "key_size": 16, "compression": "lz4", "batch_size": 16384,
+                                  "acks": "all"})
+    assert label.splitlines() == ["100 B values, 16 B keys", "compression lz4", "batch 16,384 B, acks=all"]
+
+
+def test_chart_title_names_date_machine_and_every_command():
+    from bench import chart
+
+    one, two = {"meta": _meta()}, {"meta": dict(_meta(), command="python bench/compare.py --workload keyed")}
+    title = chart.chart_title([one, two]).splitlines()
+    assert "2025-01-01 00:00 UTC" in title[1] and "cpu, 2 cores, 4.0 GiB" in title[1]
+    assert title[2:] == ["$ python bench/compare.py", "$ python bench/compare.py --workload keyed"]
+
+
+def test_chart_is_written_as_png_from_json_files(tmp_path):
+    pytest.importorskip("matplotlib")  # the bench extra; the charts are drawn by bench tools only
+    import json
+
+    from bench import chart
+
+    rows = [_row("kafkaprod", 300_000), _row(compare.CEILING, 600_000)]
+    compare.add_ceiling_fraction(rows)
+    files = []
+    for name, batch in (("big", 1_000_000), ("small", 16384)):
+        path = tmp_path / f"{name}.json"
+        path.write_text(json.dumps({"meta": _meta(), "workload": {"batch_size": batch}, "summary": rows}))
+        files.append(path)
+    out = tmp_path / "chart.png"
+    chart.draw_from_files(files, out)
+    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    not_a_run = tmp_path / "other.json"
+    not_a_run.write_text("{}")
+    with pytest.raises(ValueError, match="summary"):
+        chart.draw_from_files([not_a_run], out)
