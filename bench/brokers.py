@@ -1,7 +1,6 @@
 """The broker side of the benchmarks: start Tansu, make and drop topics, count what landed."""
 from __future__ import annotations
 
-import time
 import uuid
 from contextlib import AbstractContextManager
 from typing import Any
@@ -23,11 +22,9 @@ def create_topics(bootstrap_servers: str, topics: dict[str, int]) -> None:
 def delete_topic(bootstrap_servers: str, topic: str, timeout: float = 30.0) -> None:
     # Tansu's memory storage keeps every record in RAM; dropping each run's topic keeps the broker's footprint
     # (and so its speed) the same for the first and the last run.
-    from confluent_kafka.admin import AdminClient
+    from kafkaprod.broker import delete_topics
 
-    admin = AdminClient({"bootstrap.servers": bootstrap_servers})
-    for future in admin.delete_topics([topic], operation_timeout=timeout, request_timeout=timeout).values():
-        future.result(timeout)
+    delete_topics(bootstrap_servers, [topic], timeout)
 
 
 def fresh_topic_name(prefix: str) -> str:
@@ -48,50 +45,7 @@ def broker_pid(broker: Any) -> int | None:
 
 
 def count_records(bootstrap_servers: str, topic: str, timeout: float = 30.0) -> int:
-    """Records in ``topic``: the sum over partitions of (last offset + 1), read from the records themselves.
+    """Records in ``topic``, read from the records themselves (see kafkaprod.broker.count_records for why)."""
+    from kafkaprod.broker import count_records as count
 
-    Not the ListOffsets high watermark: Tansu 0.6.0's memory storage answers with the base offset of the last
-    batch rather than the offset after the last record (seen here: 185,002 reported for 200,000 records that a
-    consumer reads back in full). So each partition is read from just below the reported watermark to its end; on
-    a broker whose watermark is right that reads one record, on Tansu the last batch. Offsets in a partition
-    written without transactions are contiguous from 0, so the last offset + 1 is the record count.
-    """
-    from confluent_kafka import Consumer, KafkaException, TopicPartition
-
-    consumer = Consumer({
-        "bootstrap.servers": bootstrap_servers,
-        "group.id": "bench-count-" + uuid.uuid4().hex[:8],
-        "enable.auto.commit": False,
-        "enable.partition.eof": True,
-        "fetch.max.bytes": 64 * 1024 * 1024,
-    })
-    try:
-        metadata = consumer.list_topics(topic, timeout=timeout)
-        partitions = sorted(metadata.topics[topic].partitions)
-        if not partitions:
-            raise KafkaException(f"topic {topic!r} has no partitions")
-        starts = []
-        for partition in partitions:
-            low, high = consumer.get_watermark_offsets(TopicPartition(topic, partition), timeout=timeout)
-            if low != 0:
-                raise KafkaException(f"{topic}[{partition}] starts at offset {low}, not 0; cannot count by offsets")
-            starts.append(TopicPartition(topic, partition, max(high - 1, 0)))
-        consumer.assign(starts)
-        last = {p: -1 for p in partitions}
-        at_end: set[int] = set()
-        deadline = time.monotonic() + timeout
-        while len(at_end) < len(partitions):
-            if time.monotonic() > deadline:
-                raise KafkaException(f"counting {topic}: partitions {sorted(set(partitions) - at_end)} did not reach "
-                                     f"their end within {timeout}s")
-            for msg in consumer.consume(10000, 0.5):
-                err = msg.error()
-                if err is None:
-                    last[msg.partition()] = max(last[msg.partition()], msg.offset())
-                elif err.code() == err._PARTITION_EOF:
-                    at_end.add(msg.partition())
-                else:
-                    raise KafkaException(err)
-        return sum(offset + 1 for offset in last.values())
-    finally:
-        consumer.close()
+    return count(bootstrap_servers, topic, timeout)

@@ -42,6 +42,9 @@ from bench import brokers  # noqa: E402
 from bench.runners import CLIENTS  # noqa: E402
 
 RUNNER = Path(__file__).resolve().with_name("runners.py")
+# The replay baseline (bench/ceiling.py) runs like a client, in its own child, under this name.
+CEILING = "ceiling"
+CEILING_SCRIPT = Path(__file__).resolve().with_name("ceiling.py")
 
 # Named workloads; explicit --key-size/--compression win over the preset.
 WORKLOADS: dict[str, dict[str, Any]] = {
@@ -145,6 +148,13 @@ def build_parser() -> argparse.ArgumentParser:
                         help="the client the ratio columns divide by the others (default kafkaprod)")
     parser.add_argument("--timeout", type=_positive_int, default=1800, help="seconds before a run is killed (default 1800)")
     parser.add_argument("--json", type=Path, default=None, metavar="PATH", help="also write all runs and medians here")
+    parser.add_argument("--ceiling", action="store_true",
+                        help="also run bench/ceiling.py (ready-encoded requests replayed at the broker) as a client "
+                             "named 'ceiling' and add a 'fraction of ceiling' column")
+    parser.add_argument("--chart", type=Path, default=None, metavar="PATH.png",
+                        help="draw records/s, CPU s per million records and peak RSS per client as a PNG")
+    parser.add_argument("--chart-from", type=Path, nargs="+", default=None, metavar="RUN.json",
+                        help="draw --chart from these --json files (one workload each) instead of running")
     return parser
 
 
@@ -155,6 +165,10 @@ def parse_args(argv: list[str] | None = None) -> tuple[argparse.Namespace, Workl
     acks = "all" if args.acks == "-1" else args.acks
     if args.idempotence and acks != "all":
         parser.error("--idempotence needs --acks all")
+    if args.ceiling and acks == "0":
+        parser.error("--ceiling needs acks: the replay ends its window at the last answer, and acks=0 has none")
+    if args.chart_from and args.chart is None:
+        parser.error("--chart-from needs --chart PATH.png to write to")
     workload = Workload(
         num_records=args.num_records,
         record_size=args.record_size,
@@ -200,7 +214,7 @@ def probe_clients(clients: list[str]) -> tuple[dict[str, dict[str, str]], dict[s
 
 
 def run_once(client: str, workload: Workload, bootstrap: str, broker_pid: int | None, round_no: int,
-             timeout: float) -> dict[str, Any]:
+             timeout: float, extra_spec: dict[str, Any] | None = None) -> dict[str, Any]:
     """One client, one fresh process, one fresh topic; the child's measurements plus the verified record count."""
     num_records = workload.records_for(client)
     topic = brokers.fresh_topic_name(f"bench-{client}-r{round_no}")
@@ -210,13 +224,15 @@ def run_once(client: str, workload: Workload, bootstrap: str, broker_pid: int | 
         "num_records": num_records, "record_size": workload.record_size, "key_size": workload.key_size,
         "key_count": workload.key_count, "compression": workload.compression, "acks": workload.acks,
         "idempotence": workload.idempotence, "linger_ms": workload.linger_ms, "batch_size": workload.batch_size,
+        "partitions": workload.partitions, **(extra_spec or {}),
     }
+    child = [str(CEILING_SCRIPT), "--run"] if client == CEILING else [str(RUNNER)]
     try:
         with tempfile.TemporaryDirectory(prefix="kafkaprod-bench-") as tmp:
             result_path = Path(tmp) / "result.json"
             started = time.perf_counter()
             try:
-                proc = subprocess.run([sys.executable, str(RUNNER), json.dumps(spec), str(result_path)],
+                proc = subprocess.run([sys.executable, *child, json.dumps(spec), str(result_path)],
                                       capture_output=True, text=True, env=_child_env(), timeout=timeout)
             except subprocess.TimeoutExpired:
                 raise BenchmarkError(f"{client} round {round_no}: no result within {timeout:.0f}s (child killed)") from None
@@ -257,6 +273,14 @@ def summarize(runs: list[dict[str, Any]], clients: list[str], baseline: str) -> 
         row["ratio_records_per_s"] = base["records_per_s"] / row["records_per_s"] if base else None
         row["ratio_cpu_per_record"] = base["cpu_us_per_record"] / row["cpu_us_per_record"] if base else None
     return rows
+
+
+def add_ceiling_fraction(rows: list[dict[str, Any]]) -> None:
+    """Give every row ``fraction_of_ceiling``: its records/s over the ceiling's (None without a ceiling row)."""
+    ceiling = next((row for row in rows if row["client"] == CEILING), None)
+    for row in rows:
+        row["fraction_of_ceiling"] = (row["records_per_s"] / ceiling["records_per_s"]
+                                      if ceiling and ceiling["records_per_s"] and row["records_per_s"] else None)
 
 
 def machine_info() -> dict[str, Any]:
@@ -314,12 +338,17 @@ def render_markdown(meta: dict[str, Any], workload: Workload, rows: list[dict[st
     have_base = any(row["client"] == baseline for row in rows)
     if not have_base:
         lines.append(f"- ratio columns empty: no {baseline} runs (choose another with --baseline)")
+    # Only with a ceiling row (--ceiling): the client's records/s over the replay's.
+    fraction = any(row.get("fraction_of_ceiling") is not None for row in rows)
+    if fraction:
+        lines.append("- fraction of ceiling = client records/s ÷ the records/s of the same records replayed as "
+                     "ready-encoded ProduceRequests (bench/ceiling.py): the most this broker takes on this machine")
     lines += [
         "",
         f"| client | version | records/run | runs | records/s | MB/s | CPU s | CPU µs/record | broker CPU s | "
         f"peak RSS MB | records/s {baseline} ÷ client (>1: {baseline} faster) "
-        f"| CPU/record {baseline} ÷ client (<1: {baseline} cheaper) |",
-        "|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|",
+        f"| CPU/record {baseline} ÷ client (<1: {baseline} cheaper) |" + (" fraction of ceiling |" if fraction else ""),
+        "|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|" + ("--:|" if fraction else ""),
     ]
     for row in rows:
         lines.append(
@@ -327,7 +356,8 @@ def render_markdown(meta: dict[str, Any], workload: Workload, rows: list[dict[st
             f"| {_fmt(row['records_per_s'])} | {_fmt(row['mb_per_s'], 1)} | {_fmt(row['cpu_s'], 2)} "
             f"| {_fmt(row['cpu_us_per_record'], 2)} | {_fmt(row['broker_cpu_s'], 2)} | {_fmt(row['peak_rss_mb'], 0)} "
             f"| {_fmt(row['ratio_records_per_s'], 2)} "
-            f"| {_fmt(row['ratio_cpu_per_record'], 2)} |")
+            f"| {_fmt(row['ratio_cpu_per_record'], 2)} |"
+            + (f" {_fmt(row.get('fraction_of_ceiling'), 2)} |" if fraction else ""))
     lines += [
         "",
         "<details><summary>every run</summary>",
@@ -349,6 +379,12 @@ def render_markdown(meta: dict[str, Any], workload: Workload, rows: list[dict[st
 def main(argv: list[str] | None = None) -> int:
     args, workload = parse_args(argv)
     command = shlex.join(["python", "bench/compare.py", *(sys.argv[1:] if argv is None else argv)])
+    if args.chart_from:
+        from bench.chart import draw_from_files
+
+        draw_from_files(args.chart_from, args.chart)
+        print(f"wrote {args.chart}", file=sys.stderr)
+        return 0
     found, skipped = probe_clients(args.clients)
     for client, why in skipped.items():
         print(f"note: skipping {client}: {why}", file=sys.stderr)
@@ -356,6 +392,11 @@ def main(argv: list[str] | None = None) -> int:
     if not clients:
         print("error: none of the selected clients can be imported", file=sys.stderr)
         return 2
+    if args.ceiling:
+        from bench.ceiling import client_version as ceiling_version
+
+        clients.append(CEILING)
+        found[CEILING] = ceiling_version()
     meta: dict[str, Any] = {
         "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         "machine": machine_info(), "command": command, "rounds": args.rounds, "clients": found,
@@ -373,12 +414,18 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         meta["loadavg_at_end"] = os.getloadavg()
     rows = summarize(runs, clients, args.baseline)
+    add_ceiling_fraction(rows)
     print(render_markdown(meta, workload, rows, runs, skipped, args.baseline))
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps({"meta": meta, "workload": asdict(workload), "skipped": skipped,
                                          "summary": rows, "runs": runs, "error": error}, indent=2))
         print(f"wrote {args.json}", file=sys.stderr)
+    if args.chart and rows:
+        from bench.chart import draw
+
+        draw([{"meta": meta, "workload": asdict(workload), "summary": rows}], args.chart)
+        print(f"wrote {args.chart}", file=sys.stderr)
     if error:
         print(f"\nERROR: {error}", file=sys.stderr)
         return 1

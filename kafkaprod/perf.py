@@ -5,6 +5,9 @@ The counterpart of Java's ``kafka-producer-perf-test``, with the same output sha
     kafkaprod-perf                                  # 5M records of 100 B on a local Tansu broker it starts
     kafkaprod-perf --num-records 200000 --acks all --compression lz4 --bootstrap-servers kafka1:9092
     python -m kafkaprod.perf --throughput 10000 --json
+    kafkaprod-perf --compare --num-records 1000000    # the same records with every installed peer client too
+
+``--compare`` is run by :mod:`kafkaprod.perf_compare` (each client in a fresh process, a ratio table).
 
 How it measures (the parts that differ from Java's tool are marked):
 
@@ -80,6 +83,8 @@ class PerfArgs:
     reporting_interval_s: float
     json: bool
     verbose: bool
+    compare: bool = False  # run every installed peer client too (kafkaprod.perf_compare)
+    rounds: int = 1  # with compare: runs per client, alternating
 
 
 def _int_arg(minimum: int) -> Callable[[str], int]:
@@ -171,6 +176,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--json", action="store_true",
                         help="print the final report as one JSON object on stdout (progress goes to stderr)")
     parser.add_argument("-v", "--verbose", action="store_true", help="log the producer's INFO messages to stderr")
+    parser.add_argument("--compare", action="store_true",
+                        help="also produce the same records with confluent-kafka, aiokafka and kafka-python (those "
+                             "installed), each in a fresh process on a fresh topic, and print a ratio table")
+    parser.add_argument("--rounds", type=_int_arg(1), default=None,
+                        help="with --compare: runs per client, alternating; the table shows medians (default 1)")
     return parser
 
 
@@ -202,6 +212,10 @@ def parse_args(argv: Sequence[str] | None = None) -> PerfArgs:
         if flag is not None and getattr(ns, flag) is not None:
             parser.error(f"-X {key} and --{flag.replace('_', '-')} both set producer option {snake!r}")
         extra[snake] = value
+    if ns.compare:
+        _check_compare(parser, ns, extra)
+    elif ns.rounds is not None:
+        parser.error("--rounds only applies with --compare")
     sample_every = ns.latency_sample_every
     if sample_every is None:
         sample_every = max(1, ns.num_records // TARGET_LATENCY_SAMPLES)
@@ -225,7 +239,25 @@ def parse_args(argv: Sequence[str] | None = None) -> PerfArgs:
         reporting_interval_s=ns.reporting_interval,
         json=ns.json,
         verbose=ns.verbose,
+        compare=ns.compare,
+        rounds=1 if ns.rounds is None else ns.rounds,
     )
+
+
+def _check_compare(parser: argparse.ArgumentParser, ns: argparse.Namespace, extra: dict[str, Any]) -> None:
+    # --compare must give every client the same work, and it measures no latency.
+    from kafkaprod.perf_compare import SHARED_OPTIONS
+
+    if ns.throughput > 0:
+        parser.error("--throughput does not apply with --compare (every client sends as fast as it can)")
+    if ns.latency_sample_every is not None:
+        parser.error("--latency-sample-every does not apply with --compare (no latency is measured)")
+    if ns.create_topic:
+        parser.error("--create-topic does not apply with --compare (every run creates and deletes its own topic)")
+    own = sorted(set(extra) - SHARED_OPTIONS - {"client_id"})
+    if own:
+        parser.error(f"-X {', '.join(own)} would only change kafkaprod; with --compare -X may set "
+                     f"{', '.join(sorted(SHARED_OPTIONS))}, which every client gets")
 
 
 def producer_options(args: PerfArgs, bootstrap_servers: str) -> dict[str, Any]:
@@ -535,6 +567,8 @@ def _create_topic(bootstrap_servers: str, topic: str, partitions: int) -> None:
 
 
 def run(args: PerfArgs) -> int:
+    if args.compare:
+        return run_compare(args)
     records = Records.from_args(args)
     if args.bootstrap_servers is not None:
         if args.create_topic:
@@ -544,6 +578,44 @@ def run(args: PerfArgs) -> int:
         log.info("started a local Tansu broker at %s", broker.bootstrap_servers)
         _create_topic(broker.bootstrap_servers, args.topic, args.partitions)
         return _run_on(args, broker.bootstrap_servers, records)
+
+
+def run_compare(args: PerfArgs) -> int:
+    """kafkaprod and its installed peers on the same records; prints the ratio table (or JSON)."""
+    from kafkaprod import perf_compare
+
+    def progress(line: str) -> None:
+        print(line, file=sys.stderr, flush=True)
+
+    try:
+        if args.bootstrap_servers is not None:
+            outcome = perf_compare.compare(args, args.bootstrap_servers, progress)
+        else:
+            with _local_broker() as broker:
+                outcome = perf_compare.compare(args, broker.bootstrap_servers, progress)
+    except perf_compare.ComparisonError as exc:
+        print(f"kafkaprod-perf: {exc}", file=sys.stderr)
+        return 1
+    if args.json:
+        print(json.dumps(outcome))
+    else:
+        size = "values from " + args.payload_file if args.payload_file else f"{args.record_size} B values"
+        keys = f"{args.key_size} B keys" if args.key_size else "no keys"
+        print(f"{args.num_records} records of {size}, {keys}, {args.partitions} partitions; "
+              f"{perf_compare.describe_settings(outcome['settings'])}; medians of {args.rounds} alternating "
+              f"round(s), each run a fresh process and topic")
+        for client, why in outcome["skipped"].items():
+            print(f"skipped {client}: {why}")
+        for client, why in outcome["failed"].items():
+            print(f"failed {client} (left out of the table): {why}")
+        if outcome["failed"] and outcome["settings"]["idempotence"]:
+            print("(idempotence was on, which not every client and broker pair supports; "
+                  "-X enable_idempotence=false runs without it)")
+        print(perf_compare.format_table(outcome["rows"]))
+    if outcome["error"]:
+        print(f"kafkaprod-perf: {outcome['error']}", file=sys.stderr)
+        return 1
+    return 0
 
 
 def _run_on(args: PerfArgs, bootstrap_servers: str, records: Records) -> int:

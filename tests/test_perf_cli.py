@@ -184,3 +184,88 @@ def test_summary_line_has_the_java_tool_fields_and_names_failures():
     assert text.startswith("1000 records sent, 500.0 records/sec (0.05 MB/sec), 1.50 ms avg latency, "
                            "9.00 ms max latency, 1.00 ms 50th, 4.00 ms 95th, 8.00 ms 99th, 9.00 ms 99.9th.")
     assert "2 records FAILED (KafkaTimeoutError: 2)" in text
+
+
+# ------------------------------------------------------------------------------------------------ --compare
+
+
+def test_compare_is_off_by_default_with_one_round():
+    args = perf.parse_args([])
+    assert args.compare is False
+    assert args.rounds == 1
+    assert perf.parse_args(["--compare", "--rounds", "3"]).rounds == 3
+
+
+def test_rounds_without_compare_is_refused(capsys):
+    assert "--rounds" in refused(capsys, ["--rounds", "2"])
+
+
+@pytest.mark.parametrize(("argv", "named"), [
+    (["--throughput", "1000"], "--throughput"),
+    (["--latency-sample-every", "10"], "--latency-sample-every"),
+    (["--create-topic", "--bootstrap-servers", "h:1"], "--create-topic"),
+])
+def test_compare_refuses_flags_that_would_not_apply_to_every_client(capsys, argv, named):
+    assert named in refused(capsys, ["--compare", *argv])
+
+
+def test_compare_refuses_producer_options_only_kafkaprod_would_get(capsys):
+    err = refused(capsys, ["--compare", "-X", "buffer_memory=67108864"])
+    assert "buffer_memory" in err and "enable_idempotence" in err
+
+
+def test_compare_accepts_options_every_client_gets():
+    args = perf.parse_args(["--compare", "-X", "enable_idempotence=false", "-X", "max.request.size=67108864"])
+    assert args.producer_options == {"enable_idempotence": False, "max_request_size": 67108864}
+
+
+def test_every_client_gets_the_settings_kafkaprod_resolves_from_the_flags():
+    from kafkaprod.perf_compare import client_settings
+
+    defaults = client_settings(perf.producer_options(perf.parse_args(["--compare"]), "h:1"))
+    assert defaults == {"acks": "all", "idempotence": True, "linger_ms": 5, "batch_size": 16384,
+                        "compression": "none", "max_request_size": 1048576}
+    # As in Java, idempotence is on by default only where acks allows it.
+    args = perf.parse_args(["--compare", "--acks", "1", "--compression", "lz4", "--batch-size", "1000000"])
+    chosen = client_settings(perf.producer_options(args, "h:1"))
+    assert (chosen["acks"], chosen["idempotence"], chosen["compression"], chosen["batch_size"]) == \
+        (1, False, "lz4", 1_000_000)
+
+
+def test_missing_peer_packages_are_skipped_with_their_name(monkeypatch):
+    import importlib.util
+
+    from kafkaprod import perf_compare
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name: None if name == "aiokafka" else real(name))
+    found, skipped = perf_compare.installed_clients()
+    assert "aiokafka" not in found and "kafkaprod" in found
+    assert "aiokafka" in skipped["aiokafka"]
+
+
+def test_compare_table_divides_kafkaprod_by_each_client_over_medians():
+    from kafkaprod import perf_compare
+
+    def run(client, rate, cpu_us):
+        return {"client": client, "version": "v", "records_per_s": rate, "mb_per_s": rate / 10000,
+                "cpu_s": cpu_us, "cpu_us_per_record": cpu_us, "peak_rss_mb": 40.0}
+
+    runs = [run("kafkaprod", 400.0, 1.0), run("confluent", 100.0, 4.0), run("kafkaprod", 600.0, 1.0),
+            run("confluent", 300.0, 4.0), run("kafkaprod", 500.0, 3.0)]
+    rows = perf_compare.summarize(runs)
+    assert [(r["client"], r["runs"], r["records_per_s"]) for r in rows] == [("kafkaprod", 3, 500.0),
+                                                                          ("confluent", 2, 200.0)]
+    assert rows[1]["ratio_records_per_s"] == 2.5
+    assert rows[1]["ratio_cpu_per_record"] == 0.25
+    table = perf_compare.format_table(rows).splitlines()
+    assert table[0].startswith("| client | version | runs | records/s |")
+    assert table[3] == "| confluent | v | 2 | 200 | 0.0 | 4.00 | 4.00 | 40 | 2.50 | 0.25 |"
+
+
+def test_a_failed_client_is_named_by_the_exception_its_child_raised():
+    from kafkaprod.perf_compare import _last_line
+
+    text = ("aiokafka: child exited 1:\n  File \"x.py\", line 3\n"
+            "aiokafka.errors.UnknownError: [Error -1] UnknownError\nUnclosed AIOKafkaProducer\nproducer: <obj>")
+    assert _last_line(text) == "aiokafka.errors.UnknownError: [Error -1] UnknownError"
