@@ -25,6 +25,7 @@ cdef class ProducerBatch:
     cdef public int base_sequence
     cdef readonly object records         # the sealed batch bytes once closed
     cdef public bint closed_for_append
+    cdef public int sent_to              # broker id of the request carrying it, -1 when not in flight
 
     cdef FutureRecordMetadata try_append(self, int64_t timestamp, const unsigned char* key, Py_ssize_t klen,
                                          const unsigned char* value, Py_ssize_t vlen, object headers,
@@ -39,6 +40,8 @@ cdef class TopicState:
     cdef list leaders
     cdef list available
     cdef list next_sequence
+    cdef list in_flight                  # per partition: batches drained and not yet answered
+    cdef list in_flight_node             # per partition: the broker those batches went to
     cdef int sticky_partition
     cdef Py_ssize_t sticky_bytes
 
@@ -85,3 +88,4 @@ cdef class RecordAccumulator:
     cdef void _wake(self)
     cdef double _backoff(self, ProducerBatch batch)
     cdef list _drain_node(self, object node, int max_size, double now)
+    cdef void _release_in_flight(self, ProducerBatch batch)

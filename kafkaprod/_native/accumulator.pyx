@@ -121,6 +121,7 @@ cdef class ProducerBatch:
         self.base_sequence = -1
         self.records = None
         self.closed_for_append = False
+        self.sent_to = -1
 
     @property
     def record_count(self):
@@ -197,6 +198,8 @@ cdef class TopicState:
         self.leaders = []
         self.available = []
         self.next_sequence = []
+        self.in_flight = []
+        self.in_flight_node = []
         self.sticky_partition = -1
         self.sticky_bytes = 0
 
@@ -206,6 +209,8 @@ cdef class TopicState:
             self.open_batches.append(None)
             self.leaders.append(-1)
             self.next_sequence.append(0)
+            self.in_flight.append(0)
+            self.in_flight_node.append(-1)
         self.num_partitions = n
 
     cdef int next_sticky(self, int current):
@@ -536,6 +541,13 @@ cdef class RecordAccumulator:
             dq = st.queues[p]
             if not dq:
                 continue
+            if self.idempotent and <int>st.in_flight[p] > 0 and st.in_flight_node[p] != node:
+                # The leader moved while batches of this partition are still in flight to the old one. Sending
+                # more to the new leader now could land them before those batches, which are about to fail
+                # and be retried; wait for their answers so the partition stays in sequence order. (A broker
+                # that checks sequences would refuse the later batch, but not every broker does -- librdkafka's
+                # mock does not for non-transactional producers -- and librdkafka's producer waits the same way.)
+                continue
             batch = dq[0]
             if batch.attempts > 0 and now - batch.last_attempt < self._backoff(batch):
                 continue
@@ -554,9 +566,23 @@ cdef class RecordAccumulator:
             dq.popleft()
             batch.closed_for_append = True
             batch.drained = now
+            batch.sent_to = node
+            st.in_flight[p] = <int>st.in_flight[p] + 1
+            st.in_flight_node[p] = node
             size += est
             out.append(batch)
         return out
+
+    cdef void _release_in_flight(self, ProducerBatch batch):
+        # Call inside the critical section: the batch's request was answered (or failed), so it no longer pins
+        # its partition to the broker it went to.
+        cdef TopicState st
+        if batch.sent_to < 0:
+            return
+        batch.sent_to = -1
+        st = self.topics.get(batch.topic)
+        if st is not None and batch.partition < st.num_partitions:
+            st.in_flight[batch.partition] = <int>st.in_flight[batch.partition] - 1
 
     def expired_batches(self, double now):
         """Removes and returns queued batches older than delivery_timeout_ms (the caller fails them)."""
@@ -582,6 +608,7 @@ cdef class RecordAccumulator:
         cdef TopicState st
         cdef Py_ssize_t i
         with cython.critical_section(self):
+            self._release_in_flight(batch)
             batch.attempts += 1
             batch.last_attempt = now
             batch.retry = True
@@ -644,6 +671,7 @@ cdef class RecordAccumulator:
     def deallocate(self, ProducerBatch batch):
         """The batch is finished: return its memory and forget it."""
         with cython.critical_section(self):
+            self._release_in_flight(batch)
             self.incomplete.discard(batch)
         if batch.buffer is not None and batch.buffer_size > 0:
             buf = batch.buffer
