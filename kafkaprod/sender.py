@@ -287,7 +287,14 @@ class Sender(threading.Thread):
         return err.errno == 45 and self.idempotent and self._earlier_unresolved(batch)
 
     def _earlier_unresolved(self, batch) -> bool:
-        return any(b.base_sequence < batch.base_sequence for b in self._in_flight.get(batch.tp, ()) if b is not batch) or batch.retry
+        # Earlier sequences of the partition that are not acknowledged yet: in flight, or back in the queue for a
+        # retry (answered before this batch, so no longer in flight -- the usual case, since answers come in
+        # order). Rare path (OUT_OF_ORDER_SEQUENCE_NUMBER only), so a scan of the incomplete batches is fine.
+        if batch.retry:
+            return True
+        tp, seq = batch.tp, batch.base_sequence
+        return any(b is not batch and b.tp == tp and 0 <= b.base_sequence < seq and not b.is_done
+                   for b in self.acc.incomplete_batches())
 
     def _forget_in_flight(self, batch) -> None:
         lst = self._in_flight.get(batch.tp)
