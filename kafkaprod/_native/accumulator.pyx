@@ -186,6 +186,22 @@ cdef class ProducerBatch:
                 f"attempts={self.attempts} seq={self.base_sequence}>")
 
 
+cdef void _insert_for_retry(object dq, ProducerBatch batch):
+    # A batch going back into its queue (retry or split half): at the head, except that with sequences it goes
+    # after the queued batches of lower sequence, so the queue stays in sequence order whatever order the
+    # answers that sent them back arrived in.
+    cdef Py_ssize_t i = 0
+    cdef ProducerBatch other
+    if batch.base_sequence < 0:
+        dq.appendleft(batch)
+        return
+    for other in dq:
+        if other.base_sequence < 0 or other.base_sequence > batch.base_sequence:
+            break
+        i += 1
+    dq.insert(i, batch)
+
+
 @cython.final
 cdef class TopicState:
     """A topic's partitions as the accumulator sees them: queues, leaders, sticky choice, sequences."""
@@ -613,17 +629,7 @@ cdef class RecordAccumulator:
             batch.last_attempt = now
             batch.retry = True
             st = self.topics[batch.topic]
-            dq = st.queues[batch.partition]
-            if batch.base_sequence >= 0 and dq:
-                # Keep sequence order: the retried batch goes before any later-sequenced batch.
-                i = 0
-                for other in dq:
-                    if (<ProducerBatch>other).base_sequence < 0 or (<ProducerBatch>other).base_sequence > batch.base_sequence:
-                        break
-                    i += 1
-                dq.insert(i, batch)
-            else:
-                dq.appendleft(batch)
+            _insert_for_retry(st.queues[batch.partition], batch)
 
     def split_and_reenqueue(self, ProducerBatch batch, list records, double now):
         """Replaces a batch the broker found too large by two halves at the head of its queue.
@@ -661,7 +667,9 @@ cdef class RecordAccumulator:
             st = self.topics[batch.topic]
             dq = st.queues[batch.partition]
             for child in reversed(made):
-                dq.appendleft(child)
+                # In sequence order, not simply at the head: another batch of the partition may have been split
+                # (or re-queued) before this one, and the halves of this later batch must not overtake it.
+                _insert_for_retry(dq, child)
                 self.incomplete.add(child)
         batch.final_state = 2
         batch.result.split(children)
