@@ -370,6 +370,11 @@ cdef class RecordAccumulator:
         if timestamp_ms is None:
             ts = wall_ms()
         else:
+            # Exactly the slow path's rule: a float would be truncated silently and True taken as 1 ms.
+            if not isinstance(timestamp_ms, int) or isinstance(timestamp_ms, bool):
+                raise TypeError(
+                    f"timestamp_ms must be an int (ms since the epoch) or None, got {type(timestamp_ms).__name__} "
+                    f"{timestamp_ms!r}")
             ts = timestamp_ms
             if ts < 0:
                 raise ValueError(f"timestamp_ms must be >= 0, got {ts}")
