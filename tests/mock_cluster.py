@@ -98,6 +98,7 @@ def _bind(lib: ctypes.CDLL) -> None:
         "rd_kafka_mock_broker_set_up": (c_int, [c_void_p, c_int32]),
         "rd_kafka_mock_broker_set_rtt": (c_int, [c_void_p, c_int32, c_int]),
         "rd_kafka_mock_partition_set_leader": (c_int, [c_void_p, c_char_p, c_int32, c_int32]),
+        "rd_kafka_mock_topic_set_error": (None, [c_void_p, c_char_p, c_int]),
         "rd_kafka_mock_push_request_errors_array": (None, [c_void_p, c_int16, c_size_t, POINTER(c_int)]),
         "rd_kafka_mock_clear_request_errors": (None, [c_void_p, c_int16]),
         "rd_kafka_mock_broker_error_stack_cnt": (c_int, [c_void_p, c_int32, c_int16, POINTER(c_size_t)]),
@@ -248,6 +249,39 @@ class MockCluster:
             self._broker(broker_id)
         err = self._lib.rd_kafka_mock_partition_set_leader(self._handle(), topic.encode(), partition, broker_id)
         self._check(err, f"setting the leader of {topic}[{partition}] to broker {broker_id}")
+
+    def set_topic_error(self, topic: str, error_code: int) -> None:
+        """Metadata answers for the topic carry this error (0 clears it); the topic is created if missing.
+
+        UNKNOWN_TOPIC_OR_PARTITION (3) also hides the topic's partitions: to clients the cluster does not have
+        it, and since it exists in the mock, Metadata requests cannot auto-create it either.
+        """
+        if not isinstance(topic, str) or not topic:
+            raise ValueError(f"topic name must be a non-empty string, got {topic!r}")
+        self._lib.rd_kafka_mock_topic_set_error(self._handle(), topic.encode(), int(error_code))
+
+    def set_partition_leaders(self, topic: str, leaders: dict[int, int]) -> None:
+        """Move several partitions' leaders at once (``{partition: broker_id}``).
+
+        Each mock command waits for the mock cluster's thread, which now and then picks a command up only at its
+        next one-second poll tick; issued one after another, a dozen moves can take seconds. Issued from
+        parallel threads (ctypes releases the GIL), they share those waits.
+        """
+        errors: list[BaseException] = []
+
+        def move(partition: int, broker_id: int) -> None:
+            try:
+                self.set_partition_leader(topic, partition, broker_id)
+            except BaseException as exc:  # re-raised below, in the caller's thread
+                errors.append(exc)
+
+        threads = [threading.Thread(target=move, args=item) for item in leaders.items()]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        if errors:
+            raise errors[0]
 
     # -- broker faults ----------------------------------------------------------------------------------------
 
