@@ -142,6 +142,11 @@ class KafkaProducer:
     # ---- the rest of the API ---------------------------------------------------------------------------------------
     def flush(self, timeout: float | None = None) -> None:
         """Blocks until every record sent before the call is complete; KafkaTimeoutError after timeout s."""
+        if threading.current_thread() is self._sender:
+            # The I/O thread is the one that completes records: waiting on it from a callback could only
+            # deadlock (or, with a timeout, stall every delivery for that long).
+            raise KafkaError("flush() cannot be called from a producer callback: it would wait for the thread "
+                             "that runs the callback; send from the callback and flush from another thread")
         self._accumulator.begin_flush()
         self._sender.wakeup()
         try:
@@ -165,6 +170,13 @@ class KafkaProducer:
                 return
             self._closed = True
         self._metadata.close()
+        in_callback = threading.current_thread() is self._sender
+        if in_callback and (timeout is None or timeout > 0):
+            # As the Java client: the I/O thread cannot wait for itself to send what is pending, so a close()
+            # from a callback is a close(0) -- pending records fail -- instead of a self-join that raises.
+            log.warning("close(%s) called from a producer callback: closing at once, failing pending records",
+                        timeout)
+            timeout = 0
         if timeout is not None and timeout <= 0:
             self._sender.initiate_close(force=True)
         else:
@@ -173,7 +185,7 @@ class KafkaProducer:
             if self._sender.is_alive():
                 log.warning("close(%s): records still pending; failing them", timeout)
                 self._sender.initiate_close(force=True)
-        if threading.current_thread() is not self._sender:
+        if not in_callback:
             self._sender.join()
         self._pool.close()
         if self._interceptors is not None:
