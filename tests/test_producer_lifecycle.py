@@ -186,6 +186,52 @@ def test_context_manager_closes_on_an_exception_too(tansu, tansu_topic):
         producer.send(topic, b"after")
 
 
+def test_close_from_a_callback_closes_at_once_and_fails_what_is_pending(mock_cluster, mock_topic):
+    topic = mock_topic(partitions=2)
+    log = CallbackLog()
+    outcome = []
+    producer = make_producer(mock_cluster.bootstrap_servers)
+    producer.send(topic, b"warm-up", partition=0).get(WAIT_S)
+    mock_cluster.broker_down(2)  # partition 1's leader: its records stay pending
+
+    def close_from_callback(md, exc):
+        try:
+            producer.close()
+            outcome.append("closed")
+        except Exception as e:  # noqa: BLE001 - reported below
+            outcome.append(e)
+
+    pending = [producer.send(topic, b"p%d" % i, partition=1, callback=log.for_record(i)) for i in range(3)]
+    trigger = producer.send(topic, b"trigger", partition=0, callback=close_from_callback)
+    trigger.get(WAIT_S)
+    log.wait_for(range(3))
+
+    assert outcome == ["closed"]
+    assert log.counts() == {0: 1, 1: 1, 2: 1}
+    assert all(isinstance(f.exception(WAIT_S), KafkaError) for f in pending)
+    with pytest.raises(ProducerClosedError):
+        producer.send(topic, b"after")
+    producer.close()  # from the main thread: a no-op now
+
+
+def test_flush_from_a_callback_raises_instead_of_deadlocking(mock_cluster, mock_topic):
+    topic = mock_topic(partitions=1)
+    outcome = []
+    with make_producer(mock_cluster.bootstrap_servers) as producer:
+        def flush_from_callback(md, exc):
+            try:
+                producer.flush()
+                outcome.append("returned")
+            except KafkaError as e:
+                outcome.append(e)
+
+        producer.send(topic, b"x", callback=flush_from_callback).get(WAIT_S)
+        producer.flush(WAIT_S)
+
+    [err] = outcome
+    assert isinstance(err, KafkaError) and "callback" in str(err)
+
+
 # ---- callbacks ----------------------------------------------------------------------------------------------------
 
 def test_each_callback_runs_exactly_once_on_the_sender_thread(mock_cluster, mock_topic):
