@@ -302,6 +302,11 @@ class NetworkClient:
         """Waits up to timeout seconds for I/O, does it, and returns every request completed meanwhile."""
         if self._completed:
             timeout = 0.0
+        else:
+            # Wake up for the earliest request or connect deadline: otherwise a broker that never answers keeps
+            # the Sender asleep for the whole timeout (up to metadata_max_age_ms) and request_timeout_ms is
+            # only noticed once something else happens.
+            timeout = min(timeout, self._time_to_next_deadline(time.monotonic()))
         try:
             events = self._selector.select(max(0.0, timeout))
         except InterruptedError:
@@ -324,6 +329,18 @@ class NetworkClient:
         self._expire_requests(now)
         done, self._completed = self._completed, []
         return done
+
+    def _time_to_next_deadline(self, now: float) -> float:
+        earliest = float("inf")
+        for conn in self._conns.values():
+            if conn.sock is None:
+                continue
+            if conn.state == CONNECTING:
+                earliest = min(earliest, conn.last_attempt + self.request_timeout)
+            for inf in conn.in_flight.values():
+                if inf.deadline < earliest:
+                    earliest = inf.deadline
+        return max(0.0, earliest - now)
 
     def _drain_wakeups(self) -> None:
         try:
