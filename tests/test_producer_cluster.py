@@ -224,6 +224,25 @@ def test_broker_down_then_up_delivers_its_partitions_records(mock_cluster, mock_
     assert [s.value for s in stored[0]] == [b"warm-up"] + [b"s%d" % i for i in range(5)]
 
 
+def test_broker_that_never_answers_fails_records_after_delivery_timeout(mock_cluster, mock_topic):
+    topic = mock_topic(partitions=1)
+    log = CallbackLog()
+    options = dict(request_timeout_ms=300, delivery_timeout_ms=1000, linger_ms=0)
+    with make_producer(mock_cluster.bootstrap_servers, **options) as producer:
+        producer.send(topic, b"warm-up").get(WAIT_S)
+        # Answers would take a minute: only request_timeout_ms and delivery_timeout_ms can end these records.
+        mock_cluster.set_rtt(ALL_BROKERS, 60_000)
+        futures = [producer.send(topic, b"late%d" % i, callback=log.for_record(i)) for i in range(3)]
+        errors = [f.exception(WAIT_S) for f in futures]
+        log.wait_for(range(3))
+        mock_cluster.set_rtt(ALL_BROKERS, 0)
+
+        assert all(isinstance(e, KafkaTimeoutError) and "delivery_timeout_ms" in str(e) for e in errors), errors
+        assert log.counts() == {0: 1, 1: 1, 2: 1}
+        # The producer recovers once the broker answers again.
+        assert producer.send(topic, b"after").get(WAIT_S).offset >= 1
+
+
 def test_full_buffer_blocks_send_for_max_block_ms_then_raises_naming_buffer_memory(mock_cluster, mock_topic):
     topic = mock_topic(partitions=4)
     batch_size = 4096
