@@ -123,6 +123,21 @@ def test_out_of_order_answer_behind_a_retried_batch_is_retried_not_failed(mock_c
     assert [s.value for s in stored] == [b"warm-up"] + values
 
 
+def test_producer_without_idempotence_retries_and_delivers(mock_cluster, mock_topic):
+    topic = mock_topic(partitions=2)
+    mock_cluster.start_request_tracking()
+    with make_producer(mock_cluster.bootstrap_servers, enable_idempotence=False, linger_ms=20) as producer:
+        producer.send(topic, b"warm-up", partition=0).get(WAIT_S)
+        mock_cluster.push_request_errors(PRODUCE, [NOT_LEADER_OR_FOLLOWER, REQUEST_TIMED_OUT])
+        futures = [producer.send(topic, b"n%d" % i, partition=i % 2) for i in range(10)]
+        producer.flush(WAIT_S)
+
+    assert all(f.exception(0) is None for f in futures)
+    assert not mock_cluster.requests(22)  # no InitProducerId without idempotence
+    stored = read_back(mock_cluster.bootstrap_servers, topic, 2, 11)
+    assert sorted(s.value for s in stored[1]) == sorted(b"n%d" % i for i in range(1, 10, 2))
+
+
 def test_dropped_connections_are_retried_without_duplicates(mock_cluster, mock_topic):
     from mock_cluster import TRANSPORT_ERROR
 
@@ -195,6 +210,26 @@ def test_message_too_large_repeatedly_splits_down_to_single_records(mock_cluster
     assert [s.value for s in stored] == [b"warm-up"] + [b"m%d" % i for i in range(8)]
 
 
+def test_message_too_large_splits_every_batch_of_the_refused_request(mock_cluster):
+    topic = "all-on-broker-1"
+    mock_cluster.create_topic(topic, 3, 3, leaders=[1, 1, 1])  # one request carries all three partitions
+    log = CallbackLog()
+    with make_producer(mock_cluster.bootstrap_servers, **LONG_LINGER) as producer:
+        producer.send(topic, b"warm-up", partition=0)
+        producer.flush(WAIT_S)
+        mock_cluster.push_request_errors(PRODUCE, [MESSAGE_TOO_LARGE])
+        futures = [producer.send(topic, b"r%02d" % i, partition=i % 3, callback=log.for_record(i)) for i in range(12)]
+        producer.flush(WAIT_S)
+        log.wait_for(range(12))
+
+    assert log.counts() == {i: 1 for i in range(12)}
+    assert all(f.exception(0) is None for f in futures)
+    stored = read_back(mock_cluster.bootstrap_servers, topic, 3, 13)
+    assert [s.value for s in stored[0]] == [b"warm-up"] + [b"r%02d" % i for i in range(0, 12, 3)]
+    assert [s.value for s in stored[1]] == [b"r%02d" % i for i in range(1, 12, 3)]
+    assert [s.value for s in stored[2]] == [b"r%02d" % i for i in range(2, 12, 3)]
+
+
 def test_message_too_large_for_a_single_record_fails_it(mock_cluster, mock_topic):
     topic = mock_topic(partitions=1)
     with make_producer(mock_cluster.bootstrap_servers) as producer:
@@ -262,7 +297,9 @@ def test_full_buffer_blocks_send_for_max_block_ms_then_raises_naming_buffer_memo
         producer.flush(WAIT_S)
         assert all(f.exception(0) is None for f in queued)
         assert producer.send(topic, b"after", partition=0).get(WAIT_S).offset > 0
-        assert producer.metrics()["buffer-available-bytes"] == 4 * batch_size
+        m = producer.metrics()
+        assert m["buffer-available-bytes"] == 4 * batch_size
+        assert m["bufferpool-wait-time-total"] > 0 and m["bufferpool-wait-time"] > 0  # the blocked send counted
 
     read_back(mock_cluster.bootstrap_servers, topic, 4, len(queued) + 2)
 

@@ -232,6 +232,43 @@ def test_flush_from_a_callback_raises_instead_of_deadlocking(mock_cluster, mock_
     assert isinstance(err, KafkaError) and "callback" in str(err)
 
 
+def test_close_while_other_threads_send_leaves_no_record_hanging(mock_cluster, mock_topic):
+    topic = mock_topic(partitions=4)
+    producer = make_producer(mock_cluster.bootstrap_servers, linger_ms=1)
+    producer.send(topic, b"warm-up").get(WAIT_S)
+    futures: list = []
+    refused = []
+    lock = threading.Lock()
+    started = threading.Barrier(5)
+
+    def send_until_closed(t: int) -> None:
+        started.wait()
+        for i in range(100_000):
+            try:
+                f = producer.send(topic, b"t%d-%d" % (t, i))
+            except ProducerClosedError:
+                with lock:
+                    refused.append(t)
+                return
+            with lock:
+                futures.append(f)
+
+    threads = [threading.Thread(target=send_until_closed, args=(t,)) for t in range(4)]
+    for t in threads:
+        t.start()
+    started.wait()
+    while len(futures) < 2000:  # let the senders get going
+        threading.Event().wait(0.005)
+    producer.close(WAIT_S)
+    for t in threads:
+        t.join(WAIT_S)
+
+    assert sorted(refused) == [0, 1, 2, 3]  # every sender was stopped by close(), none hung or died otherwise
+    outcomes = [f.exception(WAIT_S) for f in futures]  # raises if any record was left hanging
+    assert all(e is None for e in outcomes), [e for e in outcomes if e is not None][:3]
+    read_back(mock_cluster.bootstrap_servers, topic, 4, len(futures) + 1)
+
+
 # ---- callbacks ----------------------------------------------------------------------------------------------------
 
 def test_each_callback_runs_exactly_once_on_the_sender_thread(mock_cluster, mock_topic):

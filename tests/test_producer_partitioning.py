@@ -95,3 +95,30 @@ def test_custom_partitioner_receives_serialized_bytes_and_cluster(tansu, tansu_t
 
     assert md.partition == 4
     assert calls == [(topic, b"key", b"value", 5)]
+
+
+def test_keyless_records_avoid_partitions_without_a_leader(mock_cluster, mock_topic):
+    topic = mock_topic(partitions=6)
+    leaderless = {1, 4}
+    for p in leaderless:
+        mock_cluster.set_partition_leader(topic, p, -1)
+    with make_producer(mock_cluster.bootstrap_servers, batch_size=256, linger_ms=5) as producer:
+        futures = [producer.send(topic, b"%099d" % i) for i in range(300)]
+        partitions = {f.get(WAIT_S).partition for f in futures}
+
+    assert partitions == {0, 2, 3, 5}
+
+
+def test_keyed_record_for_a_leaderless_partition_waits_for_a_leader(mock_cluster, mock_topic):
+    topic = mock_topic(partitions=3)
+    key = next(b"k%d" % i for i in range(1000) if murmur2_partition(b"k%d" % i, 3) == 1)
+    mock_cluster.set_partition_leader(topic, 1, -1)
+    with make_producer(mock_cluster.bootstrap_servers) as producer:
+        producer.send(topic, b"warm-up", partition=0).get(WAIT_S)
+        waiting = producer.send(topic, b"keyed", key)
+        other = producer.send(topic, b"other", partition=2).get(WAIT_S)
+        assert other.offset == 0 and not waiting.done()
+        mock_cluster.set_partition_leader(topic, 1, 3)
+        md = waiting.get(WAIT_S)
+
+    assert (md.partition, md.offset) == (1, 0)

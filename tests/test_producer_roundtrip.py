@@ -112,3 +112,45 @@ def test_large_records_spanning_many_batches_round_trip(tansu, tansu_topic):
     for i, md in enumerate(metadata):
         [s] = [s for s in stored[md.partition] if s.offset == md.offset]
         assert s.value == values[i]
+
+
+def test_bytearray_and_memoryview_keys_values_and_headers_round_trip(mock_cluster, mock_topic):
+    topic = mock_topic(partitions=1)
+    backing = bytearray(b"0123456789abcdef")
+    with make_producer(mock_cluster.bootstrap_servers) as producer:
+        md = producer.send(topic, memoryview(backing)[4:12], key=bytearray(b"ba-key"),
+                           headers=[("ba", bytearray(b"hv")), ("mv", memoryview(b"xyz")[1:])]).get(WAIT_S)
+
+    assert (md.serialized_key_size, md.serialized_value_size) == (6, 8)
+    [s] = read_back(mock_cluster.bootstrap_servers, topic, 1, 1)[0]
+    assert (s.key, s.value, s.headers) == (b"ba-key", b"456789ab", [("ba", b"hv"), ("mv", b"yz")])
+
+
+def test_many_records_from_several_threads_arrive_once_and_in_send_order(mock_cluster, mock_topic):
+    import threading
+
+    topic = mock_topic(partitions=12)
+    per_thread, threads_n = 5000, 4
+    with make_producer(mock_cluster.bootstrap_servers, compression_type="lz4", linger_ms=5) as producer:
+        def run(t: int) -> None:
+            for i in range(per_thread):
+                # Each thread has its own keys, so per key the send order is this thread's order.
+                producer.send(topic, b"t%d-%06d" % (t, i), key=b"thread-%d-key-%d" % (t, i % 7))
+
+        threads = [threading.Thread(target=run, args=(t,)) for t in range(threads_n)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        producer.flush(WAIT_S)
+        sent = producer.metrics()["record-send-total"]
+
+    assert sent == per_thread * threads_n
+    stored = read_back(mock_cluster.bootstrap_servers, topic, 12, per_thread * threads_n)
+    by_key: dict[bytes, list[bytes]] = {}
+    for ss in stored.values():
+        for s in ss:
+            by_key.setdefault(s.key, []).append(s.value)
+    assert len(by_key) == threads_n * 7
+    for key, values in by_key.items():
+        assert values == sorted(values), key  # zero-padded sequence numbers: sorted == send order
