@@ -726,10 +726,17 @@ cdef class RecordAccumulator:
     def await_flush_completion(self, timeout=None):
         """Waits for every batch incomplete at the call; False if timeout (seconds) ran out first."""
         deadline = None if timeout is None else time.monotonic() + timeout
-        for batch in self.incomplete_batches():
+        cdef ProduceRequestResult result
+        cdef list pending = [(<ProducerBatch>batch).result for batch in self.incomplete_batches()]
+        while pending:
+            result = pending.pop()
             left = None if deadline is None else max(0.0, deadline - time.monotonic())
-            if not (<ProducerBatch>batch).result.wait(left):
+            if not result.wait(left):
                 return False
+            if result._children is not None:
+                # Split (MESSAGE_TOO_LARGE): the result is released, but its records now travel in the halves,
+                # which were not incomplete yet when the flush began.
+                pending.extend([child for _, child in result._children])
         return True
 
     def close(self):
