@@ -32,6 +32,22 @@ def test_flush_returns_only_after_every_record_sent_before_it_completed(mock_clu
     read_back(mock_cluster.bootstrap_servers, topic, 6, 60)
 
 
+def test_flush_waits_for_records_of_a_batch_that_was_split_meanwhile(mock_cluster, mock_topic):
+    topic = mock_topic(partitions=1)
+    with make_producer(mock_cluster.bootstrap_servers, **LONG_LINGER) as producer:
+        producer.send(topic, b"warm-up")
+        producer.flush(WAIT_S)
+        mock_cluster.set_rtt(ALL_BROKERS, 50)  # the halves are still in flight when the split happens
+        mock_cluster.push_request_errors(0, [10])  # MESSAGE_TOO_LARGE: the batch comes back as two halves
+        futures = [producer.send(topic, b"s%d" % i) for i in range(8)]
+
+        producer.flush(WAIT_S)
+
+        assert [f.done() for f in futures] == [True] * 8
+        mock_cluster.set_rtt(ALL_BROKERS, 0)
+    assert [f.get(0).offset for f in futures] == list(range(1, 9))
+
+
 def test_flush_waits_for_records_sent_from_other_threads_before_it(tansu, tansu_topic):
     topic = tansu_topic(partitions=3)
     with make_producer(tansu.bootstrap_servers, **LONG_LINGER) as producer:
