@@ -170,10 +170,12 @@ def test_non_retriable_error_fails_the_records_without_retrying(mock_cluster, mo
     read_back(mock_cluster.bootstrap_servers, topic, 1, 1)
 
 
-def test_message_too_large_batch_is_split_and_every_record_delivered_once(mock_cluster, mock_topic):
+@pytest.mark.parametrize("codec", ["none", "gzip", "snappy", "lz4", "zstd"])
+def test_message_too_large_batch_is_split_and_every_record_delivered_once(mock_cluster, mock_topic, codec):
     topic = mock_topic(partitions=1)
     log = CallbackLog()
-    with make_producer(mock_cluster.bootstrap_servers, linger_ms=100, batch_size=64 * 1024) as producer:
+    with make_producer(mock_cluster.bootstrap_servers, linger_ms=100, batch_size=64 * 1024,
+                       compression_type=codec) as producer:
         producer.send(topic, b"warm-up").get(WAIT_S)
         mock_cluster.start_request_tracking()
         mock_cluster.push_request_errors(PRODUCE, [MESSAGE_TOO_LARGE])
