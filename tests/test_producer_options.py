@@ -1,6 +1,8 @@
 """Options (snake_case and Java names, validation), partitions_for, metrics, and bad send() arguments."""
 from __future__ import annotations
 
+import time
+
 import pytest
 
 from kafkaprod import KafkaProducer
@@ -175,7 +177,16 @@ def test_producer_starts_while_brokers_are_down_and_sends_once_they_are_up(mock_
         with pytest.raises(KafkaTimeoutError, match=topic):
             producer.send(topic, b"too early")
         mock_cluster.broker_up(ALL_BROKERS)
-        assert producer.send(topic, b"once up").get(WAIT_S).offset == 0
+        # max_block_ms is short here, so allow a few attempts while the producer reconnects; the point is
+        # that it recovers at all.
+        deadline = time.monotonic() + WAIT_S
+        while True:
+            try:
+                future = producer.send(topic, b"once up")
+                break
+            except KafkaTimeoutError:
+                assert time.monotonic() < deadline, "the producer never found the topic after the brokers came up"
+        assert future.get(WAIT_S).offset == 0
         assert producer.send(topic, b"second").get(WAIT_S).offset == 1
     read_back(mock_cluster.bootstrap_servers, topic, 1, 2)
 
