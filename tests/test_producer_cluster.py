@@ -52,6 +52,8 @@ def test_leaders_moved_mid_stream_lose_duplicate_and_reorder_nothing(mock_cluste
         producer.flush(WAIT_S)
         log.wait_for(range(len(futures)))
         retried = producer.metrics()["record-retry-total"]
+        # Every batch's memory is back in the pool, retried ones included.
+        assert producer.metrics()["buffer-available-bytes"] == producer.config.buffer_memory
     mock_cluster.set_rtt(ALL_BROKERS, 0)
 
     total = chunks * per_chunk
@@ -184,6 +186,8 @@ def test_message_too_large_batch_is_split_and_every_record_delivered_once(mock_c
                    for i, v in enumerate(values)]
         producer.flush(WAIT_S)
         log.wait_for(range(16))
+        # The refused batch's pooled memory went back; the halves never took any from the pool.
+        assert producer.metrics()["buffer-available-bytes"] == producer.config.buffer_memory
 
     assert log.counts() == {i: 1 for i in range(16)}
     metadata = [f.get(0) for f in futures]
