@@ -90,7 +90,8 @@ class Sender(threading.Thread):
         now = monotonic()
         poll_timeout = self._maybe_update_metadata(now)
         if self.idempotent and self.acc.producer_id < 0:
-            self._maybe_init_producer_id(now)
+            # Nothing is drained without a producer id, so nothing else would wake the loop for the next try.
+            poll_timeout = min(poll_timeout, self._maybe_init_producer_id(now))
         ready_nodes, next_delay, unknown = self.acc.ready(now)
         if unknown:
             self.metadata.request_update()
@@ -173,15 +174,24 @@ class Sender(threading.Thread):
             self.metadata.fail_waiters(errors.for_code(29)(f"topics {sorted(unauthorized)}"))
 
     # ---- idempotence ----------------------------------------------------------------------------------------------
-    def _maybe_init_producer_id(self, now: float) -> None:
-        if self._init_pid_in_flight or now < self._init_pid_not_before:
-            return
+    def _maybe_init_producer_id(self, now: float) -> float:
+        """Sends InitProducerId when due; returns the seconds until it should be tried again."""
+        if self._fatal is not None:
+            return float("inf")
+        if self._init_pid_in_flight:
+            return float("inf")  # its answer (or the connection closing) wakes the poll
+        if now < self._init_pid_not_before:
+            return self._init_pid_not_before - now
         node = self.client.least_loaded_node(now, [n for n in self._known_nodes] or None)
-        if node is None or not self.client.ready(node, now):
-            return
+        if node is None:
+            return self.retry_backoff  # every broker is backing off from a failed connection
+        if not self.client.ready(node, now):
+            # Connecting (I/O wakes the poll sooner), backing off after a failed connect, or busy.
+            return max(self.client.connection_delay(node, now), 0.005)
         self._init_pid_in_flight = True
         body = {"transactional_id": None, "transaction_timeout_ms": 2147483647, "producer_id": -1, "producer_epoch": -1}
         self.client.send(node, INIT_PRODUCER_ID, body, on_done=self._on_init_producer_id, now=now)
+        return float("inf")
 
     def _on_init_producer_id(self, resp: ClientResponse) -> None:
         self._init_pid_in_flight = False
