@@ -201,7 +201,11 @@ class Sender(threading.Thread):
             err = resp.error if body is None else errors.for_code(code)()
             log.info("InitProducerId failed: %s", err)
             if code is not None and not err.retriable:
+                # Fatal: nothing will ever be sent. Refuse appends first (naming the cause), so no record can be
+                # queued after the abort below and wait forever, then fail what is queued and stop.
                 self._fatal = err
+                self.acc.close(err)
+                self.metadata.fail_waiters(err)
                 self._abort_all(err)
                 self.running = False
                 return

@@ -71,6 +71,7 @@ cdef class RecordAccumulator:
     cdef int flushes_in_progress
     cdef int appends_in_progress
     cdef readonly bint closed
+    cdef readonly object fatal_error     # why appends stopped, when it was not a plain close()
     cdef readonly int64_t producer_id
     cdef readonly int16_t producer_epoch
 
@@ -86,6 +87,7 @@ cdef class RecordAccumulator:
                                       const unsigned char* vptr, Py_ssize_t vlen,
                                       object headers, object callback)
     cdef void _wake(self)
+    cdef object _closed_error(self, str what)
     cdef double _backoff(self, ProducerBatch batch)
     cdef list _drain_node(self, object node, int max_size, double now)
     cdef void _release_in_flight(self, ProducerBatch batch)

@@ -271,6 +271,7 @@ cdef class RecordAccumulator:
         self.flushes_in_progress = 0
         self.appends_in_progress = 0
         self.closed = False
+        self.fatal_error = None
         self.producer_id = -1
         self.producer_epoch = -1
 
@@ -353,7 +354,7 @@ cdef class RecordAccumulator:
         """
         cdef TopicState st = self.topics.get(topic)
         if self.closed:
-            raise ProducerClosedError("send() after the producer was closed")
+            raise self._closed_error("send() after the producer was closed")
         if st is None or st.num_partitions == 0:
             raise KeyError(topic)  # the producer fetches metadata first; reaching here is a bug
         return self._append_record(st, partition, key, value, headers, timestamp_ms, callback)
@@ -452,7 +453,7 @@ cdef class RecordAccumulator:
         try:
             with cython.critical_section(self):
                 if self.closed:
-                    raise ProducerClosedError("the producer was closed while send() waited for memory")
+                    raise self._closed_error("the producer was closed while send() waited for memory")
                 last = st.open_batches[partition]
                 if last is not None:
                     fut = last.try_append(ts, kptr, klen, vptr, vlen, headers, callback)
@@ -739,10 +740,22 @@ cdef class RecordAccumulator:
                 pending.extend([child for _, child in result._children])
         return True
 
-    def close(self):
-        """No more appends; queued batches become ready at once so close() can flush them."""
+    def close(self, error=None):
+        """No more appends; queued batches become ready at once so close() can flush them.
+
+        error: the fatal error that stopped the producer, if that is why; later appends name it.
+        """
+        if error is not None and self.fatal_error is None:
+            self.fatal_error = error
         self.closed = True
         self._wake()
+
+    cdef object _closed_error(self, str what):
+        if self.fatal_error is None:
+            return ProducerClosedError(what)
+        err = ProducerClosedError(f"the producer stopped after a fatal error: {self.fatal_error}")
+        err.__cause__ = self.fatal_error
+        return err
 
     def abort_undrained(self, error):
         """Fails every queued (not in-flight) batch with error; returns them (the caller deallocates)."""
