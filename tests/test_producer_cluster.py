@@ -20,6 +20,9 @@ REQUEST_TIMED_OUT = 7
 NOT_ENOUGH_REPLICAS = 19
 MESSAGE_TOO_LARGE = 10
 OUT_OF_ORDER_SEQUENCE_NUMBER = 45
+COORDINATOR_LOAD_IN_PROGRESS = 14
+CLUSTER_AUTHORIZATION_FAILED = 31
+INIT_PRODUCER_ID = 22
 UNKNOWN_TOPIC_OR_PARTITION = 3
 
 
@@ -138,6 +141,38 @@ def test_producer_without_idempotence_retries_and_delivers(mock_cluster, mock_to
     assert not mock_cluster.requests(22)  # no InitProducerId without idempotence
     stored = read_back(mock_cluster.bootstrap_servers, topic, 2, 11)
     assert sorted(s.value for s in stored[1]) == sorted(b"n%d" % i for i in range(1, 10, 2))
+
+
+def test_retriable_init_producer_id_errors_are_retried_before_the_first_produce(mock_cluster, mock_topic):
+    topic = mock_topic(partitions=1)
+    mock_cluster.push_request_errors(INIT_PRODUCER_ID, [COORDINATOR_LOAD_IN_PROGRESS] * 3)
+    mock_cluster.start_request_tracking()
+    with make_producer(mock_cluster.bootstrap_servers) as producer:
+        futures = [producer.send(topic, b"i%d" % i) for i in range(5)]
+        offsets = [f.get(WAIT_S).offset for f in futures]
+
+    assert offsets == [0, 1, 2, 3, 4]
+    assert len(mock_cluster.requests(INIT_PRODUCER_ID)) == 4  # three refused, one answered
+    read_back(mock_cluster.bootstrap_servers, topic, 1, 5)
+
+
+def test_fatal_init_producer_id_error_fails_pending_and_later_sends(mock_cluster, mock_topic):
+    topic = mock_topic(partitions=1)
+    mock_cluster.push_request_errors(INIT_PRODUCER_ID, [CLUSTER_AUTHORIZATION_FAILED])
+    log = CallbackLog()
+    with make_producer(mock_cluster.bootstrap_servers) as producer:
+        # Queued before or after the producer learns it may not produce: either way the record must end.
+        try:
+            future = producer.send(topic, b"doomed", callback=log.for_record("doomed"))
+        except KafkaError as exc:
+            assert "CLUSTER_AUTHORIZATION_FAILED" in str(exc) or "CLUSTER_AUTHORIZATION_FAILED" in str(exc.__cause__)
+        else:
+            exc = future.exception(WAIT_S)
+            assert isinstance(exc, KafkaError) and exc.errno == CLUSTER_AUTHORIZATION_FAILED
+            assert log.counts() == {"doomed": 1}
+        # Later sends fail at once, naming the cause, instead of queueing records nobody will send.
+        with pytest.raises(KafkaError, match="CLUSTER_AUTHORIZATION_FAILED"):
+            producer.send(topic, b"after").get(WAIT_S)
 
 
 def test_dropped_connections_are_retried_without_duplicates(mock_cluster, mock_topic):
