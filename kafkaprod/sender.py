@@ -95,6 +95,11 @@ class Sender(threading.Thread):
         ready_nodes, next_delay, unknown = self.acc.ready(now)
         if unknown:
             self.metadata.request_update()
+            if not self._metadata_in_flight:
+                # The refresh just asked for is due after the metadata backoff; this loop's poll timeout was
+                # computed before the request, and nothing else may wake it -- the batch would wait for the
+                # periodic refresh (metadata_max_age_ms) after its partition got a leader again.
+                poll_timeout = min(poll_timeout, self.metadata.time_to_next_update(now))
         for node in list(ready_nodes):
             if node not in self._known_nodes:
                 ready_nodes.discard(node)
