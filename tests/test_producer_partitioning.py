@@ -6,6 +6,7 @@ the consumer finds the record.
 from __future__ import annotations
 
 import itertools
+import time
 
 from producer_support import WAIT_S, make_producer, murmur2_partition, read_back
 
@@ -118,6 +119,9 @@ def test_keyed_record_for_a_leaderless_partition_waits_for_a_leader(mock_cluster
         waiting = producer.send(topic, b"keyed", key)
         other = producer.send(topic, b"other", partition=2).get(WAIT_S)
         assert other.offset == 0 and not waiting.done()
+        # Give the producer time to run out of other work, so that only its own metadata refreshes can notice
+        # the new leader (this pause is not measured; it only sets the scene).
+        time.sleep(0.5)
         mock_cluster.set_partition_leader(topic, 1, 3)
         md = waiting.get(WAIT_S)
 
