@@ -28,6 +28,8 @@ class ProducerBatch:
     base_sequence: int
     records: memoryview | None
     closed_for_append: bool
+    #: Broker id of the request carrying the batch; -1 when it is not in flight.
+    sent_to: int
     @property
     def record_count(self) -> int: ...
     @property
@@ -45,6 +47,8 @@ class RecordAccumulator:
     batch_size: int
     compression_type: int
     closed: bool
+    #: The fatal error that stopped appends, if that (not close()) is why they stopped.
+    fatal_error: BaseException | None
     producer_id: int
     producer_epoch: int
     slow_send: Callable[..., FutureRecordMetadata] | None
@@ -76,5 +80,5 @@ class RecordAccumulator:
     def end_flush(self) -> None: ...
     def incomplete_batches(self) -> list[ProducerBatch]: ...
     def await_flush_completion(self, timeout: float | None = None) -> bool: ...
-    def close(self) -> None: ...
+    def close(self, error: BaseException | None = None) -> None: ...
     def abort_undrained(self, error: BaseException) -> list[ProducerBatch]: ...
