@@ -349,10 +349,25 @@ def test_lz4_frames_use_independent_64k_blocks_as_java_requires():
 
 def test_snappy_uses_xerial_framing_as_java_writes():
     builder = MemoryRecordsBuilder(bytearray(1 << 20), "snappy")
-    builder.append_values(semi_compressible_values(3000), 1)  # > 32 KiB: several xerial blocks
+    builder.append_values(semi_compressible_values(3000), 1)
     payload = bytes(builder.close())[RECORD_BATCH_HEADER_SIZE:]
     assert payload[:8] == b"\x82SNAPPY\x00"
     assert struct.unpack(">ii", payload[8:16]) == (1, 1)
+
+
+def test_snappy_batches_over_a_mebibyte_are_several_xerial_chunks_that_read_back():
+    values = semi_compressible_values(15000)  # about 1.5 MiB of records: two chunks of at most 1 MiB
+    builder = MemoryRecordsBuilder(bytearray(3 << 20), "snappy")
+    assert builder.append_values(values, 1) == len(values)
+    batch = bytes(builder.close())
+    payload = batch[RECORD_BATCH_HEADER_SIZE:]
+    chunks, pos = 0, 16
+    while pos < len(payload):
+        (length,) = struct.unpack_from(">i", payload, pos)
+        pos += 4 + length
+        chunks += 1
+    assert pos == len(payload) and chunks == 2
+    assert [r.value for r in read_single_batch(batch)] == values
 
 
 def test_append_values_appends_until_full_and_returns_the_count():

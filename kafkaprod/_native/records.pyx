@@ -77,8 +77,11 @@ cdef enum:
     # Releasing and re-taking the GIL costs more than a CRC of a small batch, and a thread that drops the GIL
     # may wait a whole switch interval to get it back; only batches this large are checksummed without it.
     NOGIL_CRC_MIN = 65536
-    # xerial's SnappyOutputStream, which Java's producer wraps around a batch, compresses 32 KiB blocks.
-    SNAPPY_BLOCK = 32768
+    # xerial framing: (length, snappy block) chunks. Java's producer writes 32 KiB chunks, but every reader
+    # (snappy-java's SnappyInputStream, librdkafka, kafka-python) takes a chunk of any length. Each chunk is
+    # one call into the compressor, and each call costs the Sender a GIL round trip -- up to a switch interval
+    # (5 ms) when a caller thread is busy -- so a batch is compressed in chunks of up to 1 MiB.
+    SNAPPY_BLOCK = 1048576
     # Longest zig-zag varint/varlong of an int32/int64, for upper-bound estimates.
     MAX_VARINT = 5
     MAX_VARLONG = 10
