@@ -1,0 +1,404 @@
+"""Fault injection against a 3-broker mock cluster (replication factor 3, acks=all, idempotence on by default).
+
+Every value names its partition and its sequence number within that partition (``p=3,s=000017;...``), so the
+log read back from the brokers can be audited per partition: records lost, records written more than once,
+records behind a later sequence (out of order, counted over first occurrences so a duplicate is not counted
+twice). Each scenario adds a row to a summary table printed (and written to ``delivery_faults_summary.txt`` in
+pytest's base temp directory) when the module ends.
+
+A limitation of the peer, not of the producer: the librdkafka mock checks idempotent sequence numbers only for
+transactional producers, so it does not drop a retried batch it already wrote. Wherever the producer cannot
+know whether a batch was written -- a request that timed out, a connection that closed after the broker
+appended -- a retry may be written twice on the mock (a real broker answers DUPLICATE_SEQUENCE_NUMBER / dedupes
+it). Those scenarios count and report duplicates instead of asserting none; where the mock answers an error
+*before* appending (pushed errors, TRANSPORT_ERROR pushes) duplicates must be 0.
+"""
+from __future__ import annotations
+
+import random
+import threading
+import time
+from collections import Counter
+from dataclasses import dataclass
+
+import pytest
+
+from kafkaprod.errors import KafkaError, KafkaTimeoutError
+from mock_cluster import ALL_BROKERS, TRANSPORT_ERROR
+from producer_support import PRODUCE, WAIT_S, CallbackLog, make_producer, read_back
+
+PARTITIONS = 6
+NOT_LEADER_OR_FOLLOWER = 6
+LEADER_NOT_AVAILABLE = 5
+REQUEST_TIMED_OUT = 7
+NETWORK_EXCEPTION = 13
+NOT_ENOUGH_REPLICAS = 19
+NOT_ENOUGH_REPLICAS_AFTER_APPEND = 20
+RECORD_LIST_TOO_LARGE = 18
+INVALID_RECORD = 87
+RETRIABLE_BURST = [NOT_LEADER_OR_FOLLOWER, REQUEST_TIMED_OUT, NOT_ENOUGH_REPLICAS, NETWORK_EXCEPTION,
+                   LEADER_NOT_AVAILABLE, NOT_ENOUGH_REPLICAS_AFTER_APPEND]
+FILLER = b"." * 60
+
+
+@dataclass
+class Row:
+    scenario: str
+    records: int
+    lost: int
+    duplicated: int
+    out_of_order: int
+    errors_reported: int
+    note: str = ""
+
+
+SUMMARY: list[Row] = []
+
+
+@pytest.fixture(scope="module", autouse=True)
+def summary_table(request, tmp_path_factory):
+    yield
+    header = ("scenario", "records", "lost", "duplicated", "out of order", "errors reported", "note")
+    rows = [header] + [(r.scenario, str(r.records), str(r.lost), str(r.duplicated), str(r.out_of_order),
+                        str(r.errors_reported), r.note) for r in SUMMARY]
+    widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
+    lines = [" | ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in rows]
+    lines.insert(1, "-+-".join("-" * w for w in widths))
+    text = "\n".join(lines) + "\n"
+    (tmp_path_factory.getbasetemp() / "delivery_faults_summary.txt").write_text(text)
+    reporter = request.config.pluginmanager.get_plugin("terminalreporter")
+    capture = request.config.pluginmanager.get_plugin("capturemanager")
+    if reporter is not None and capture is not None:
+        # Teardown output is captured (and shown only on failure); the table is for every run's log.
+        with capture.global_and_fixture_disabled():
+            reporter.write_line("")
+            reporter.write_line("delivery fault injection summary:")
+            for line in lines:
+                reporter.write_line(line)
+
+
+def value_of(partition: int, seq: int) -> bytes:
+    return b"p=%d,s=%06d;" % (partition, seq) + FILLER
+
+
+def parse(value: bytes) -> tuple[int, int]:
+    head = value.split(b";", 1)[0]
+    p, s = head.split(b",")
+    return int(p[2:]), int(s[2:])
+
+
+@dataclass
+class Audit:
+    lost: int
+    duplicated: int
+    out_of_order: int
+
+
+def audit(stored, sent: dict[int, int]) -> Audit:
+    """``sent[p]``: how many sequences 0..n-1 were expected on partition p (and only those)."""
+    lost = duplicated = out_of_order = 0
+    for p, expected in sent.items():
+        seqs = []
+        for s in stored[p]:
+            vp, seq = parse(s.value)
+            assert vp == p, f"record {s.value[:20]!r} was written to partition {p}"
+            seqs.append(seq)
+        counts = Counter(seqs)
+        assert set(counts) <= set(range(expected)), f"partition {p} holds records nobody sent successfully"
+        lost += expected - len(counts)
+        duplicated += sum(c - 1 for c in counts.values())
+        seen: set[int] = set()
+        highest = -1
+        for seq in seqs:
+            if seq in seen:
+                continue
+            seen.add(seq)
+            if seq < highest:
+                out_of_order += 1
+            highest = max(highest, seq)
+    return Audit(lost, duplicated, out_of_order)
+
+
+class Stream:
+    """Sends a paced stream of audited records, running fault actions between chunks."""
+
+    def __init__(self, producer, topic: str, partitions: int = PARTITIONS) -> None:
+        self.producer = producer
+        self.topic = topic
+        self.partitions = partitions
+        self.next_seq = [0] * partitions
+        self.log = CallbackLog()
+        self.futures: dict[tuple[int, int], object] = {}
+
+    def send(self, count: int) -> None:
+        for i in range(count):
+            p = len(self.futures) % self.partitions
+            seq = self.next_seq[p]
+            self.next_seq[p] += 1
+            rid = (p, seq)
+            self.futures[rid] = self.producer.send(self.topic, value_of(p, seq), partition=p,
+                                                   callback=self.log.for_record(rid))
+
+    def run(self, chunks: int, per_chunk: int, pause: float, faults=None) -> None:
+        faults = faults or {}
+        for chunk in range(chunks):
+            if chunk in faults:
+                faults[chunk]()
+            self.send(per_chunk)
+            time.sleep(pause)
+
+    def finish(self) -> None:
+        self.producer.flush(WAIT_S)
+        self.log.wait_for(self.futures)
+
+    @property
+    def records(self) -> int:
+        return len(self.futures)
+
+    def errors(self) -> dict[tuple[int, int], BaseException]:
+        return {rid: f.exception(0) for rid, f in self.futures.items() if f.exception(0) is not None}
+
+    def callback_errors(self) -> dict[tuple[int, int], list[BaseException]]:
+        return {rid: [exc for _, exc in calls if exc is not None] for rid, calls in self.log.calls.items()
+                if any(exc is not None for _, exc in calls)}
+
+
+def check_delivered(mock_cluster, stream: Stream, scenario: str, *, duplicates_possible: bool = False,
+                    reorder_possible: bool = False, note: str = "") -> Audit:
+    assert stream.log.counts() == {rid: 1 for rid in stream.futures}, "a callback ran more or less than once"
+    errors = stream.errors()
+    stored = read_back(mock_cluster.bootstrap_servers, stream.topic, stream.partitions, None)
+    result = audit(stored, {p: n for p, n in enumerate(stream.next_seq)})
+    if duplicates_possible and result.duplicated:
+        note = (note + "; " if note else "") + "duplicates: mock does not dedupe retries of a written batch"
+    if reorder_possible and result.out_of_order:
+        note = (note + "; " if note else "") + "reordered: mock appends a batch behind a refused one"
+    SUMMARY.append(Row(scenario, stream.records, result.lost, result.duplicated, result.out_of_order,
+                       len(errors), note))
+    assert errors == {}
+    assert result.lost == 0
+    if not reorder_possible:
+        assert result.out_of_order == 0
+    if not duplicates_possible:
+        assert result.duplicated == 0
+    return result
+
+
+# ---- (a) bursts of retriable errors --------------------------------------------------------------------------------
+
+# With several requests of a partition in flight, a pushed error refuses one of them while the mock appends the
+# next: a broker that checks sequences would refuse that later batch as OUT_OF_ORDER_SEQUENCE_NUMBER and the
+# producer would retry it after the first, but the mock (no sequence checks without a transactional id) keeps it
+# ahead. So ordering is asserted with one request in flight per connection, where only the producer can reorder
+# (its retry queue), and counted and reported at the default of 5.
+IN_FLIGHT = [pytest.param(1, id="in_flight_1"), pytest.param(5, id="in_flight_5")]
+
+
+@pytest.mark.parametrize("in_flight", IN_FLIGHT)
+def test_bursts_of_retriable_produce_errors_lose_duplicate_and_reorder_nothing(mock_cluster, mock_topic, in_flight):
+    topic = mock_topic(partitions=PARTITIONS)
+    mock_cluster.set_rtt(ALL_BROKERS, 5)  # requests overlap, so a refused one has later ones in flight behind it
+    mock_cluster.start_request_tracking()
+    rng = random.Random(1)
+
+    def burst():
+        mock_cluster.push_request_errors(PRODUCE, [rng.choice(RETRIABLE_BURST) for _ in range(rng.randint(3, 8))])
+
+    with make_producer(mock_cluster.bootstrap_servers, linger_ms=1, batch_size=2048,
+                       max_in_flight_requests_per_connection=in_flight) as producer:
+        stream = Stream(producer, topic)
+        stream.run(chunks=16, per_chunk=150, pause=0.05, faults={c: burst for c in range(0, 16, 3)})
+        stream.finish()
+        retried = producer.metrics()["record-retry-total"]
+    mock_cluster.set_rtt(ALL_BROKERS, 0)
+
+    assert retried > 0
+    check_delivered(mock_cluster, stream, f"(a) retriable error bursts, in-flight {in_flight}",
+                    reorder_possible=in_flight > 1, note=f"{retried:.0f} record retries")
+
+
+def test_acks_1_without_idempotence_loses_nothing_when_retries_succeed(mock_cluster, mock_topic):
+    topic = mock_topic(partitions=PARTITIONS)
+    mock_cluster.set_rtt(ALL_BROKERS, 5)
+    rng = random.Random(2)
+
+    def burst():
+        mock_cluster.push_request_errors(PRODUCE, [rng.choice(RETRIABLE_BURST) for _ in range(rng.randint(3, 8))])
+
+    with make_producer(mock_cluster.bootstrap_servers, acks=1, enable_idempotence=False, linger_ms=1,
+                       batch_size=2048) as producer:
+        stream = Stream(producer, topic)
+        stream.run(chunks=12, per_chunk=150, pause=0.05, faults={c: burst for c in range(0, 12, 3)})
+        stream.finish()
+    mock_cluster.set_rtt(ALL_BROKERS, 0)
+
+    assert stream.log.counts() == {rid: 1 for rid in stream.futures}
+    errors = stream.errors()
+    stored = read_back(mock_cluster.bootstrap_servers, topic, PARTITIONS, None)
+    result = audit(stored, dict(enumerate(stream.next_seq)))
+    # Without idempotence up to 5 requests per connection are in flight and a retried batch may land behind a
+    # later one: order is not promised, only delivery.
+    SUMMARY.append(Row("acks=1, no idempotence, error bursts", stream.records, result.lost, result.duplicated,
+                       result.out_of_order, len(errors), "order and duplicates not promised without idempotence"))
+    assert errors == {}
+    assert result.lost == 0
+
+
+# ---- (b) a broker down mid-stream ------------------------------------------------------------------------------------
+
+def test_broker_down_mid_stream_and_back_loses_duplicates_and_reorders_nothing(mock_cluster, mock_topic):
+    topic = mock_topic(partitions=PARTITIONS)  # broker 2 leads partitions 1 and 4
+    stalled: list[int] = []
+
+    def up():
+        # Records for broker 2's partitions still waiting when it comes back: the outage really held some up.
+        stalled.append(sum(not f.done() for (p, _), f in stream.futures.items() if p % 3 == 1))
+        mock_cluster.broker_up(2)
+
+    with make_producer(mock_cluster.bootstrap_servers, linger_ms=1, batch_size=2048) as producer:
+        stream = Stream(producer, topic)
+        stream.run(chunks=20, per_chunk=100, pause=0.05, faults={5: lambda: mock_cluster.broker_down(2), 14: up})
+        stream.finish()
+
+    # The mock drops a down broker's connections at once; a Produce it had appended but not answered yet would
+    # be retried, and the mock would write it again.
+    assert stalled[0] > 0
+    check_delivered(mock_cluster, stream, "(b) broker 2 down, then up", duplicates_possible=True,
+                    note=f"{stalled[0]} records waiting for broker 2 when it came back")
+
+
+# ---- (c) every leader moved -----------------------------------------------------------------------------------------
+
+def test_every_leader_moved_while_sending_loses_duplicates_and_reorders_nothing(mock_cluster, mock_topic):
+    topic = mock_topic(partitions=PARTITIONS)
+    mock_cluster.set_rtt(ALL_BROKERS, 10)
+
+    def rotate(step):
+        return lambda: mock_cluster.set_partition_leaders(topic, {p: (p + step) % 3 + 1 for p in range(PARTITIONS)})
+
+    with make_producer(mock_cluster.bootstrap_servers, linger_ms=1, batch_size=2048) as producer:
+        stream = Stream(producer, topic)
+        stream.run(chunks=12, per_chunk=150, pause=0.02, faults={3: rotate(1), 7: rotate(2), 10: rotate(3)})
+        stream.finish()
+        retried = producer.metrics()["record-retry-total"]
+        leaders = {p.partition: p.leader for p in producer.partitions_for(topic)}
+    mock_cluster.set_rtt(ALL_BROKERS, 0)
+
+    assert leaders == {p: (p + 3) % 3 + 1 for p in range(PARTITIONS)}
+    check_delivered(mock_cluster, stream, "(c) every leader moved x3", note=f"{retried:.0f} record retries")
+
+
+# ---- (d) responses slower than request_timeout_ms ---------------------------------------------------------------------
+
+def test_responses_slower_than_request_timeout_are_retried_without_loss_or_reordering(mock_cluster, mock_topic):
+    topic = mock_topic(partitions=PARTITIONS)
+    with make_producer(mock_cluster.bootstrap_servers, linger_ms=1, batch_size=2048, request_timeout_ms=1000,
+                       delivery_timeout_ms=60_000) as producer:
+        stream = Stream(producer, topic)
+        # About 2.5 s of slow answers: every request sent meanwhile times out at least once.
+        stream.run(chunks=12, per_chunk=100, pause=0.3,
+                   faults={2: lambda: mock_cluster.set_rtt(ALL_BROKERS, 1500),
+                           10: lambda: mock_cluster.set_rtt(ALL_BROKERS, 0)})
+        stream.finish()
+        retried = producer.metrics()["record-retry-total"]
+
+    assert retried > 0  # requests really timed out
+    # A timed-out request was appended by the mock before its late answer: its retry may be written again.
+    check_delivered(mock_cluster, stream, "(d) rtt 1500 ms > request_timeout 1000 ms", duplicates_possible=True,
+                    note=f"{retried:.0f} record retries")
+
+
+# ---- (e) connections cut -------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("in_flight", IN_FLIGHT)
+def test_connections_cut_by_the_broker_lose_duplicate_and_reorder_nothing(mock_cluster, mock_topic, in_flight):
+    # The cut: TRANSPORT_ERROR pushes make the mock broker close the connection on receiving a Produce request,
+    # before it appends anything -- so every cut request must be retried, and none may be written twice.
+    topic = mock_topic(partitions=PARTITIONS)
+    mock_cluster.set_rtt(ALL_BROKERS, 5)
+    rng = random.Random(5)
+
+    def cut():
+        mock_cluster.push_request_errors(PRODUCE, [TRANSPORT_ERROR] * rng.randint(1, 3))
+
+    with make_producer(mock_cluster.bootstrap_servers, linger_ms=1, batch_size=2048,
+                       max_in_flight_requests_per_connection=in_flight) as producer:
+        stream = Stream(producer, topic)
+        stream.run(chunks=16, per_chunk=120, pause=0.05, faults={c: cut for c in range(1, 16, 3)})
+        stream.finish()
+        retried = producer.metrics()["record-retry-total"]
+    mock_cluster.set_rtt(ALL_BROKERS, 0)
+
+    assert retried > 0
+    check_delivered(mock_cluster, stream, f"(e) connections cut (TRANSPORT_ERROR), in-flight {in_flight}",
+                    reorder_possible=in_flight > 1, note=f"{retried:.0f} record retries")
+
+
+# ---- (f) every broker down past delivery_timeout_ms -----------------------------------------------------------------
+
+def test_every_broker_down_past_delivery_timeout_fails_each_record_once_and_nothing_hangs(mock_cluster, mock_topic):
+    topic = mock_topic(partitions=PARTITIONS)
+    producer = make_producer(mock_cluster.bootstrap_servers, linger_ms=0, request_timeout_ms=1000,
+                             delivery_timeout_ms=3000)
+    try:
+        for p in range(PARTITIONS):
+            producer.send(topic, b"warm-up", partition=p).get(WAIT_S)
+        mock_cluster.broker_down(ALL_BROKERS)
+        stream = Stream(producer, topic)
+        stream.run(chunks=5, per_chunk=60, pause=0.1)
+        producer.flush(WAIT_S)  # returns once every record has failed
+        stream.log.wait_for(stream.futures)
+    finally:
+        producer.close(WAIT_S)
+    mock_cluster.broker_up(ALL_BROKERS)
+
+    errors = stream.errors()
+    callback_errors = stream.callback_errors()
+    SUMMARY.append(Row("(f) all brokers down > delivery_timeout", stream.records, 0, 0, 0, len(errors),
+                       "every record expected to fail"))
+    assert stream.log.counts() == {rid: 1 for rid in stream.futures}
+    assert set(errors) == set(stream.futures)
+    assert all(isinstance(e, KafkaTimeoutError) for e in errors.values()), set(map(type, errors.values()))
+    assert set(callback_errors) == set(stream.futures)
+    assert all(len(v) == 1 and v[0] is errors[rid] for rid, v in callback_errors.items())
+    stored = read_back(mock_cluster.bootstrap_servers, topic, PARTITIONS, PARTITIONS)
+    assert all([s.value for s in stored[p]] == [b"warm-up"] for p in range(PARTITIONS))
+
+
+# ---- (g) non-retriable errors ---------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("error", [RECORD_LIST_TOO_LARGE, INVALID_RECORD])
+def test_non_retriable_error_fails_exactly_the_refused_batch(mock_cluster, error):
+    topic = "three-leaders"
+    mock_cluster.create_topic(topic, 3, 3, leaders=[1, 2, 3])
+    long_linger = {"linger_ms": 600_000, "delivery_timeout_ms": 1_000_000}
+    with make_producer(mock_cluster.bootstrap_servers, **long_linger) as producer:
+        stream = Stream(producer, topic, partitions=3)
+        for p in range(3):
+            producer.send(topic, value_of(p, 0), partition=p, callback=stream.log.for_record((p, 0)))
+            stream.next_seq[p] = 1
+        producer.flush(WAIT_S)
+        stream.futures.clear()
+        stream.log.calls.clear()
+        # The next Produce to broker 1 -- partition 0's batch, and only it -- is refused.
+        mock_cluster.broker_push_request_error_rtts(1, PRODUCE, [(error, 0)])
+        stream.send(30)  # one batch per partition, all leaving at the flush
+        stream.finish()
+        refused = {rid for rid in stream.futures if rid[0] == 0}
+        # The partition is usable afterwards.
+        after_future = producer.send(topic, b"p=0,s=999999;after", partition=0)
+        producer.flush(WAIT_S)
+        after = after_future.get(0)
+
+    errors = stream.errors()
+    SUMMARY.append(Row(f"(g) non-retriable error {error} on one batch", stream.records, 0, 0, 0, len(errors),
+                       f"{len(refused)} records in the refused batch"))
+    assert stream.log.counts() == {rid: 1 for rid in stream.futures}
+    assert set(errors) == refused
+    assert all(isinstance(e, KafkaError) and e.errno == error for e in errors.values())
+    assert set(stream.callback_errors()) == refused
+    stored = read_back(mock_cluster.bootstrap_servers, topic, 3, None)
+    assert [parse(s.value)[1] for s in stored[0]] == [0, 999999]
+    assert after.offset == 1
+    for p in (1, 2):
+        assert [parse(s.value)[1] for s in stored[p]] == list(range(11))
