@@ -193,6 +193,9 @@ class TansuBroker:
     removed when the broker is stopped, garbage-collected or the interpreter exits (but kept, and named in the
     error, when the start fails). ``log_level`` sets Tansu's ``RUST_LOG`` filter; the default keeps per-request
     tracing out of the log, since that would cost more than the requests under measurement.
+    ``advertised_port`` is the port metadata tells clients to connect to (default: the listening port); give it
+    to put something in front of the broker, such as a proxy that injects faults, which clients then use for
+    every connection after the bootstrap one too.
     """
 
     def __init__(
@@ -205,9 +208,13 @@ class TansuBroker:
         log_dir: str | os.PathLike[str] | None = None,
         log_level: str = "warn",
         extra_args: Sequence[str] = (),
+        advertised_port: int | None = None,
     ) -> None:
         if port is not None and not 0 < port < 65536:
             raise ValueError(f"port must be in 1..65535 (or None for a free one), got {port!r}")
+        if advertised_port is not None and (isinstance(advertised_port, bool) or not isinstance(advertised_port, int)
+                                            or not 0 < advertised_port < 65536):
+            raise ValueError(f"advertised_port must be an int in 1..65535 (or None), got {advertised_port!r}")
         if startup_timeout <= 0:
             raise ValueError(f"startup_timeout must be positive seconds, got {startup_timeout!r}")
         self._host = host
@@ -220,6 +227,7 @@ class TansuBroker:
         self._log_dir_remover: weakref.finalize | None = None
         self._log_level = log_level
         self._extra_args = tuple(extra_args)
+        self._advertised_port = advertised_port
         self._proc: subprocess.Popen[bytes] | None = None
         self._log_path: Path | None = None
         self._finalizer: weakref.finalize | None = None
@@ -294,10 +302,11 @@ class TansuBroker:
     def _launch(self, binary: str, port: int, attempt: int) -> None:
         assert self._log_dir is not None
         url = f"tcp://{self._host}:{port}"
+        advertised = url if self._advertised_port is None else f"tcp://{self._host}:{self._advertised_port}"
         argv = [
             binary, "broker",
             "--listener-url", url,
-            "--advertised-listener-url", url,
+            "--advertised-listener-url", advertised,
             "--storage-engine", "memory://tansu/",
             *self._extra_args,
         ]

@@ -10,6 +10,7 @@ import os
 import shutil
 import socket
 import stat
+import struct
 import subprocess
 import sys
 import time
@@ -171,6 +172,47 @@ def test_create_topics_refuses_an_existing_topic_unless_exist_ok(tansu: TansuBro
 def test_create_topics_rejects_bad_topic_specs_before_contacting_a_broker(topics) -> None:
     with pytest.raises(ValueError):
         create_topics("127.0.0.1:1", topics)
+
+
+def test_tansu_advertises_the_given_port_in_metadata_while_listening_on_its_own() -> None:
+    with socket.create_server(("127.0.0.1", 0)) as placeholder:  # a port nobody else takes meanwhile
+        advertised = placeholder.getsockname()[1]
+        with TansuBroker(advertised_port=advertised) as broker:
+            # A raw Metadata v0 request on one connection: a client library would go on to the advertised port,
+            # where nothing answers.
+            with socket.create_connection((broker.host, broker.port), timeout=METADATA_WAIT_S) as sock:
+                client_id = b"t"
+                request = struct.pack(">hhih", 3, 0, 7, len(client_id)) + client_id + struct.pack(">i", 0)
+                sock.sendall(struct.pack(">i", len(request)) + request)
+                size = struct.unpack(">i", _recv_exactly(sock, 4))[0]
+                response = _recv_exactly(sock, size)
+            correlation_id, broker_count = struct.unpack_from(">ii", response)
+            brokers = []
+            offset = 8
+            for _ in range(broker_count):
+                _node_id, host_len = struct.unpack_from(">ih", response, offset)
+                host = response[offset + 6:offset + 6 + host_len].decode()
+                (port,) = struct.unpack_from(">i", response, offset + 6 + host_len)
+                offset += 6 + host_len + 4
+                brokers.append((host, port))
+            assert correlation_id == 7
+            assert broker.port != advertised
+            assert brokers == [("127.0.0.1", advertised)]
+
+
+def _recv_exactly(sock: socket.socket, size: int) -> bytes:
+    data = b""
+    while len(data) < size:
+        chunk = sock.recv(size - len(data))
+        assert chunk, "the broker closed the connection mid-response"
+        data += chunk
+    return data
+
+
+@pytest.mark.parametrize("port", [0, 65536, "9092", True])
+def test_tansu_refuses_a_bad_advertised_port_naming_it(port) -> None:
+    with pytest.raises(ValueError, match="advertised_port"):
+        TansuBroker(advertised_port=port)
 
 
 def test_stopped_tansu_leaves_no_process_port_or_temp_dir() -> None:
