@@ -16,6 +16,7 @@ it). Those scenarios count and report duplicates instead of asserting none; wher
 from __future__ import annotations
 
 import random
+import socket
 import threading
 import time
 from collections import Counter
@@ -24,6 +25,7 @@ from dataclasses import dataclass
 import pytest
 
 from kafkaprod.errors import KafkaError, KafkaTimeoutError
+from conftest import unique_topic_name
 from mock_cluster import ALL_BROKERS, TRANSPORT_ERROR
 from producer_support import PRODUCE, WAIT_S, CallbackLog, make_producer, read_back
 
@@ -163,11 +165,15 @@ class Stream:
                 if any(exc is not None for _, exc in calls)}
 
 
-def check_delivered(mock_cluster, stream: Stream, scenario: str, *, duplicates_possible: bool = False,
-                    reorder_possible: bool = False, note: str = "") -> Audit:
+def check_delivered(mock_cluster, stream: Stream, scenario: str, **kwargs) -> Audit:
+    return check_delivered_from(mock_cluster.bootstrap_servers, stream, scenario, **kwargs)
+
+
+def check_delivered_from(bootstrap_servers: str, stream: Stream, scenario: str, *, duplicates_possible: bool = False,
+                         reorder_possible: bool = False, note: str = "") -> Audit:
     assert stream.log.counts() == {rid: 1 for rid in stream.futures}, "a callback ran more or less than once"
     errors = stream.errors()
-    stored = read_back(mock_cluster.bootstrap_servers, stream.topic, stream.partitions, None)
+    stored = read_back(bootstrap_servers, stream.topic, stream.partitions, None)
     result = audit(stored, {p: n for p, n in enumerate(stream.next_seq)})
     if duplicates_possible and result.duplicated:
         note = (note + "; " if note else "") + "duplicates: mock does not dedupe retries of a written batch"
@@ -332,6 +338,188 @@ def test_connections_cut_by_the_broker_lose_duplicate_and_reorder_nothing(mock_c
     assert retried > 0
     check_delivered(mock_cluster, stream, f"(e) connections cut (TRANSPORT_ERROR), in-flight {in_flight}",
                     reorder_possible=in_flight > 1, note=f"{retried:.0f} record retries")
+
+
+class CuttingProxy:
+    """A TCP proxy that, once armed, cuts the connection it is forwarding on after a random number of bytes.
+
+    A cut falls at a random point of a request (the broker gets part of a request and then EOF: nothing
+    written) or of a response (the broker wrote the batches, the producer never hears so). The bytes before the
+    cut point are forwarded, then both sides are closed.
+    """
+
+    def __init__(self, target_port: int, host: str = "127.0.0.1") -> None:
+        self.host = host
+        self.target = (host, target_port)
+        self.listener = socket.create_server((host, 0))
+        self.port = self.listener.getsockname()[1]
+        self.cuts = 0
+        self.cut_directions: list[str] = []  # "request" (producer -> broker) or "response", per cut
+        self._lock = threading.Lock()
+        self._budget: int | None = None
+        self._cuts_left = 0
+        self._rng = random.Random()
+        self._max_gaps: dict[str, int] = {}
+        self._direction = ""
+        self._sockets: set[socket.socket] = set()
+        self._closed = False
+        self._threads = [threading.Thread(target=self._accept, name="cutting-proxy", daemon=True)]
+        self._threads[0].start()
+
+    def arm(self, cuts: int, max_gaps: dict[str, int], seed: int) -> None:
+        """Make ``cuts`` cuts, alternately in requests and in responses; before each, let through a random
+        1..max_gaps[direction] bytes of that direction (responses are far smaller than requests, so one budget
+        for both would almost never cut a response)."""
+        with self._lock:
+            self._rng = random.Random(seed)
+            self._cuts_left = cuts
+            self._max_gaps = max_gaps
+            self._next_cut()
+
+    def _next_cut(self) -> None:
+        if self._cuts_left <= 0:
+            self._budget = None
+            return
+        self._direction = "request" if self._cuts_left % 2 == 0 else "response"
+        self._budget = self._rng.randint(1, self._max_gaps[self._direction])
+
+    def _allow(self, size: int, direction: str) -> int:
+        """How many of ``size`` bytes to forward; fewer than ``size`` means: then cut."""
+        with self._lock:
+            if self._budget is None or direction != self._direction:
+                return size
+            if size < self._budget:
+                self._budget -= size
+                return size
+            allowed = self._budget
+            self.cut_directions.append(direction)
+            self.cuts += 1
+            self._cuts_left -= 1
+            self._next_cut()
+            return allowed
+
+    def _accept(self) -> None:
+        while not self._closed:
+            try:
+                client, _ = self.listener.accept()
+            except OSError:
+                return
+            try:
+                upstream = socket.create_connection(self.target, timeout=5)
+                upstream.settimeout(None)
+            except OSError:
+                client.close()
+                continue
+            pair = (client, upstream)
+            with self._lock:
+                self._sockets.update(pair)
+            for src, dst, direction in ((client, upstream, "request"), (upstream, client, "response")):
+                thread = threading.Thread(target=self._pump, args=(src, dst, pair, direction), daemon=True)
+                self._threads.append(thread)
+                thread.start()
+
+    def _pump(self, src: socket.socket, dst: socket.socket, pair, direction: str) -> None:
+        try:
+            while True:
+                data = src.recv(65536)
+                if not data:
+                    break
+                allowed = self._allow(len(data), direction)
+                if allowed:
+                    dst.sendall(data[:allowed])
+                if allowed < len(data):
+                    break
+        except OSError:
+            pass
+        self._close_pair(pair)
+
+    def _close_pair(self, pair) -> None:
+        for sock in pair:
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+            sock.close()
+            with self._lock:
+                self._sockets.discard(sock)
+
+    def close(self) -> None:
+        self._closed = True
+        self.listener.close()
+        with self._lock:
+            sockets = list(self._sockets)
+        for sock in sockets:
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+            sock.close()
+        for thread in self._threads:
+            thread.join(5)
+
+
+@pytest.fixture(scope="module")
+def proxied_tansu():
+    """A Tansu broker of its own that advertises a cutting proxy's port: every client connection goes through it."""
+    from kafkaprod.broker import TansuBroker
+
+    proxy = CuttingProxy(target_port=0)
+    broker = TansuBroker(advertised_port=proxy.port)
+    broker.start()
+    proxy.target = (proxy.host, broker.port)
+    try:
+        yield broker, proxy
+    finally:
+        proxy.close()
+        broker.stop()
+
+
+CUTS = 8
+
+
+@pytest.mark.parametrize("idempotent", [True, False], ids=["idempotent", "acks_1_not_idempotent"])
+def test_connections_cut_at_random_bytes_through_a_proxy_lose_and_reorder_nothing(proxied_tansu, idempotent):
+    # Unlike the mock, Tansu checks idempotent sequences (a retried batch it already wrote is not written again),
+    # so here a cut response must not duplicate anything, and with 5 requests in flight nothing may reorder.
+    broker, proxy = proxied_tansu
+    bootstrap = f"{proxy.host}:{proxy.port}"
+    topic = unique_topic_name("cut")
+    partitions = 3
+    broker.create_topics({topic: partitions})
+    options = {} if idempotent else {"acks": 1, "enable_idempotence": False}
+    with make_producer(bootstrap, linger_ms=1, batch_size=2048, **options) as producer:
+        stream = Stream(producer, topic, partitions=partitions)
+        stream.send(partitions)
+        stream.finish()  # connected, producer id and metadata in hand before the cuts start
+        cuts_before = proxy.cuts
+        proxy.arm(cuts=CUTS, max_gaps={"request": 8_000, "response": 400}, seed=6)
+        stream.run(chunks=12, per_chunk=100, pause=0.05)
+        for _ in range(50):  # the cut points are byte counts: keep traffic coming until all of them were hit
+            if proxy.cuts - cuts_before == CUTS:
+                break
+            stream.run(chunks=1, per_chunk=100, pause=0.05)
+        stream.finish()
+        retried = producer.metrics()["record-retry-total"]
+
+    assert proxy.cuts - cuts_before == CUTS
+    assert retried > 0
+    directions = Counter(proxy.cut_directions[cuts_before:])
+    note = f"{directions['request']} cuts in requests, {directions['response']} in responses, " \
+           f"{retried:.0f} record retries"
+    # Read back through the proxy too (the broker advertises it); it forwards untouched once the cuts are used.
+    if idempotent:
+        check_delivered_from(bootstrap, stream, "(e') proxy cuts at random bytes (Tansu)", note=note)
+        return
+    assert stream.log.counts() == {rid: 1 for rid in stream.futures}
+    errors = stream.errors()
+    stored = read_back(bootstrap, topic, partitions, None)
+    result = audit(stored, dict(enumerate(stream.next_seq)))
+    SUMMARY.append(Row("acks=1, no idempotence, proxy cuts (Tansu)", stream.records, result.lost,
+                       result.duplicated, result.out_of_order, len(errors),
+                       note + ("; duplicates: without sequence numbers a retried written batch is written again"
+                               if result.duplicated else "")))
+    assert errors == {}
+    assert result.lost == 0
 
 
 # ---- (f) every broker down past delivery_timeout_ms -----------------------------------------------------------------
