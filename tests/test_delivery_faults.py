@@ -564,6 +564,50 @@ def test_every_broker_down_past_delivery_timeout_fails_each_record_once_and_noth
     assert all([s.value for s in stored[p]] == [b"warm-up"] for p in range(PARTITIONS))
 
 
+def test_every_broker_down_mid_stream_ends_each_record_once_and_acknowledged_ones_are_in_the_log(mock_cluster,
+                                                                                                 mock_topic):
+    topic = mock_topic(partitions=PARTITIONS)
+    mock_cluster.set_rtt(ALL_BROKERS, 100)  # the last chunk is still in flight when the brokers go
+    producer = make_producer(mock_cluster.bootstrap_servers, linger_ms=0, batch_size=2048, request_timeout_ms=1000,
+                             delivery_timeout_ms=3000)
+    down_at: list[int] = []
+
+    def down():
+        down_at.append(stream.records)
+        mock_cluster.broker_down(ALL_BROKERS)
+
+    try:
+        stream = Stream(producer, topic)
+        stream.send(PARTITIONS)
+        stream.finish()  # connected and with a producer id: the chunks before the outage can be acknowledged
+        stream.run(chunks=8, per_chunk=60, pause=0.05, faults={3: down})
+        producer.flush(WAIT_S)
+        stream.log.wait_for(stream.futures)
+    finally:
+        producer.close(WAIT_S)
+    mock_cluster.broker_up(ALL_BROKERS)
+    mock_cluster.set_rtt(ALL_BROKERS, 0)
+
+    errors = stream.errors()
+    stored = read_back(mock_cluster.bootstrap_servers, topic, PARTITIONS, None)
+    in_log = {parse(s.value) for p in stored for s in stored[p]}
+    acknowledged = set(stream.futures) - set(errors)
+    # A request the mock appended but whose answer the outage swallowed: failed to the caller (the producer
+    # cannot know), yet in the log -- what any client reports when the delivery timeout ends an unknown outcome.
+    failed_but_written = len(set(errors) & in_log)
+    result = audit(stored, dict(enumerate(stream.next_seq)))
+    SUMMARY.append(Row("(f') all brokers down mid-stream", stream.records, len(acknowledged - in_log),
+                       result.duplicated, result.out_of_order, len(errors),
+                       f"{len(acknowledged)} acknowledged before the outage; {failed_but_written} failed (timeout) "
+                       f"though the mock had written them: answer lost in the outage"))
+    assert stream.log.counts() == {rid: 1 for rid in stream.futures}
+    assert all(isinstance(e, KafkaTimeoutError) for e in errors.values()), set(map(type, errors.values()))
+    assert {rid for rid, exc in stream.callback_errors().items()} == set(errors)
+    assert acknowledged <= in_log  # nothing acknowledged is lost
+    assert len(stream.futures) - down_at[0] <= len(errors)  # everything sent after the outage began failed
+    assert result.out_of_order == 0
+
+
 # ---- (g) non-retriable errors ---------------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("error", [RECORD_LIST_TOO_LARGE, INVALID_RECORD])
