@@ -341,7 +341,7 @@ cdef class RecordAccumulator:
             if st is not None and st.num_partitions > 0:
                 if partition is None:
                     return self._append_record(st, -1, key, value, headers, timestamp_ms, callback)
-                if type(partition) is int and partition >= 0:
+                if type(partition) is int and 0 <= partition <= 0x7fffffff:
                     return self._append_record(st, <int>partition, key, value, headers, timestamp_ms, callback)
         return self.slow_send(topic, value, key, partition, timestamp_ms, headers, callback)
 
@@ -376,9 +376,13 @@ cdef class RecordAccumulator:
                 raise TypeError(
                     f"timestamp_ms must be an int (ms since the epoch) or None, got {type(timestamp_ms).__name__} "
                     f"{timestamp_ms!r}")
+            # Compared as Python ints first: a value beyond int64 would otherwise surface as a bare OverflowError.
+            if timestamp_ms < 0 or timestamp_ms > 0x7fffffffffffffff:
+                raise ValueError(f"timestamp_ms must be in [0, 2**63-1] (ms since the epoch), got {timestamp_ms}")
             ts = timestamp_ms
-            if ts < 0:
-                raise ValueError(f"timestamp_ms must be >= 0, got {ts}")
+        if callback is not None and not callable(callback):
+            # Found now rather than on the I/O thread, where calling it would fail long after send() returned.
+            raise TypeError(f"callback must be callable (metadata, exception) or None, got {callback!r}")
         krel = view_of(key, &kview, &kptr, &klen, "key")
         try:
             vrel = view_of(value, &vview, &vptr, &vlen, "value")
