@@ -452,7 +452,11 @@ cdef class RecordAccumulator:
         size = estimate_size_upper_bound_raw(klen, vlen, headers)
         if size < self.batch_size:
             size = self.batch_size
-        buf = self.pool.allocate_raw(size, self.max_block_ms)
+        try:
+            buf = self.pool.allocate_raw(size, self.max_block_ms)
+        except ProducerClosedError:
+            # close() woke us (see close()); say so, and name the fatal error if that is what stopped the producer.
+            raise self._closed_error("the producer was closed while send() waited for memory") from None
         cdef bint handed_over = False
         try:
             with cython.critical_section(self):
@@ -752,6 +756,10 @@ cdef class RecordAccumulator:
         if error is not None and self.fatal_error is None:
             self.fatal_error = error
         self.closed = True
+        # A send() blocked for memory could only fail once the producer is closed: wake it now instead of after
+        # close(timeout) ran out or max_block_ms passed. Splits never take pool memory, so the Sender can still
+        # finish what is queued; buffers can still be returned to a closed pool.
+        self.pool.close()
         self._wake()
 
     cdef object _closed_error(self, str what):
