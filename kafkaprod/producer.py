@@ -246,8 +246,13 @@ def _check_timeout(method: str, timeout: Any) -> None:
 
 
 def _check_headers(headers: Iterable[Any]) -> list[tuple[str, bytes | None]]:
+    try:
+        items = iter(headers)
+    except TypeError:
+        raise TypeError(f"headers must be an iterable of (str, bytes | None) tuples or None, got "
+                        f"{type(headers).__name__} {headers!r}") from None
     out = []
-    for h in headers:
+    for h in items:
         if not isinstance(h, tuple) or len(h) != 2:
             raise TypeError(f"each header must be a (str, bytes | None) tuple, got {h!r}")
         k, v = h
