@@ -55,6 +55,7 @@ CONSTRUCTOR_CASES = [
     ({"max_in_flight_requests_per_connection": 0}, ValueError, r"'max_in_flight_requests_per_connection'"),
     ({"acks": 2}, ValueError, r"'acks' must be one of .*got 2"),
     ({"delivery_timeout_ms": 100}, ValueError, r"'delivery_timeout_ms' \(100\) must be at least"),
+    ({"batch_size": 16_384, "buffer_memory": 1000}, ValueError, r"batch_size.* 16384 is larger than .*buffer_memory"),
     # unparseable bootstrap servers
     ({"bootstrap_servers": ""}, ValueError, r"'bootstrap_servers' names no broker"),
     ({"bootstrap_servers": []}, ValueError, r"'bootstrap_servers' names no broker"),
@@ -97,6 +98,8 @@ SEND_CASES = [
     ({"value": "text"}, TypeError, r"value must be bytes.*str"),
     ({"key": 5}, TypeError, r"key must be bytes-like.*int"),
     ({"key": ["k"]}, TypeError, r"key must be bytes-like.*list"),
+    ({"value": memoryview(b"abcdef")[::2]}, TypeError, r"value must be a contiguous bytes-like object.*memoryview"),
+    ({"key": memoryview(b"abcdef")[::2]}, TypeError, r"key must be a contiguous bytes-like object.*memoryview"),
     # partition
     ({"partition": "1"}, TypeError, r"partition must be an int.*str '1'"),
     ({"partition": 1.0}, TypeError, r"partition must be an int.*float 1\.0"),
@@ -117,6 +120,8 @@ SEND_CASES = [
     ({"headers": [("h", 5)]}, TypeError, r"header"),
     ({"headers": [("only-a-name",)]}, TypeError, r"header.*\('only-a-name',\)"),
     ({"headers": ["h=v"]}, TypeError, r"header.*'h=v'"),
+    ({"headers": [("h", memoryview(b"abcdef")[::2])]}, TypeError, r"header 0 \('h'\) value must be .*contiguous"),
+    ({"headers": [("\ud800", b"v")]}, ValueError, r"header 0 key '\\ud800' cannot be encoded as UTF-8"),
     # callback
     ({"callback": 5}, TypeError, r"callback must be callable.*got 5"),
     ({"callback": "print"}, TypeError, r"callback must be callable.*got 'print'"),

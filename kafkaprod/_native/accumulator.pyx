@@ -92,6 +92,10 @@ cdef inline int view_of(object obj, Py_buffer* view, const unsigned char** ptr, 
         PyObject_GetBuffer(obj, view, PyBUF_SIMPLE)
     except TypeError:
         raise TypeError(f"{what} must be bytes-like or None (or set a {what}_serializer), got {type(obj).__name__}") from None
+    except (BufferError, ValueError) as exc:
+        # A strided memoryview or a non-contiguous array: its bytes are not one run, so they cannot be copied as is.
+        raise TypeError(f"{what} must be a contiguous bytes-like object, got a non-contiguous "
+                        f"{type(obj).__name__} ({exc})") from None
     ptr[0] = <const unsigned char*>view.buf
     length[0] = view.len
     return 1
