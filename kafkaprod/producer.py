@@ -106,14 +106,19 @@ class KafkaProducer:
         if self._interceptors is not None:
             topic, value, key, partition, timestamp_ms, headers = self._interceptors.on_send(
                 topic, value, key, partition, timestamp_ms, headers)
-        key_bytes = key if self._key_serializer is None else self._key_serializer(topic, key)
-        value_bytes = value if self._value_serializer is None else self._value_serializer(topic, value)
+        key_bytes = key if self._key_serializer is None else \
+            _serialized("key_serializer", self._key_serializer(topic, key))
+        value_bytes = value if self._value_serializer is None else \
+            _serialized("value_serializer", self._value_serializer(topic, value))
         self._wait_on_metadata(topic)
         if partition is None and self._partitioner is not None:
             cluster = self._metadata.cluster
             partition = self._partitioner(topic, key_bytes, value_bytes, cluster)
             if isinstance(partition, bool) or not isinstance(partition, int):
                 raise TypeError(f"the partitioner returned {partition!r}, not an int")
+            if partition < 0:
+                # -1 would otherwise quietly hand the record to the built-in partitioner.
+                raise ValueError(f"the partitioner returned {partition} for topic {topic!r}, not a partition >= 0")
         if self._interceptors is not None:
             user_cb = callback
             interceptors = self._interceptors
@@ -222,6 +227,17 @@ class KafkaProducer:
                 self.close(0)
         except Exception:
             pass
+
+
+def _serialized(option: str, data: Any) -> Any:
+    # Checked here so the error blames the serializer, not the caller's value (which may well be a str).
+    if data is None or isinstance(data, (bytes, bytearray, memoryview)):
+        return data
+    try:
+        memoryview(data).release()
+    except TypeError:
+        raise TypeError(f"{option} returned {type(data).__name__} {data!r:.60}, not bytes or None") from None
+    return data
 
 
 def _check_topic(topic: Any) -> None:

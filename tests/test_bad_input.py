@@ -250,3 +250,44 @@ def test_flush_and_close_with_timeouts_while_every_broker_is_down(mock_cluster, 
         producer.close(0)
         mock_cluster.broker_up(ALL_BROKERS)
     read_back(mock_cluster.bootstrap_servers, topic, PARTITIONS, 3)
+
+
+# ---- configured callables that return nonsense -------------------------------------------------------------------
+
+def _misbehaving(option: str, bad):
+    """The option's callable: `bad` for the record marked "bad", a proper answer for every other record."""
+    if option == "partitioner":
+        return lambda topic, key, value, cluster: bad if value == b"bad" else 0
+    if option == "value_serializer":
+        return lambda value: bad if value == "bad" else value.encode()
+    return lambda key: bad if key == "bad" else (None if key is None else key.encode())
+
+
+PLUGIN_CASES = [
+    ("partitioner", -1, ValueError, r"the partitioner returned -1 for topic '.*', not a partition >= 0"),
+    ("partitioner", "1", TypeError, r"the partitioner returned '1', not an int"),
+    ("partitioner", PARTITIONS, ValueError, rf"partition {PARTITIONS} is out of range"),
+    ("value_serializer", "text", TypeError, r"value_serializer returned str 'text', not bytes or None"),
+    ("value_serializer", 5, TypeError, r"value_serializer returned int 5, not bytes or None"),
+    ("key_serializer", {"k": 1}, TypeError, r"key_serializer returned dict .*, not bytes or None"),
+]
+
+
+@pytest.mark.parametrize(("option", "bad", "error", "message"), PLUGIN_CASES,
+                         ids=[f"{c[0]}->{c[1]!r}" for c in PLUGIN_CASES])
+def test_partitioner_or_serializer_returning_nonsense_is_named_and_the_producer_still_delivers(
+        tansu, tansu_topic, option, bad, error, message):
+    topic = tansu_topic(partitions=PARTITIONS)
+    with make_producer(tansu.bootstrap_servers, **{option: _misbehaving(option, bad)}) as producer:
+        good_value = "good" if option == "value_serializer" else b"good"
+        bad_call = {"key": "bad"} if option == "key_serializer" else {}
+        bad_value = "bad" if option == "value_serializer" else (good_value if bad_call else b"bad")
+        # Good records go to partition 0: the test partitioner's answer, named outright for the serializer cases.
+        good = {} if option == "partitioner" else {"partition": 0}
+        with pytest.raises(error, match=message):
+            producer.send(topic, bad_value, **bad_call)
+        assert producer.send(topic, good_value, **good).get(WAIT_S).offset == 0
+        with pytest.raises(error, match=message):
+            producer.send(topic, bad_value, **bad_call)
+        assert producer.send(topic, good_value, **good).get(WAIT_S).offset == 1
+    read_back(tansu.bootstrap_servers, topic, PARTITIONS, 2)
