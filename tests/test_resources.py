@@ -116,6 +116,35 @@ def test_close_from_another_thread_wakes_a_send_blocked_for_memory(mock_cluster,
     read_back(mock_cluster.bootstrap_servers, topic, 1, 3)
 
 
+@pytest.mark.parametrize("call", ["send", "partitions_for"])
+def test_close_from_another_thread_wakes_a_call_waiting_for_metadata(call):
+    # Nothing listens at the bootstrap address, and max_block_ms is ten minutes: only close() can end the wait
+    # within the join limit below.
+    producer = make_producer("127.0.0.1:9", max_block_ms=600_000)
+    outcome: list[BaseException | str] = []
+
+    def wait_for_metadata() -> None:
+        try:
+            producer.send("nowhere", b"x") if call == "send" else producer.partitions_for("nowhere")
+            outcome.append("returned")
+        except BaseException as exc:  # noqa: BLE001 - whatever it is, the test reports it
+            outcome.append(exc)
+
+    waiter = threading.Thread(target=wait_for_metadata, name=f"{call}-waiting-for-metadata")
+    waiter.start()
+    try:
+        for _ in range(int(WAIT_S * 100)):  # until the topic is tracked: the call is about to wait or waiting
+            if "nowhere" in producer._metadata._topics or not waiter.is_alive():
+                break
+            threading.Event().wait(0.01)
+        producer.close()
+        waiter.join(WAIT_S)
+        assert not waiter.is_alive(), f"close() did not wake {call}() waiting for metadata"
+        assert len(outcome) == 1 and isinstance(outcome[0], ProducerClosedError), outcome
+    finally:
+        producer.close(0)
+
+
 def _vm_hwm_bytes() -> int:
     with open("/proc/self/status") as status:
         for line in status:
