@@ -76,7 +76,8 @@ def _servers(name: str, value: Any) -> tuple[tuple[str, int], ...]:
             raise TypeError(f"option {name!r}: each entry must be a 'host:port' string, got {item!r}")
         host, sep, port = item.strip().rpartition(":")
         host = host.strip("[]")  # IPv6 literals are written [::1]:9092
-        if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        if not sep or not host or any(ch.isspace() for ch in host) or not port.isdigit() \
+                or not 0 < int(port) < 65536:
             raise ValueError(f"option {name!r}: {item!r} is not a valid 'host:port' (port 1-65535)")
         out.append((host, int(port)))
     return tuple(out)
@@ -165,6 +166,8 @@ class ProducerConfig:
 
 def resolve(config: Mapping[str, Any] | None = None, **options: Any) -> ProducerConfig:
     """Validate options given as a dict (snake_case or Java names) and/or keywords; keywords win."""
+    if config is not None and not isinstance(config, Mapping):
+        raise TypeError(f"config must be a mapping of option names to values, got {type(config).__name__} {config!r}")
     given: dict[str, Any] = {}
     for source in (config or {}, options):
         for key, value in source.items():

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import itertools
 import logging
+import re
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
@@ -29,6 +30,12 @@ log = logging.getLogger("kafkaprod")
 _client_ids = itertools.count(1)
 
 Callback = Callable[[Any, Exception | None], None]
+
+# Kafka's rule for topic names (clients/.../internals/Topic.java): these characters, 1-249 of them, not "." or "..".
+_TOPIC_CHARS = re.compile(r"[a-zA-Z0-9._-]+")
+_TOPIC_MAX_LEN = 249
+_INT32_MAX = 2**31 - 1
+_INT64_MAX = 2**63 - 1
 
 
 class KafkaProducer:
@@ -81,26 +88,37 @@ class KafkaProducer:
     def _send_slow(self, topic, value, key, partition, timestamp_ms, headers, callback):
         if self._closed:
             raise ProducerClosedError("send() after the producer was closed")
-        if not isinstance(topic, str) or not topic:
-            raise (TypeError if not isinstance(topic, str) else ValueError)(
-                f"topic must be a non-empty str, got {topic!r}")
-        if partition is not None and (isinstance(partition, bool) or not isinstance(partition, int) or partition < 0):
-            raise ValueError(f"partition must be an int >= 0 or None, got {partition!r}")
-        if timestamp_ms is not None and (isinstance(timestamp_ms, bool) or not isinstance(timestamp_ms, int)):
-            raise TypeError(f"timestamp_ms must be an int (ms since the epoch) or None, got {timestamp_ms!r}")
+        _check_topic(topic)
+        if partition is not None:
+            if isinstance(partition, bool) or not isinstance(partition, int):
+                raise TypeError(f"partition must be an int >= 0 or None, got {type(partition).__name__} {partition!r}")
+            if not 0 <= partition <= _INT32_MAX:
+                raise ValueError(f"partition must be an int >= 0 or None, got {partition!r}")
+        if timestamp_ms is not None:
+            if isinstance(timestamp_ms, bool) or not isinstance(timestamp_ms, int):
+                raise TypeError(f"timestamp_ms must be an int (ms since the epoch) or None, got {timestamp_ms!r}")
+            if not 0 <= timestamp_ms <= _INT64_MAX:
+                raise ValueError(f"timestamp_ms must be in [0, 2**63-1] (ms since the epoch), got {timestamp_ms}")
+        if callback is not None and not callable(callback):
+            raise TypeError(f"callback must be callable (metadata, exception) or None, got {callback!r}")
         if headers is not None:
             headers = _check_headers(headers)
         if self._interceptors is not None:
             topic, value, key, partition, timestamp_ms, headers = self._interceptors.on_send(
                 topic, value, key, partition, timestamp_ms, headers)
-        key_bytes = key if self._key_serializer is None else self._key_serializer(topic, key)
-        value_bytes = value if self._value_serializer is None else self._value_serializer(topic, value)
+        key_bytes = key if self._key_serializer is None else \
+            _serialized("key_serializer", self._key_serializer(topic, key))
+        value_bytes = value if self._value_serializer is None else \
+            _serialized("value_serializer", self._value_serializer(topic, value))
         self._wait_on_metadata(topic)
         if partition is None and self._partitioner is not None:
             cluster = self._metadata.cluster
             partition = self._partitioner(topic, key_bytes, value_bytes, cluster)
             if isinstance(partition, bool) or not isinstance(partition, int):
                 raise TypeError(f"the partitioner returned {partition!r}, not an int")
+            if partition < 0:
+                # -1 would otherwise quietly hand the record to the built-in partitioner.
+                raise ValueError(f"the partitioner returned {partition} for topic {topic!r}, not a partition >= 0")
         if self._interceptors is not None:
             user_cb = callback
             interceptors = self._interceptors
@@ -142,6 +160,7 @@ class KafkaProducer:
     # ---- the rest of the API ---------------------------------------------------------------------------------------
     def flush(self, timeout: float | None = None) -> None:
         """Blocks until every record sent before the call is complete; KafkaTimeoutError after timeout s."""
+        _check_timeout("flush", timeout)
         if threading.current_thread() is self._sender:
             # The I/O thread is the one that completes records: waiting on it from a callback could only
             # deadlock (or, with a timeout, stall every delivery for that long).
@@ -157,6 +176,9 @@ class KafkaProducer:
 
     def partitions_for(self, topic: str) -> list[PartitionInfo]:
         """The topic's partitions, fetching its metadata first (up to max_block_ms)."""
+        _check_topic(topic)
+        if self._closed:
+            raise ProducerClosedError("partitions_for() after the producer was closed")
         self._wait_on_metadata(topic)
         return list(self._metadata.cluster.partitions_for_topic(topic) or ())
 
@@ -165,6 +187,7 @@ class KafkaProducer:
 
     def close(self, timeout: float | None = None) -> None:
         """Sends what is queued (up to timeout s), then stops the I/O thread; close(0) fails pending records."""
+        _check_timeout("close", timeout)  # before any state changes: a bad argument must not half-close
         with self._close_lock:
             if self._closed and not self._sender.is_alive():
                 return
@@ -206,9 +229,46 @@ class KafkaProducer:
             pass
 
 
+def _serialized(option: str, data: Any) -> Any:
+    # Checked here so the error blames the serializer, not the caller's value (which may well be a str).
+    if data is None or isinstance(data, (bytes, bytearray, memoryview)):
+        return data
+    try:
+        memoryview(data).release()
+    except TypeError:
+        raise TypeError(f"{option} returned {type(data).__name__} {data!r:.60}, not bytes or None") from None
+    return data
+
+
+def _check_topic(topic: Any) -> None:
+    # Checked here rather than left to the broker: a broker that auto-creates topics (or a mock) may accept a
+    # name that Kafka itself refuses, and a name that can never exist would otherwise block for max_block_ms.
+    if not isinstance(topic, str):
+        raise TypeError(f"topic must be a str, got {type(topic).__name__} {topic!r}")
+    if not topic or len(topic) > _TOPIC_MAX_LEN or topic in (".", "..") or not _TOPIC_CHARS.fullmatch(topic):
+        shown = topic if len(topic) <= 60 else topic[:60] + "..."
+        raise ValueError(f"topic {shown!r} is not a valid topic name: Kafka allows 1-{_TOPIC_MAX_LEN} of "
+                         f"[a-zA-Z0-9._-], not '.' or '..' (length {len(topic)})")
+
+
+def _check_timeout(method: str, timeout: Any) -> None:
+    if timeout is None:
+        return
+    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)):
+        raise TypeError(f"{method}(timeout): timeout must be seconds as a number or None, got "
+                        f"{type(timeout).__name__} {timeout!r}")
+    if not timeout >= 0:  # also refuses NaN
+        raise ValueError(f"{method}(timeout): timeout must be >= 0 seconds or None, got {timeout!r}")
+
+
 def _check_headers(headers: Iterable[Any]) -> list[tuple[str, bytes | None]]:
+    try:
+        items = iter(headers)
+    except TypeError:
+        raise TypeError(f"headers must be an iterable of (str, bytes | None) tuples or None, got "
+                        f"{type(headers).__name__} {headers!r}") from None
     out = []
-    for h in headers:
+    for h in items:
         if not isinstance(h, tuple) or len(h) != 2:
             raise TypeError(f"each header must be a (str, bytes | None) tuple, got {h!r}")
         k, v = h

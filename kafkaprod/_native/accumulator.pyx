@@ -92,6 +92,10 @@ cdef inline int view_of(object obj, Py_buffer* view, const unsigned char** ptr, 
         PyObject_GetBuffer(obj, view, PyBUF_SIMPLE)
     except TypeError:
         raise TypeError(f"{what} must be bytes-like or None (or set a {what}_serializer), got {type(obj).__name__}") from None
+    except (BufferError, ValueError) as exc:
+        # A strided memoryview or a non-contiguous array: its bytes are not one run, so they cannot be copied as is.
+        raise TypeError(f"{what} must be a contiguous bytes-like object, got a non-contiguous "
+                        f"{type(obj).__name__} ({exc})") from None
     ptr[0] = <const unsigned char*>view.buf
     length[0] = view.len
     return 1
@@ -341,7 +345,7 @@ cdef class RecordAccumulator:
             if st is not None and st.num_partitions > 0:
                 if partition is None:
                     return self._append_record(st, -1, key, value, headers, timestamp_ms, callback)
-                if type(partition) is int and partition >= 0:
+                if type(partition) is int and 0 <= partition <= 0x7fffffff:
                     return self._append_record(st, <int>partition, key, value, headers, timestamp_ms, callback)
         return self.slow_send(topic, value, key, partition, timestamp_ms, headers, callback)
 
@@ -376,9 +380,13 @@ cdef class RecordAccumulator:
                 raise TypeError(
                     f"timestamp_ms must be an int (ms since the epoch) or None, got {type(timestamp_ms).__name__} "
                     f"{timestamp_ms!r}")
+            # Compared as Python ints first: a value beyond int64 would otherwise surface as a bare OverflowError.
+            if timestamp_ms < 0 or timestamp_ms > 0x7fffffffffffffff:
+                raise ValueError(f"timestamp_ms must be in [0, 2**63-1] (ms since the epoch), got {timestamp_ms}")
             ts = timestamp_ms
-            if ts < 0:
-                raise ValueError(f"timestamp_ms must be >= 0, got {ts}")
+        if callback is not None and not callable(callback):
+            # Found now rather than on the I/O thread, where calling it would fail long after send() returned.
+            raise TypeError(f"callback must be callable (metadata, exception) or None, got {callback!r}")
         krel = view_of(key, &kview, &kptr, &klen, "key")
         try:
             vrel = view_of(value, &vview, &vptr, &vlen, "value")
@@ -448,7 +456,11 @@ cdef class RecordAccumulator:
         size = estimate_size_upper_bound_raw(klen, vlen, headers)
         if size < self.batch_size:
             size = self.batch_size
-        buf = self.pool.allocate_raw(size, self.max_block_ms)
+        try:
+            buf = self.pool.allocate_raw(size, self.max_block_ms)
+        except ProducerClosedError:
+            # close() woke us (see close()); say so, and name the fatal error if that is what stopped the producer.
+            raise self._closed_error("the producer was closed while send() waited for memory") from None
         cdef bint handed_over = False
         try:
             with cython.critical_section(self):
@@ -748,6 +760,10 @@ cdef class RecordAccumulator:
         if error is not None and self.fatal_error is None:
             self.fatal_error = error
         self.closed = True
+        # A send() blocked for memory could only fail once the producer is closed: wake it now instead of after
+        # close(timeout) ran out or max_block_ms passed. Splits never take pool memory, so the Sender can still
+        # finish what is queued; buffers can still be returned to a closed pool.
+        self.pool.close()
         self._wake()
 
     cdef object _closed_error(self, str what):

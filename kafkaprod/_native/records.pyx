@@ -205,7 +205,11 @@ cdef Py_ssize_t _headers_part_size(object fast) except -1:
         hval = pair[1]
         if not PyUnicode_Check(hkey):
             raise TypeError(f"header {i} key must be str, not {type(hkey).__name__} ({hkey!r})")
-        PyUnicode_AsUTF8AndSize(hkey, &klen)
+        try:
+            PyUnicode_AsUTF8AndSize(hkey, &klen)
+        except UnicodeEncodeError as exc:
+            # Lone surrogates: the record would be refused later anyway; say which header it is now.
+            raise ValueError(f"header {i} key {hkey!r} cannot be encoded as UTF-8 ({exc.reason})") from None
         if _get_bytes(hval, &view, &vptr, &vlen, f"header {i} ({hkey!r}) value"):
             PyBuffer_Release(&view)
         total += varint_size(klen) + klen + varint_size(vlen) + (vlen if vlen > 0 else 0)
