@@ -16,10 +16,15 @@ from cpython.buffer cimport PyBUF_SIMPLE, PyBuffer_Release, PyObject_GetBuffer
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_CheckExact, PyBytes_GET_SIZE
 from libc.stdint cimport int16_t, int32_t, int64_t, uint32_t
 
+from cpython.mem cimport PyMem_Free, PyMem_Malloc
+from libc.stdint cimport INT32_MAX
+
 from kafkaprod._native.buffer_pool cimport BufferPool
-from kafkaprod._native.future cimport FutureRecordMetadata, ProduceRequestResult
+from kafkaprod._native.bulk cimport SRC_ROWS, Source, close_source, open_source, read_item
+from kafkaprod._native.future cimport BatchFuture, FutureRecordMetadata, ProduceRequestResult
 from kafkaprod._native.murmur2 cimport murmur2, partition_for
-from kafkaprod._native.records cimport MemoryRecordsBuilder, estimate_size_upper_bound_raw
+from kafkaprod._native.records cimport MemoryRecordsBuilder, encode_headers, estimate_size_upper_bound_raw
+from kafkaprod._native.varint cimport varint_size
 
 import collections
 import logging
@@ -28,7 +33,7 @@ import threading
 import time
 
 from kafkaprod.errors import (
-    KafkaTimeoutError, ProducerClosedError, RecordTooLargeError,
+    KafkaError, KafkaTimeoutError, ProducerClosedError, RecordTooLargeError,
 )
 
 log = logging.getLogger("kafkaprod")
@@ -56,6 +61,12 @@ cdef inline bint builder_full(MemoryRecordsBuilder b) noexcept:
 
 cdef inline Py_ssize_t builder_size(MemoryRecordsBuilder b) noexcept:
     return b._built_size if b._closed else b._pos
+
+
+cdef inline Py_ssize_t bulk_upper_bound(Py_ssize_t klen, Py_ssize_t vlen, Py_ssize_t headers_part) noexcept nogil:
+    # estimate_size_upper_bound_raw for headers already encoded (headers_part bytes, count varint included).
+    return (BATCH_HEADER_SIZE + 5 + 1 + 10 + 5 + varint_size(klen) + (klen if klen > 0 else 0)
+            + varint_size(vlen) + (vlen if vlen > 0 else 0) + headers_part)
 
 
 cdef inline int64_t wall_ms() noexcept nogil:
@@ -373,6 +384,224 @@ cdef class RecordAccumulator:
         finally:
             if krel:
                 PyBuffer_Release(&kview)
+        return fut
+
+    # ---- send_batch() ---------------------------------------------------------------------------------------------
+    def append_batch(self, str topic, values, keys=None, partition=None, timestamp_ms=None, headers=None,
+                     partitions=None):
+        """Appends a whole send_batch() call and returns its BatchFuture; the topic's metadata must be known.
+
+        values/keys: see KafkaProducer.send_batch. partitions (for the producer's slow path): None, or one int
+        (or None: built-in partitioner) per record. Everything is checked before the first record is appended;
+        a failure after that (no buffer memory within max_block_ms, the producer closed) raises with
+        `records_appended` and `future` (for those records) set on the error.
+        """
+        cdef TopicState st = self.topics.get(topic)
+        cdef Source vsrc, ksrc
+        cdef Py_ssize_t n, i, kl, vl, size, hlen = 0
+        cdef int nparts, fixed = -1, p
+        cdef int32_t* parr = NULL
+        cdef int64_t ts
+        cdef const unsigned char* hp = NULL
+        cdef bytes hblob = None
+        cdef BatchFuture fut
+        if self.closed:
+            raise ProducerClosedError("send_batch() after the producer was closed")
+        if st is None or st.num_partitions == 0:
+            raise KeyError(topic)  # the producer fetches metadata first; reaching here is a bug
+        # The partition count is fixed for the call, so that every key of one call is hashed over the same count.
+        nparts = st.num_partitions
+        if partition is not None:
+            if type(partition) is not int:
+                raise TypeError(f"partition must be an int or None, got {type(partition).__name__} {partition!r}")
+            if not 0 <= partition < nparts:
+                raise ValueError(f"partition {partition} is out of range for topic {topic!r}, which has {nparts} "
+                                 f"partitions (0-{nparts - 1})")
+            fixed = partition
+        if timestamp_ms is None:
+            ts = wall_ms()
+        else:
+            if type(timestamp_ms) is not int:
+                raise TypeError(f"timestamp_ms must be an int (ms since the epoch) or None, got "
+                                f"{type(timestamp_ms).__name__}")
+            if timestamp_ms < 0:
+                raise ValueError(f"timestamp_ms must be >= 0, got {timestamp_ms}")
+            ts = timestamp_ms
+        if headers is not None:
+            hblob = encode_headers(headers)
+            if len(hblob) > 1:  # b"\x00" (no headers) needs no copy per record
+                hp = <const unsigned char*>PyBytes_AS_STRING(hblob)
+                hlen = len(hblob)
+        vsrc.has_view = False
+        ksrc.has_view = False
+        try:
+            open_source(&vsrc, values, False)
+            open_source(&ksrc, keys, True)
+            n = vsrc.n
+            if ksrc.n >= 0 and ksrc.n != n:
+                raise ValueError(f"keys has {ksrc.n} items but values has {n}; give one key per value, or None")
+            if partitions is not None:
+                if len(partitions) != n:
+                    raise ValueError(f"partitions has {len(partitions)} items but values has {n}")
+                parr = <int32_t*>PyMem_Malloc((n if n > 0 else 1) * sizeof(int32_t))
+                if parr == NULL:
+                    raise MemoryError()
+                for i in range(n):
+                    q = partitions[i]
+                    if q is None:
+                        parr[i] = -1
+                    elif type(q) is not int or not 0 <= q < nparts:
+                        raise ValueError(f"partition {q!r} chosen for record {i} is out of range for topic {topic!r}, "
+                                         f"which has {nparts} partitions (0-{nparts - 1})")
+                    else:
+                        parr[i] = q
+            fut = BatchFuture.create(topic, n, ts, nparts)
+            self._check_batch(&vsrc, &ksrc, n, hlen if hp != NULL else 1, fut)
+            return self._append_batch(st, fut, &vsrc, &ksrc, n, nparts, fixed, parr, ts, hp, hlen)
+        finally:
+            PyMem_Free(parr)
+            close_source(&ksrc)
+            close_source(&vsrc)
+
+    cdef int _check_batch(self, Source* vsrc, Source* ksrc, Py_ssize_t n, Py_ssize_t hpart,
+                          BatchFuture fut) except -1:
+        # Every record is checked before the first is appended: types, sizes against max_request_size and
+        # buffer_memory. Sizes go into the future (arrays only when they differ between records).
+        cdef Py_ssize_t i, j, kl = -1, vl = -1, size, limit = self.size_fast_limit
+        cdef const unsigned char* kp
+        cdef const unsigned char* vp
+        cdef int32_t* ks = NULL
+        cdef int32_t* vs = NULL
+        cdef int32_t k0 = -1, v0 = -1
+        for i in range(n):
+            read_item(vsrc, i, &vp, &vl)
+            read_item(ksrc, i, &kp, &kl)
+            if (kl if kl > 0 else 0) + (vl if vl > 0 else 0) + hpart + 128 > limit:
+                size = bulk_upper_bound(kl, vl, hpart)
+                if size > self.max_request_size or size > self.pool._total:
+                    raise RecordTooLargeError(
+                        f"record {i} is {size} bytes when serialized, larger than "
+                        + (f"max_request_size ({self.max_request_size})" if size > self.max_request_size
+                           else f"buffer_memory ({self.pool._total})"))
+            if i == 0:
+                k0 = <int32_t>kl
+                v0 = <int32_t>vl
+            if vs != NULL:
+                vs[i] = <int32_t>vl
+            elif vl != v0:
+                vs = fut.sizes_array(False)
+                for j in range(i):
+                    vs[j] = v0
+                vs[i] = <int32_t>vl
+            if ks != NULL:
+                ks[i] = <int32_t>kl
+            elif kl != k0:
+                ks = fut.sizes_array(True)
+                for j in range(i):
+                    ks[j] = k0
+                ks[i] = <int32_t>kl
+        fut._key_size = k0
+        fut._value_size = v0
+        return 0
+
+    cdef BatchFuture _append_batch(self, TopicState st, BatchFuture fut, Source* vsrc, Source* ksrc,
+                                   Py_ssize_t n, int nparts, int fixed, int32_t* parr, int64_t ts,
+                                   const unsigned char* hp, Py_ssize_t hlen):
+        cdef Py_ssize_t i = 0, kl = -1, vl = -1, size
+        cdef const unsigned char* kp
+        cdef const unsigned char* vp
+        cdef int p, pending_p = -1, d
+        cdef bint wake, handed_over
+        cdef ProducerBatch batch
+        cdef list open_batches = st.open_batches
+        cdef Py_ssize_t hpart = hlen if hp != NULL else 1
+        try:
+            while i < n:
+                wake = False
+                d = -1
+                with cython.critical_section(self):
+                    if self.closed:
+                        raise ProducerClosedError("the producer was closed during send_batch()")
+                    while i < n:
+                        read_item(vsrc, i, &vp, &vl)
+                        read_item(ksrc, i, &kp, &kl)
+                        if pending_p >= 0:
+                            p = pending_p  # chosen before this record had to wait for a new batch
+                        elif fixed >= 0:
+                            p = fixed
+                        elif parr != NULL and parr[i] >= 0:
+                            p = parr[i]
+                        elif kp != NULL:
+                            p = partition_for(murmur2(kp, kl), nparts)
+                        else:
+                            p = self._sticky(st, kl, vl)
+                        batch = open_batches[p]
+                        if batch is None or batch.closed_for_append:
+                            d = -1
+                        else:
+                            d = batch.builder.append_bulk(ts, kp, kl, vp, vl, hp, hlen)
+                        if d < 0:
+                            pending_p = p
+                            break
+                        fut.add_record(p, batch.result, d)
+                        pending_p = -1
+                        i += 1
+                        if builder_full(batch.builder):
+                            wake = True
+                if wake:
+                    self._wake()
+                if i >= n:
+                    break
+                # Record i needs a new batch on partition pending_p. Memory comes from outside the critical
+                # section, since the pool may block (with the GIL released) until the Sender frees batches.
+                read_item(vsrc, i, &vp, &vl)
+                read_item(ksrc, i, &kp, &kl)
+                size = bulk_upper_bound(kl, vl, hpart)
+                if size < self.batch_size:
+                    size = self.batch_size
+                buf = self.pool.allocate_raw(size, self.max_block_ms)
+                handed_over = False
+                try:
+                    with cython.critical_section(self):
+                        if self.closed:
+                            raise ProducerClosedError("the producer was closed while send_batch() waited for memory")
+                        # The wait may have let other threads run: read the record again.
+                        read_item(vsrc, i, &vp, &vl)
+                        read_item(ksrc, i, &kp, &kl)
+                        p = pending_p
+                        batch = open_batches[p]
+                        d = -1
+                        if batch is not None and not batch.closed_for_append:
+                            d = batch.builder.append_bulk(ts, kp, kl, vp, vl, hp, hlen)
+                            if d < 0:
+                                batch.closed_for_append = True
+                        if d < 0:
+                            batch = ProducerBatch(st.topic, p,
+                                                  MemoryRecordsBuilder(buf, self.compression_type, self.batch_size),
+                                                  buf, size, mono_s())
+                            d = batch.builder.append_bulk(ts, kp, kl, vp, vl, hp, hlen)
+                            if d < 0:
+                                raise RuntimeError(f"record {i} does not fit a new batch of {size} bytes (was the "
+                                                   f"values/keys sequence changed during send_batch()?)")
+                            st.queues[p].append(batch)
+                            open_batches[p] = batch
+                            self.incomplete.add(batch)
+                            handed_over = True
+                        # else: another thread made a batch meanwhile; our buffer goes back below
+                        fut.add_record(p, batch.result, d)
+                        pending_p = -1
+                        i += 1
+                finally:
+                    if not handed_over:
+                        self.pool.deallocate_raw(buf, size)
+                self._wake()
+        except KafkaError as exc:
+            # Out of memory for max_block_ms, or closed: records 0..i-1 are in batches and will be sent.
+            fut.arm()
+            exc.records_appended = i
+            exc.future = fut
+            raise
+        fut.arm()
         return fut
 
     cdef int _check_size(self, Py_ssize_t klen, Py_ssize_t vlen, object headers) except -1:

@@ -18,6 +18,9 @@ cdef enum:
 cdef Py_ssize_t estimate_size_upper_bound_raw(Py_ssize_t key_len, Py_ssize_t value_len,
                                               object headers) except -1
 
+# The headers part of a record (count varint and entries) encoded once, for append_bulk.
+cpdef bytes encode_headers(object headers)
+
 
 @cython.final
 @cython.auto_pickle(False)
@@ -58,6 +61,12 @@ cdef class MemoryRecordsBuilder:
     # batch's buffer is too small for the record.
     cdef int append_raw(self, int64_t timestamp, const unsigned char* key, Py_ssize_t key_len,
                         const unsigned char* value, Py_ssize_t value_len, object headers) except -2
+    # append_raw for the bulk path: headers come pre-encoded (encode_headers; NULL for none) and the caller has
+    # checked the timestamp and lengths, so it cannot fail. Returns the offset delta, or -1 when the record does
+    # not fit (an empty batch included) or the batch is closed for appends.
+    cdef int append_bulk(self, int64_t timestamp, const unsigned char* key, Py_ssize_t key_len,
+                         const unsigned char* value, Py_ssize_t value_len, const unsigned char* headers_part,
+                         Py_ssize_t headers_len) noexcept
     cpdef object close(self)
     cdef int _store_producer_state(self, producer_id, producer_epoch, base_sequence,
                                    is_transactional) except -1

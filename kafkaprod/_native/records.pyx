@@ -8,7 +8,7 @@ the pooled buffer is what goes on the wire.
 cimport cython
 from cpython.buffer cimport PyBUF_SIMPLE, PyBUF_WRITABLE, PyBuffer_Release, PyObject_GetBuffer
 from cpython.bytearray cimport PyByteArray_AS_STRING, PyByteArray_FromStringAndSize
-from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_CheckExact, PyBytes_GET_SIZE
+from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_CheckExact, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
 from cpython.object cimport PyObject
 from cpython.sequence cimport PySequence_Fast
 from cpython.unicode cimport PyUnicode_Check
@@ -237,6 +237,24 @@ cdef unsigned char* _write_headers(unsigned char* p, unsigned char* end, object 
             if release:
                 PyBuffer_Release(&view)
     return p
+
+
+cpdef bytes encode_headers(object headers):
+    """The headers part of a record (count varint, then each key and value) as bytes; b"\\x00" for none.
+
+    The bulk path encodes a call's headers once with this and copies the bytes into every record."""
+    cdef object fast
+    cdef Py_ssize_t size
+    cdef bytes out
+    if headers is None:
+        return b"\x00"
+    fast = _headers_fast(headers)
+    size = _headers_part_size(fast)
+    out = PyBytes_FromStringAndSize(NULL, size)
+    cdef unsigned char* p = <unsigned char*>PyBytes_AS_STRING(out)
+    if _write_headers(p, p + size, fast) != p + size:
+        raise RuntimeError("headers changed size while they were being encoded")
+    return out
 
 
 cdef inline Py_ssize_t _body_size(int64_t ts_delta, int32_t offset_delta, Py_ssize_t key_len,
@@ -493,6 +511,49 @@ cdef class MemoryRecordsBuilder:
         else:
             _write_headers(p, self._buf + end, fast)
 
+        if offset_delta == 0:
+            self._base_timestamp = timestamp
+            self._max_timestamp = timestamp
+        elif timestamp > self._max_timestamp:
+            self._max_timestamp = timestamp
+        self._count = offset_delta + 1
+        self._pos = end
+        return offset_delta
+
+    cdef int append_bulk(self, int64_t timestamp, const unsigned char* key, Py_ssize_t key_len,
+                         const unsigned char* value, Py_ssize_t value_len, const unsigned char* headers_part,
+                         Py_ssize_t headers_len) noexcept:
+        # The bulk path's append: the caller checked the timestamp and lengths once per call and encoded the
+        # call's headers once (headers_part: count varint and entries, NULL for none), so nothing here can fail
+        # or touch a Python object. Returns -1 when the record does not fit, also for an empty batch.
+        cdef int32_t offset_delta = self._count
+        cdef int64_t ts_delta = 0 if offset_delta == 0 else timestamp - self._base_timestamp
+        cdef Py_ssize_t body, end
+        cdef unsigned char* p
+        if self._appends_closed:
+            return -1
+        body = _body_size(ts_delta, offset_delta, key_len, value_len, headers_len if headers_part != NULL else 1)
+        end = self._pos + varint_size(body) + body
+        if end > self._capacity or (offset_delta > 0 and end > self._write_limit):
+            return -1
+        p = self._buf + self._pos
+        p += write_varint(p, body)
+        p[0] = 0  # record attributes: unused
+        p += 1
+        p += write_varint(p, ts_delta)
+        p += write_varint(p, offset_delta)
+        p += write_varint(p, key_len)
+        if key_len > 0:
+            memcpy(p, key, key_len)
+            p += key_len
+        p += write_varint(p, value_len)
+        if value_len > 0:
+            memcpy(p, value, value_len)
+            p += value_len
+        if headers_part == NULL:
+            p[0] = 0
+        else:
+            memcpy(p, headers_part, headers_len)
         if offset_delta == 0:
             self._base_timestamp = timestamp
             self._max_timestamp = timestamp
