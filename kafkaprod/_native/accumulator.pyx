@@ -17,6 +17,7 @@ from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_CheckExact, PyBytes_GET_SI
 from libc.stdint cimport int16_t, int32_t, int64_t, uint32_t
 
 from cpython.mem cimport PyMem_Free, PyMem_Malloc
+from cpython.object cimport PyObject
 from libc.stdint cimport INT32_MAX
 
 from kafkaprod._native.buffer_pool cimport BufferPool
@@ -47,6 +48,10 @@ cdef extern from "<time.h>" nogil:
     enum:
         CLOCK_REALTIME
         CLOCK_MONOTONIC
+
+cdef extern from "Python.h":
+    PyObject* _list_get "PyList_GET_ITEM" (object lst, Py_ssize_t i) noexcept
+    PyObject* _none "Py_None"
 
 cdef object _deque = collections.deque
 cdef object _random = random.Random()
@@ -507,14 +512,24 @@ cdef class RecordAccumulator:
     cdef BatchFuture _append_batch(self, TopicState st, BatchFuture fut, Source* vsrc, Source* ksrc,
                                    Py_ssize_t n, int nparts, int fixed, int32_t* parr, int64_t ts,
                                    const unsigned char* hp, Py_ssize_t hlen):
-        cdef Py_ssize_t i = 0, kl = -1, vl = -1, size
+        cdef Py_ssize_t i = 0, kl = -1, vl = -1, size, k
         cdef const unsigned char* kp
         cdef const unsigned char* vp
-        cdef int p, pending_p = -1, d
+        cdef int p, q, pending_p = -1, d
         cdef bint wake, handed_over
         cdef ProducerBatch batch
         cdef list open_batches = st.open_batches
         cdef Py_ssize_t hpart = hlen if hp != NULL else 1
+        cdef PyObject* ob
+        cdef PyObject* last = NULL
+        # Per partition, the open batch's builder and result while inside one critical section: borrowed from
+        # open_batches, which nothing can change before the section ends, so the loop takes no references.
+        cdef PyObject** cur_builder = <PyObject**>PyMem_Malloc(nparts * sizeof(PyObject*))
+        cdef PyObject** cur_result = <PyObject**>PyMem_Malloc(nparts * sizeof(PyObject*))
+        if cur_builder == NULL or cur_result == NULL:
+            PyMem_Free(cur_builder)
+            PyMem_Free(cur_result)
+            raise MemoryError()
         try:
             while i < n:
                 wake = False
@@ -522,6 +537,8 @@ cdef class RecordAccumulator:
                 with cython.critical_section(self):
                     if self.closed:
                         raise ProducerClosedError("the producer was closed during send_batch()")
+                    for q in range(nparts):
+                        cur_builder[q] = NULL
                     while i < n:
                         read_item(vsrc, i, &vp, &vl)
                         read_item(ksrc, i, &kp, &kl)
@@ -533,21 +550,40 @@ cdef class RecordAccumulator:
                             p = parr[i]
                         elif kp != NULL:
                             p = partition_for(murmur2(kp, kl), nparts)
+                        elif st.sticky_partition >= 0:
+                            # _sticky, inline (a call per record costs as much as the rest of the choice).
+                            p = st.sticky_partition
+                            st.sticky_bytes += (vl if vl > 0 else 0) + (kl if kl > 0 else 0) + 8
+                            if st.sticky_bytes >= self.batch_size:
+                                st.sticky_bytes = 0
+                                st.sticky_partition = st.next_sticky(p)
                         else:
                             p = self._sticky(st, kl, vl)
-                        batch = open_batches[p]
-                        if batch is None or batch.closed_for_append:
-                            d = -1
-                        else:
-                            d = batch.builder.append_bulk(ts, kp, kl, vp, vl, hp, hlen)
+                        if cur_builder[p] == NULL:
+                            ob = _list_get(open_batches, p)
+                            if ob == _none or (<ProducerBatch>ob).closed_for_append:
+                                pending_p = p
+                                break
+                            cur_builder[p] = <PyObject*>(<ProducerBatch>ob).builder
+                            cur_result[p] = <PyObject*>(<ProducerBatch>ob).result
+                        d = (<MemoryRecordsBuilder>cur_builder[p]).append_bulk(ts, kp, kl, vp, vl, hp, hlen)
                         if d < 0:
                             pending_p = p
                             break
-                        fut.add_record(p, batch.result, d)
+                        # Most records extend the future's last run (same batch, next offset): no call for those.
+                        k = fut._nruns - 1
+                        if (k >= 0 and fut._part_res[p] == cur_result[p] and fut._run_res[k] == fut._part_idx[p]
+                                and fut._run_rel[k] + (i - fut._run_start[k]) == d):
+                            fut._count = i + 1
+                        else:
+                            fut.add_record(p, <ProduceRequestResult>cur_result[p], d)
                         pending_p = -1
+                        last = cur_builder[p]
                         i += 1
-                        if builder_full(batch.builder):
-                            wake = True
+                    # A batch filled up without the next record having to start another: the Sender should know.
+                    if last != NULL and builder_full(<MemoryRecordsBuilder>last):
+                        wake = True
+                    last = NULL
                 if wake:
                     self._wake()
                 if i >= n:
@@ -601,6 +637,9 @@ cdef class RecordAccumulator:
             exc.records_appended = i
             exc.future = fut
             raise
+        finally:
+            PyMem_Free(cur_builder)
+            PyMem_Free(cur_result)
         fut.arm()
         return fut
 

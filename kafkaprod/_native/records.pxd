@@ -48,6 +48,12 @@ cdef class MemoryRecordsBuilder:
     cdef object _out_obj
     cdef unsigned char* _out
     cdef Py_ssize_t _built_size
+    # append_bulk's cache: the record size less the offset delta's varint, for these sizes and timestamp delta.
+    cdef Py_ssize_t _bulk_key_len
+    cdef Py_ssize_t _bulk_value_len
+    cdef Py_ssize_t _bulk_hpart
+    cdef int64_t _bulk_ts_delta
+    cdef Py_ssize_t _bulk_fixed
 
     # Bytes a record would take if appended next (its length varint included); -1 lengths mean null.
     cdef Py_ssize_t record_size(self, int64_t timestamp, Py_ssize_t key_len, Py_ssize_t value_len,

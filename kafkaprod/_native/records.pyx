@@ -12,7 +12,7 @@ from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_CheckExact, PyBytes_FromSt
 from cpython.object cimport PyObject
 from cpython.sequence cimport PySequence_Fast
 from cpython.unicode cimport PyUnicode_Check
-from libc.stdint cimport INT16_MAX, INT32_MAX, INT64_MAX, INT64_MIN, int16_t, int32_t, int64_t, uint32_t
+from libc.stdint cimport INT16_MAX, INT32_MAX, INT64_MAX, INT64_MIN, int16_t, int32_t, int64_t, uint32_t, uint64_t
 from libc.string cimport memcpy
 
 from kafkaprod._native.crc32c cimport crc32c_update
@@ -126,6 +126,33 @@ cdef int _check_codec_available(int codec) except -1:
         raise ImportError(
             f"compression_type {_CODEC_NAMES[codec]!r} needs the {missing} package, which is not installed")
     return 0
+
+
+cdef extern from *:
+    """
+    /* Varints for the bulk append: one- and two-byte values (nearly every length and offset delta of small
+       records) are sized and written without a loop. */
+    static inline uint64_t kp_zigzag(int64_t v) { return ((uint64_t)v << 1) ^ (uint64_t)(v >> 63); }
+    static inline int kp_uvarint_size(uint64_t v) {
+        if (v < 0x80) return 1;
+        if (v < 0x4000) return 2;
+        if (v < 0x200000) return 3;
+        int n = 4;
+        v >>= 28;
+        while (v) { v >>= 7; n++; }
+        return n;
+    }
+    static inline unsigned char* kp_put_uvarint(unsigned char* p, uint64_t v) {
+        if (v < 0x80) { p[0] = (unsigned char)v; return p + 1; }
+        if (v < 0x4000) { p[0] = (unsigned char)(v | 0x80); p[1] = (unsigned char)(v >> 7); return p + 2; }
+        while (v >= 0x80) { *p++ = (unsigned char)(v | 0x80); v >>= 7; }
+        *p++ = (unsigned char)v;
+        return p;
+    }
+    """
+    uint64_t kp_zigzag(int64_t v) noexcept nogil
+    int kp_uvarint_size(uint64_t v) noexcept nogil
+    unsigned char* kp_put_uvarint(unsigned char* p, uint64_t v) noexcept nogil
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -410,6 +437,8 @@ cdef class MemoryRecordsBuilder:
             self._write_limit = _check_range(write_limit, 1, INT32_MAX, "write_limit")
         self._pos = RECORD_BATCH_OVERHEAD
         self._count = 0
+        self._bulk_key_len = -2  # no record sized yet
+        self._bulk_value_len = -2
         self._base_timestamp = -1
         self._max_timestamp = -1
         self._appends_closed = False
@@ -526,27 +555,40 @@ cdef class MemoryRecordsBuilder:
         # The bulk path's append: the caller checked the timestamp and lengths once per call and encoded the
         # call's headers once (headers_part: count varint and entries, NULL for none), so nothing here can fail
         # or touch a Python object. Returns -1 when the record does not fit, also for an empty batch.
+        # The varints use the branch-light helpers above: most of a small record's cost is its five varints.
         cdef int32_t offset_delta = self._count
         cdef int64_t ts_delta = 0 if offset_delta == 0 else timestamp - self._base_timestamp
+        cdef uint64_t zt = kp_zigzag(ts_delta)
+        cdef uint64_t zk = kp_zigzag(key_len)
+        cdef uint64_t zv = kp_zigzag(value_len)
+        cdef Py_ssize_t hpart = headers_len if headers_part != NULL else 1
         cdef Py_ssize_t body, end
         cdef unsigned char* p
         if self._appends_closed:
             return -1
-        body = _body_size(ts_delta, offset_delta, key_len, value_len, headers_len if headers_part != NULL else 1)
-        end = self._pos + varint_size(body) + body
+        # Everything but the offset delta's varint is the same as for the previous record when the sizes and the
+        # timestamp delta are (the usual case in one call): computed once, kept in the builder.
+        if (key_len != self._bulk_key_len or value_len != self._bulk_value_len or hpart != self._bulk_hpart
+                or ts_delta != self._bulk_ts_delta):
+            self._bulk_key_len = key_len
+            self._bulk_value_len = value_len
+            self._bulk_hpart = hpart
+            self._bulk_ts_delta = ts_delta
+            self._bulk_fixed = (1 + kp_uvarint_size(zt) + kp_uvarint_size(zk) + (key_len if key_len > 0 else 0)
+                                + kp_uvarint_size(zv) + (value_len if value_len > 0 else 0) + hpart)
+        body = self._bulk_fixed + kp_uvarint_size(<uint64_t>offset_delta << 1)
+        end = self._pos + kp_uvarint_size(<uint64_t>body << 1) + body
         if end > self._capacity or (offset_delta > 0 and end > self._write_limit):
             return -1
-        p = self._buf + self._pos
-        p += write_varint(p, body)
+        p = kp_put_uvarint(self._buf + self._pos, <uint64_t>body << 1)
         p[0] = 0  # record attributes: unused
-        p += 1
-        p += write_varint(p, ts_delta)
-        p += write_varint(p, offset_delta)
-        p += write_varint(p, key_len)
+        p = kp_put_uvarint(p + 1, zt)
+        p = kp_put_uvarint(p, <uint64_t>offset_delta << 1)
+        p = kp_put_uvarint(p, zk)
         if key_len > 0:
             memcpy(p, key, key_len)
             p += key_len
-        p += write_varint(p, value_len)
+        p = kp_put_uvarint(p, zv)
         if value_len > 0:
             memcpy(p, value, value_len)
             p += value_len
