@@ -549,7 +549,7 @@ cdef class BatchFuture:
         """None if every record succeeded; else what get() raises (made once, then the same object)."""
         if not self._any_failed:
             return None
-        if self._failed < 0:
+        if self._error is None:
             self._scan_failures(False)
             if self._failed == self._n:
                 self._error = self._first_error

@@ -396,6 +396,7 @@ cdef int64_t _check_range(object value, int64_t lo, int64_t hi, str name) except
 
 @cython.final
 @cython.auto_pickle(False)
+@cython.no_gc_clear  # __dealloc__ releases the buffer export: the collector must not drop the buffer before it
 cdef class MemoryRecordsBuilder:
     """Builds one RecordBatch v2 in a preallocated writable buffer (normally a bytearray from the BufferPool).
 
