@@ -1,6 +1,7 @@
-"""kafkaprod-perf's command line: what each flag turns into, and which inputs are refused (no producer, no broker)."""
+"""kafkaprod-perf's command line: what each flag turns into, which inputs are refused, and one --bulk run on Tansu."""
 from __future__ import annotations
 
+import json
 import math
 
 import pytest
@@ -184,3 +185,23 @@ def test_summary_line_has_the_java_tool_fields_and_names_failures():
     assert text.startswith("1000 records sent, 500.0 records/sec (0.05 MB/sec), 1.50 ms avg latency, "
                            "9.00 ms max latency, 1.00 ms 50th, 4.00 ms 95th, 8.00 ms 99th, 9.00 ms 99.9th.")
     assert "2 records FAILED (KafkaTimeoutError: 2)" in text
+
+
+def test_bulk_flag_alone_sends_ten_thousand_records_per_call():
+    assert perf.parse_args([]).bulk is None
+    assert perf.parse_args(["--bulk"]).bulk == perf.DEFAULT_BULK_CHUNK == 10_000
+    assert perf.parse_args(["--bulk", "2500"]).bulk == 2500
+
+
+def test_bulk_chunk_must_be_positive(capsys):
+    assert "--bulk" in refused(capsys, ["--bulk", "0"])
+
+
+def test_bulk_run_sends_every_record_through_send_batch(tansu, tansu_topic, capsys):
+    topic = tansu_topic(partitions=3)
+    status = perf.main(["--bulk", "3000", "--num-records", "10000", "--key-size", "8", "--topic", topic,
+                        "--bootstrap-servers", tansu.bootstrap_servers, "--json"])
+    assert status == 0
+    report = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert (report["records"], report["failed"], report["bulk"]) == (10_000, 0, 3000)
+    assert report["latency_samples"] == 4  # one per call: 3000 + 3000 + 3000 + 1000
