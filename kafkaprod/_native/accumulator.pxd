@@ -1,6 +1,7 @@
 cimport cython
 from libc.stdint cimport int16_t, int64_t
 
+from cpython.object cimport PyObject
 from libc.stdint cimport int32_t
 
 from kafkaprod._native.buffer_pool cimport BufferPool
@@ -80,6 +81,7 @@ cdef class RecordAccumulator:
     cdef FutureRecordMetadata _append_record(self, TopicState st, int partition, object key, object value,
                                              object headers, object timestamp_ms, object callback)
     cdef int _check_size(self, Py_ssize_t klen, Py_ssize_t vlen, object headers) except -1
+    cdef bint _open_builder(self, list open_batches, int p, PyObject** cur_builder, PyObject** cur_result) noexcept
     cdef int _check_batch(self, Source* vsrc, Source* ksrc, Py_ssize_t n, Py_ssize_t hpart,
                           BatchFuture fut) except -1
     cdef BatchFuture _append_batch(self, TopicState st, BatchFuture fut, Source* vsrc, Source* ksrc,

@@ -21,7 +21,9 @@ from cpython.object cimport PyObject
 from libc.stdint cimport INT32_MAX
 
 from kafkaprod._native.buffer_pool cimport BufferPool
-from kafkaprod._native.bulk cimport SRC_ROWS, Source, close_source, open_source, read_item
+from kafkaprod._native.bulk cimport (
+    SRC_LIST, SRC_NONE, SRC_ROWS, SRC_TUPLE, Source, close_source, open_source, read_item,
+)
 from kafkaprod._native.future cimport BatchFuture, FutureRecordMetadata, ProduceRequestResult
 from kafkaprod._native.murmur2 cimport murmur2, partition_for
 from kafkaprod._native.records cimport MemoryRecordsBuilder, encode_headers, estimate_size_upper_bound_raw
@@ -51,6 +53,10 @@ cdef extern from "<time.h>" nogil:
 
 cdef extern from "Python.h":
     PyObject* _list_get "PyList_GET_ITEM" (object lst, Py_ssize_t i) noexcept
+    PyObject** _fast_items "PySequence_Fast_ITEMS" (object seq) noexcept
+    PyObject* _type_of "(PyObject*)Py_TYPE" (PyObject* o) noexcept
+    PyObject* _bytes_type "((PyObject*)&PyBytes_Type)"
+    Py_ssize_t _bytes_size "PyBytes_GET_SIZE" (PyObject* o) noexcept
     PyObject* _none "Py_None"
 
 cdef object _deque = collections.deque
@@ -111,6 +117,46 @@ cdef inline int view_of(object obj, Py_buffer* view, const unsigned char** ptr, 
     ptr[0] = <const unsigned char*>view.buf
     length[0] = view.len
     return 1
+
+
+cdef Py_ssize_t _scan_sizes(Source* src, Py_ssize_t n, BatchFuture fut, bint keys) except -1:
+    """Checks every item of a send_batch() input (bytes or None) and records the sizes in the future: one size
+    for all, or an array once they differ. Returns the largest size (0 for none)."""
+    cdef Py_ssize_t i, j, length, largest = 0
+    cdef int32_t first = -1
+    cdef int32_t* sizes = NULL
+    cdef const unsigned char* ptr
+    cdef PyObject* o
+    cdef PyObject** items = NULL
+    if src.kind == SRC_ROWS:
+        first = <int32_t>src.row_size
+        largest = src.row_size
+    elif src.kind != SRC_NONE:
+        if src.kind == SRC_LIST or src.kind == SRC_TUPLE:
+            items = _fast_items(<object>src.obj)
+        for i in range(n):
+            # Exact bytes, the common item, without the general reader; everything else through it.
+            o = items[i] if items != NULL else NULL
+            if o != NULL and _type_of(o) == _bytes_type:
+                length = _bytes_size(o)
+            else:
+                read_item(src, i, &ptr, &length)
+            if i == 0:
+                first = <int32_t>length
+            if sizes != NULL:
+                sizes[i] = <int32_t>length
+            elif length != first:
+                sizes = fut.sizes_array(keys)
+                for j in range(i):
+                    sizes[j] = first
+                sizes[i] = <int32_t>length
+            if length > largest:
+                largest = length
+    if keys:
+        fut._key_size = first
+    else:
+        fut._value_size = first
+    return largest
 
 
 @cython.final
@@ -468,45 +514,38 @@ cdef class RecordAccumulator:
             close_source(&ksrc)
             close_source(&vsrc)
 
+    cdef bint _open_builder(self, list open_batches, int p, PyObject** cur_builder, PyObject** cur_result) noexcept:
+        """Whether partition p has a batch open for appends; caches its builder and result for the section."""
+        cdef PyObject* ob
+        if cur_builder[p] != NULL:
+            return True
+        ob = _list_get(open_batches, p)
+        if ob == _none or (<ProducerBatch>ob).closed_for_append:
+            return False
+        cur_builder[p] = <PyObject*>(<ProducerBatch>ob).builder
+        cur_result[p] = <PyObject*>(<ProducerBatch>ob).result
+        return True
+
     cdef int _check_batch(self, Source* vsrc, Source* ksrc, Py_ssize_t n, Py_ssize_t hpart,
                           BatchFuture fut) except -1:
         # Every record is checked before the first is appended: types, sizes against max_request_size and
         # buffer_memory. Sizes go into the future (arrays only when they differ between records).
-        cdef Py_ssize_t i, j, kl = -1, vl = -1, size, limit = self.size_fast_limit
+        cdef Py_ssize_t i, kl = -1, vl = -1, size
+        cdef Py_ssize_t vmax = _scan_sizes(vsrc, n, fut, False)
+        cdef Py_ssize_t kmax = _scan_sizes(ksrc, n, fut, True)
         cdef const unsigned char* kp
         cdef const unsigned char* vp
-        cdef int32_t* ks = NULL
-        cdef int32_t* vs = NULL
-        cdef int32_t k0 = -1, v0 = -1
+        if kmax + vmax + hpart + 128 <= self.size_fast_limit:
+            return 0  # 128 bytes cover the batch header and a record's own overhead: even the largest fits
         for i in range(n):
             read_item(vsrc, i, &vp, &vl)
             read_item(ksrc, i, &kp, &kl)
-            if (kl if kl > 0 else 0) + (vl if vl > 0 else 0) + hpart + 128 > limit:
-                size = bulk_upper_bound(kl, vl, hpart)
-                if size > self.max_request_size or size > self.pool._total:
-                    raise RecordTooLargeError(
-                        f"record {i} is {size} bytes when serialized, larger than "
-                        + (f"max_request_size ({self.max_request_size})" if size > self.max_request_size
-                           else f"buffer_memory ({self.pool._total})"))
-            if i == 0:
-                k0 = <int32_t>kl
-                v0 = <int32_t>vl
-            if vs != NULL:
-                vs[i] = <int32_t>vl
-            elif vl != v0:
-                vs = fut.sizes_array(False)
-                for j in range(i):
-                    vs[j] = v0
-                vs[i] = <int32_t>vl
-            if ks != NULL:
-                ks[i] = <int32_t>kl
-            elif kl != k0:
-                ks = fut.sizes_array(True)
-                for j in range(i):
-                    ks[j] = k0
-                ks[i] = <int32_t>kl
-        fut._key_size = k0
-        fut._value_size = v0
+            size = bulk_upper_bound(kl, vl, hpart)
+            if size > self.max_request_size or size > self.pool._total:
+                raise RecordTooLargeError(
+                    f"record {i} is {size} bytes when serialized, larger than "
+                    + (f"max_request_size ({self.max_request_size})" if size > self.max_request_size
+                       else f"buffer_memory ({self.pool._total})"))
         return 0
 
     cdef BatchFuture _append_batch(self, TopicState st, BatchFuture fut, Source* vsrc, Source* ksrc,
@@ -522,6 +561,10 @@ cdef class RecordAccumulator:
         cdef Py_ssize_t hpart = hlen if hp != NULL else 1
         cdef PyObject* ob
         cdef PyObject* last = NULL
+        cdef bint run_ok = fixed >= 0 or (ksrc.kind == SRC_NONE and parr == NULL)
+        cdef Py_ssize_t budget, cnt
+        cdef int32_t d0
+        cdef int why
         # Per partition, the open batch's builder and result while inside one critical section: borrowed from
         # open_batches, which nothing can change before the section ends, so the loop takes no references.
         cdef PyObject** cur_builder = <PyObject**>PyMem_Malloc(nparts * sizeof(PyObject*))
@@ -540,6 +583,28 @@ cdef class RecordAccumulator:
                     for q in range(nparts):
                         cur_builder[q] = NULL
                     while i < n:
+                        if run_ok and pending_p < 0:
+                            # One partition for a stretch of records (fixed, or keyless and sticky): append them
+                            # in one builder call. What it cannot take goes through the per-record code below.
+                            p = fixed if fixed >= 0 else st.sticky_partition
+                            if p >= 0 and self._open_builder(open_batches, p, cur_builder, cur_result):
+                                budget = self.batch_size - st.sticky_bytes
+                                d0 = (<MemoryRecordsBuilder>cur_builder[p])._count
+                                cnt = (<MemoryRecordsBuilder>cur_builder[p]).append_run(
+                                    ts, vsrc, ksrc, i, n, hp, hlen, NULL if fixed >= 0 else &budget, &why)
+                                if cnt > 0:
+                                    fut.add_record(p, <ProduceRequestResult>cur_result[p], d0)
+                                    fut._count = i + cnt  # the rest extend that run: consecutive offsets
+                                    i += cnt
+                                    last = cur_builder[p]
+                                if fixed < 0:
+                                    if why == 2:
+                                        st.sticky_bytes = 0
+                                        st.sticky_partition = st.next_sticky(p)
+                                    else:
+                                        st.sticky_bytes = self.batch_size - budget
+                                if why == 0 or why == 2:
+                                    continue
                         read_item(vsrc, i, &vp, &vl)
                         read_item(ksrc, i, &kp, &kl)
                         if pending_p >= 0:
@@ -559,13 +624,9 @@ cdef class RecordAccumulator:
                                 st.sticky_partition = st.next_sticky(p)
                         else:
                             p = self._sticky(st, kl, vl)
-                        if cur_builder[p] == NULL:
-                            ob = _list_get(open_batches, p)
-                            if ob == _none or (<ProducerBatch>ob).closed_for_append:
-                                pending_p = p
-                                break
-                            cur_builder[p] = <PyObject*>(<ProducerBatch>ob).builder
-                            cur_result[p] = <PyObject*>(<ProducerBatch>ob).result
+                        if not self._open_builder(open_batches, p, cur_builder, cur_result):
+                            pending_p = p
+                            break
                         d = (<MemoryRecordsBuilder>cur_builder[p]).append_bulk(ts, kp, kl, vp, vl, hp, hlen)
                         if d < 0:
                             pending_p = p

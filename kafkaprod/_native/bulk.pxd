@@ -39,9 +39,10 @@ cdef void close_source(Source* src) noexcept
 cdef int item_error(Source* src, Py_ssize_t i) except -1
 
 
-cdef inline int read_item(Source* s, Py_ssize_t i, const unsigned char** ptr, Py_ssize_t* length) except -1:
-    """Points at record i's bytes (NULL/-1 for None). The pointer is valid until the GIL is next released or
-    Python code runs, so callers use it at once and read the item again after anything that could."""
+cdef inline int peek_item(Source* s, Py_ssize_t i, const unsigned char** ptr, Py_ssize_t* length) noexcept:
+    """Points at record i's bytes (NULL/-1 for None); -1 (no exception set) if the item is neither bytes nor None
+    or is gone. The pointer is valid until the GIL is next released or Python code runs, so callers use it at
+    once and read the item again after anything that could."""
     cdef PyObject* o
     if s.kind == SRC_ROWS:
         ptr[0] = <const unsigned char*>(s.buf + i * s.stride)
@@ -53,7 +54,7 @@ cdef inline int read_item(Source* s, Py_ssize_t i, const unsigned char** ptr, Py
         return 0
     if s.kind == SRC_LIST:
         if i >= _list_size(s.obj):  # another thread shrank the list
-            return item_error(s, i)
+            return -1
         o = _list_item(s.obj, i)
     elif s.kind == SRC_TUPLE:
         o = _tuple_item(s.obj, i)
@@ -67,4 +68,11 @@ cdef inline int read_item(Source* s, Py_ssize_t i, const unsigned char** ptr, Py
         ptr[0] = NULL
         length[0] = -1
         return 0
-    return item_error(s, i)
+    return -1
+
+
+cdef inline int read_item(Source* s, Py_ssize_t i, const unsigned char** ptr, Py_ssize_t* length) except -1:
+    """peek_item that raises the error naming the argument and index."""
+    if peek_item(s, i, ptr, length) < 0:
+        return item_error(s, i)
+    return 0

@@ -2,6 +2,8 @@
 cimport cython
 from libc.stdint cimport int16_t, int32_t, int64_t
 
+from kafkaprod._native.bulk cimport Source
+
 cdef enum:
     # Bytes of the RecordBatch v2 header that precedes the records section.
     RECORD_BATCH_OVERHEAD = 61
@@ -73,6 +75,13 @@ cdef class MemoryRecordsBuilder:
     cdef int append_bulk(self, int64_t timestamp, const unsigned char* key, Py_ssize_t key_len,
                          const unsigned char* value, Py_ssize_t value_len, const unsigned char* headers_part,
                          Py_ssize_t headers_len) noexcept
+    # append_bulk over the records start..stop-1 of a send_batch() call, in order, at consecutive offsets. Stops
+    # early (why: 1) when the next record does not fit, (2) once *budget -- the sticky partitioner's bytes left,
+    # reduced by key + value + 8 per record; NULL for none -- is used up, (3) at an item that is not bytes or
+    # None (the caller raises for it); why 0: all appended. Returns how many were appended.
+    cdef Py_ssize_t append_run(self, int64_t timestamp, Source* vsrc, Source* ksrc, Py_ssize_t start,
+                               Py_ssize_t stop, const unsigned char* headers_part, Py_ssize_t headers_len,
+                               Py_ssize_t* budget, int* why) noexcept
     cpdef object close(self)
     cdef int _store_producer_state(self, producer_id, producer_epoch, base_sequence,
                                    is_transactional) except -1

@@ -15,6 +15,7 @@ from cpython.unicode cimport PyUnicode_Check
 from libc.stdint cimport INT16_MAX, INT32_MAX, INT64_MAX, INT64_MIN, int16_t, int32_t, int64_t, uint32_t, uint64_t
 from libc.string cimport memcpy
 
+from kafkaprod._native.bulk cimport Source, peek_item
 from kafkaprod._native.crc32c cimport crc32c_update
 from kafkaprod._native.varint cimport varint_size, write_varint
 
@@ -605,6 +606,80 @@ cdef class MemoryRecordsBuilder:
         self._count = offset_delta + 1
         self._pos = end
         return offset_delta
+
+    cdef Py_ssize_t append_run(self, int64_t timestamp, Source* vsrc, Source* ksrc, Py_ssize_t start,
+                               Py_ssize_t stop, const unsigned char* headers_part, Py_ssize_t headers_len,
+                               Py_ssize_t* budget, int* why) noexcept:
+        # append_bulk in a loop over records start..stop-1 with the builder's position and count in registers,
+        # for calls whose records all go to one partition at a time (a fixed partition, or keyless and sticky).
+        cdef Py_ssize_t i = start, pos = self._pos, body, end, kl, vl
+        cdef Py_ssize_t capacity = self._capacity, write_limit = self._write_limit
+        cdef Py_ssize_t hpart = headers_len if headers_part != NULL else 1
+        cdef Py_ssize_t ck = self._bulk_key_len, cv = self._bulk_value_len, fixed = self._bulk_fixed
+        cdef int32_t count = self._count, first_count = self._count
+        cdef int64_t ts_delta = 0 if first_count == 0 else timestamp - self._base_timestamp
+        cdef uint64_t zt = kp_zigzag(ts_delta)
+        cdef const unsigned char* kp
+        cdef const unsigned char* vp
+        cdef unsigned char* p
+        why[0] = 0
+        if self._appends_closed:
+            why[0] = 1
+            return 0
+        if hpart != self._bulk_hpart or ts_delta != self._bulk_ts_delta:
+            ck = cv = -2  # the cached size was for other headers or another timestamp delta
+        while i < stop:
+            if peek_item(vsrc, i, &vp, &vl) < 0 or peek_item(ksrc, i, &kp, &kl) < 0:
+                why[0] = 3
+                break
+            if kl != ck or vl != cv:
+                ck = kl
+                cv = vl
+                fixed = (1 + kp_uvarint_size(zt) + kp_uvarint_size(kp_zigzag(kl)) + (kl if kl > 0 else 0)
+                         + kp_uvarint_size(kp_zigzag(vl)) + (vl if vl > 0 else 0) + hpart)
+            body = fixed + kp_uvarint_size(<uint64_t>count << 1)
+            end = pos + kp_uvarint_size(<uint64_t>body << 1) + body
+            if end > capacity or (count > 0 and end > write_limit):
+                why[0] = 1
+                break
+            p = kp_put_uvarint(self._buf + pos, <uint64_t>body << 1)
+            p[0] = 0  # record attributes: unused
+            p = kp_put_uvarint(p + 1, zt)
+            p = kp_put_uvarint(p, <uint64_t>count << 1)
+            p = kp_put_uvarint(p, kp_zigzag(kl))
+            if kl > 0:
+                memcpy(p, kp, kl)
+                p += kl
+            p = kp_put_uvarint(p, kp_zigzag(vl))
+            if vl > 0:
+                memcpy(p, vp, vl)
+                p += vl
+            if headers_part == NULL:
+                p[0] = 0
+            else:
+                memcpy(p, headers_part, headers_len)
+            pos = end
+            count += 1
+            i += 1
+            if budget != NULL:
+                budget[0] -= (kl if kl > 0 else 0) + (vl if vl > 0 else 0) + 8
+                if budget[0] <= 0:
+                    why[0] = 2
+                    break
+        if count > first_count:
+            if first_count == 0:
+                self._base_timestamp = timestamp
+                self._max_timestamp = timestamp
+            elif timestamp > self._max_timestamp:
+                self._max_timestamp = timestamp
+            self._pos = pos
+            self._count = count
+        self._bulk_key_len = ck
+        self._bulk_value_len = cv
+        self._bulk_fixed = fixed
+        self._bulk_hpart = hpart
+        self._bulk_ts_delta = ts_delta
+        return i - start
 
     # ----- Python API ------------------------------------------------------------------------------------
 
