@@ -44,6 +44,7 @@ def _read_back(bootstrap: str, topic: str, partitions: int, expected: int) -> li
         "group.id": "send-batch-" + uuid.uuid4().hex[:8],  # required by the client; assign() uses no group
         "enable.auto.commit": False,
         "fetch.max.bytes": 64 * 1024 * 1024,
+        "check.crcs": True,  # librdkafka verifies every batch's CRC-32C
     })
     out = []
     try:
@@ -411,3 +412,24 @@ def test_get_times_out_while_batches_are_pending() -> None:
     with pytest.raises(KafkaTimeoutError):
         future.get(0.01)
     assert "pending" in repr(future)
+
+
+def _stored_crc_is_right(batch_bytes: bytes) -> bool:
+    import crc32c  # the PyPI package: an implementation we did not write
+
+    return int.from_bytes(batch_bytes[17:21], "big") == crc32c.crc32c(batch_bytes[21:])
+
+
+def test_batches_written_in_bulk_carry_a_valid_crc_also_after_a_producer_state_rewrite() -> None:
+    acc = _accumulator(partitions=1, batch_size=1 << 16)
+    acc.append_batch("t", [b"run-%04d" % i for i in range(500)])  # checksummed as written
+    acc.append("t", 0, b"key", b"single", [("h", b"v")], None, None)  # appended after, checksummed at close
+    acc.append_batch("t", [b"more"] * 10, keys=[b"k"] * 10, partition=0)
+    [batch] = _drain_all(acc)
+    batch.set_producer_state(7, 1, 0)
+    first = bytes(batch.close())
+    assert _stored_crc_is_right(first)
+    assert [r.value for r in read_batch(first)][-12:] == [b"run-0499", b"single"] + [b"more"] * 10
+    batch.set_producer_state(7, 2, 100)  # an idempotent retry after an epoch bump rewrites the header
+    second = bytes(batch.close())
+    assert second[21:] != first[21:] and _stored_crc_is_right(second)

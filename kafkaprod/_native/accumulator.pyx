@@ -36,7 +36,7 @@ import threading
 import time
 
 from kafkaprod.errors import (
-    KafkaError, KafkaTimeoutError, ProducerClosedError, RecordTooLargeError,
+    KafkaTimeoutError, ProducerClosedError, RecordTooLargeError,
 )
 
 log = logging.getLogger("kafkaprod")
@@ -692,11 +692,15 @@ cdef class RecordAccumulator:
                     if not handed_over:
                         self.pool.deallocate_raw(buf, size)
                 self._wake()
-        except KafkaError as exc:
-            # Out of memory for max_block_ms, or closed: records 0..i-1 are in batches and will be sent.
+        except BaseException as exc:
+            # Out of memory for max_block_ms, closed, interrupted, or an input changed by another thread meanwhile:
+            # records 0..i-1 are in batches and will be sent, and the error says so.
             fut.arm()
-            exc.records_appended = i
-            exc.future = fut
+            try:
+                exc.records_appended = i
+                exc.future = fut
+            except AttributeError:  # an exception type without a __dict__
+                pass
             raise
         finally:
             PyMem_Free(cur_builder)

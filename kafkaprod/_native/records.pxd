@@ -1,6 +1,6 @@
 # C-level interface of the RecordBatch v2 builder, for the accumulator to append records without Python calls.
 cimport cython
-from libc.stdint cimport int16_t, int32_t, int64_t
+from libc.stdint cimport int16_t, int32_t, int64_t, uint32_t
 
 from kafkaprod._native.bulk cimport Source
 
@@ -56,6 +56,9 @@ cdef class MemoryRecordsBuilder:
     cdef Py_ssize_t _bulk_hpart
     cdef int64_t _bulk_ts_delta
     cdef Py_ssize_t _bulk_fixed
+    # CRC-32C of the records bytes [61, _crc_pos), kept by append_run while they are in cache (codec none).
+    cdef uint32_t _records_crc
+    cdef Py_ssize_t _crc_pos
 
     # Bytes a record would take if appended next (its length varint included); -1 lengths mean null.
     cdef Py_ssize_t record_size(self, int64_t timestamp, Py_ssize_t key_len, Py_ssize_t value_len,

@@ -157,6 +157,45 @@ cdef extern from *:
 
 
 # ---------------------------------------------------------------------------------------------------------
+# CRC-32C of a concatenation from the CRCs of its parts: crc(A + B) = crc(A) * x^(8 len(B)) mod P, xor crc(B).
+# Values are bit-reflected (bit 31 is x^0), as the checksum itself; the pre/post inversions of the two parts
+# cancel out, so this works on finished CRC values.
+
+cdef enum:
+    CRC32C_POLY_REFLECTED = 0x82F63B78
+
+
+cdef inline uint32_t _gf2_mulmod(uint32_t a, uint32_t b) noexcept nogil:
+    """a * b mod P for reflected 32-bit polynomials."""
+    cdef uint32_t product = 0
+    cdef uint32_t bit = 0x80000000u
+    while bit:
+        if a & bit:
+            product ^= b
+        bit >>= 1
+        b = (b >> 1) ^ (CRC32C_POLY_REFLECTED if b & 1 else 0)
+    return product
+
+
+cdef uint32_t crc32c_combine(uint32_t crc_a, uint32_t crc_b, Py_ssize_t len_b) noexcept nogil:
+    """The CRC-32C of A + B, given crc_a = CRC(A), crc_b = CRC(B) and B's length in bytes."""
+    cdef uint32_t power = 0x80000000u  # x^0
+    cdef uint32_t square = 0x40000000u  # x^1, squared along the exponent's bits
+    cdef uint64_t exponent = <uint64_t>len_b * 8
+    while exponent:
+        if exponent & 1:
+            power = _gf2_mulmod(power, square)
+        square = _gf2_mulmod(square, square)
+        exponent >>= 1
+    return _gf2_mulmod(crc_a, power) ^ crc_b
+
+
+def _crc32c_combine(crc_a: int, crc_b: int, len_b: int) -> int:
+    """crc32c_combine for tests."""
+    return crc32c_combine(crc_a, crc_b, len_b)
+
+
+# ---------------------------------------------------------------------------------------------------------
 # Big-endian stores into the header.
 
 cdef inline void _be16(unsigned char* p, int16_t v) noexcept nogil:
@@ -441,6 +480,8 @@ cdef class MemoryRecordsBuilder:
         self._count = 0
         self._bulk_key_len = -2  # no record sized yet
         self._bulk_value_len = -2
+        self._records_crc = 0
+        self._crc_pos = RECORD_BATCH_OVERHEAD
         self._base_timestamp = -1
         self._max_timestamp = -1
         self._appends_closed = False
@@ -679,6 +720,11 @@ cdef class MemoryRecordsBuilder:
         self._bulk_fixed = fixed
         self._bulk_hpart = hpart
         self._bulk_ts_delta = ts_delta
+        if self._codec == CODEC_NONE and pos > self._crc_pos:
+            # The bytes just written are still in cache; checksummed now, close() does not read them again.
+            self._records_crc = crc32c_update(self._records_crc, self._buf + self._crc_pos,
+                                              <size_t>(pos - self._crc_pos))
+            self._crc_pos = pos
         return i - start
 
     # ----- Python API ------------------------------------------------------------------------------------
@@ -844,7 +890,20 @@ cdef class MemoryRecordsBuilder:
         _be64(out + OFF_PRODUCER_ID, self._producer_id)
         _be16(out + OFF_PRODUCER_EPOCH, self._producer_epoch)
         _be32(out + OFF_BASE_SEQUENCE, <uint32_t>self._base_sequence)
-        if total >= NOGIL_CRC_MIN:
+        cdef Py_ssize_t rest
+        if self._crc_pos > RECORD_BATCH_OVERHEAD and out == self._buf and total == self._pos:
+            # append_run checksummed most records as it wrote them, while they were in cache: finish the records'
+            # CRC, then put the 40 header bytes in front of it arithmetically.
+            rest = total - self._crc_pos
+            if rest >= NOGIL_CRC_MIN:
+                with nogil:
+                    self._records_crc = crc32c_update(self._records_crc, out + self._crc_pos, <size_t>rest)
+            elif rest > 0:
+                self._records_crc = crc32c_update(self._records_crc, out + self._crc_pos, <size_t>rest)
+            self._crc_pos = total
+            crc = crc32c_combine(crc32c_update(0, out + OFF_ATTRIBUTES, RECORD_BATCH_OVERHEAD - OFF_ATTRIBUTES),
+                                 self._records_crc, total - RECORD_BATCH_OVERHEAD)
+        elif total >= NOGIL_CRC_MIN:
             with nogil:
                 crc = crc32c_update(0, out + OFF_ATTRIBUTES, <size_t>(total - OFF_ATTRIBUTES))
         else:
