@@ -16,7 +16,7 @@ from libc.stdint cimport INT16_MAX, INT32_MAX, INT64_MAX, INT64_MIN, int16_t, in
 from libc.string cimport memcpy
 
 from kafkaprod._native.bulk cimport Source, peek_item
-from kafkaprod._native.crc32c cimport crc32c_update
+from kafkaprod._native.crc32c cimport crc32c_combine, crc32c_update
 from kafkaprod._native.varint cimport varint_size, write_varint
 
 import sys
@@ -154,45 +154,6 @@ cdef extern from *:
     uint64_t kp_zigzag(int64_t v) noexcept nogil
     int kp_uvarint_size(uint64_t v) noexcept nogil
     unsigned char* kp_put_uvarint(unsigned char* p, uint64_t v) noexcept nogil
-
-
-# ---------------------------------------------------------------------------------------------------------
-# CRC-32C of a concatenation from the CRCs of its parts: crc(A + B) = crc(A) * x^(8 len(B)) mod P, xor crc(B).
-# Values are bit-reflected (bit 31 is x^0), as the checksum itself; the pre/post inversions of the two parts
-# cancel out, so this works on finished CRC values.
-
-cdef enum:
-    CRC32C_POLY_REFLECTED = 0x82F63B78
-
-
-cdef inline uint32_t _gf2_mulmod(uint32_t a, uint32_t b) noexcept nogil:
-    """a * b mod P for reflected 32-bit polynomials."""
-    cdef uint32_t product = 0
-    cdef uint32_t bit = 0x80000000u
-    while bit:
-        if a & bit:
-            product ^= b
-        bit >>= 1
-        b = (b >> 1) ^ (CRC32C_POLY_REFLECTED if b & 1 else 0)
-    return product
-
-
-cdef uint32_t crc32c_combine(uint32_t crc_a, uint32_t crc_b, Py_ssize_t len_b) noexcept nogil:
-    """The CRC-32C of A + B, given crc_a = CRC(A), crc_b = CRC(B) and B's length in bytes."""
-    cdef uint32_t power = 0x80000000u  # x^0
-    cdef uint32_t square = 0x40000000u  # x^1, squared along the exponent's bits
-    cdef uint64_t exponent = <uint64_t>len_b * 8
-    while exponent:
-        if exponent & 1:
-            power = _gf2_mulmod(power, square)
-        square = _gf2_mulmod(square, square)
-        exponent >>= 1
-    return _gf2_mulmod(crc_a, power) ^ crc_b
-
-
-def _crc32c_combine(crc_a: int, crc_b: int, len_b: int) -> int:
-    """crc32c_combine for tests."""
-    return crc32c_combine(crc_a, crc_b, len_b)
 
 
 # ---------------------------------------------------------------------------------------------------------
