@@ -170,6 +170,38 @@ def test_call_larger_than_buffer_memory_completes(tansu, tansu_topic) -> None:
     _assert_metadata_matches(metadata, values, records)
 
 
+def test_threads_sharing_a_producer_get_their_own_records_back(tansu, tansu_topic) -> None:
+    import threading
+
+    topic = tansu_topic(partitions=2)
+    # A small pool makes the calls wait for memory often, so they interleave in the same batches.
+    results: dict[int, tuple[list[bytes], Sequence[RecordMetadata]]] = {}
+    with _producer(tansu.bootstrap_servers, buffer_memory=96 * 1024, batch_size=16 * 1024) as producer:
+        def work(t: int) -> None:
+            values = [b"thread-%d-%05d" % (t, i) + b"." * (i % 50) for i in range(4000)]
+            future = producer.send_batch(topic, values)
+            producer.send(topic, b"single-%d" % t)
+            results[t] = (values, future.get(WAIT_S))
+
+        threads = [threading.Thread(target=work, args=(t,)) for t in range(3)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(WAIT_S)
+    records = _read_back(tansu.bootstrap_servers, topic, 2, 3 * 4001)
+    for values, metadata in results.values():
+        _assert_metadata_matches(metadata, values, records)
+
+
+def test_idempotent_producer_with_default_settings_sends_batches(tansu, tansu_topic) -> None:
+    topic = tansu_topic(partitions=3)
+    values = _values(5000)
+    with KafkaProducer(tansu.bootstrap_servers, linger_ms=2) as producer:  # acks=all, idempotence on
+        metadata = producer.send_batch(topic, values, keys=[v[-3:] for v in values]).get(WAIT_S)
+    records = _read_back(tansu.bootstrap_servers, topic, 3, 5000)
+    _assert_metadata_matches(metadata, values, records, [v[-3:] for v in values])
+
+
 def test_unknown_topic_waits_for_metadata_like_send(tansu) -> None:
     topic = "auto-" + uuid.uuid4().hex[:10]  # Tansu creates it on the metadata request
     with _producer(tansu.bootstrap_servers) as producer:
