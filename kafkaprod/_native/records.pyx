@@ -15,7 +15,7 @@ from cpython.unicode cimport PyUnicode_Check
 from libc.stdint cimport INT16_MAX, INT32_MAX, INT64_MAX, INT64_MIN, int16_t, int32_t, int64_t, uint32_t, uint64_t
 from libc.string cimport memcpy
 
-from kafkaprod._native.bulk cimport Source, peek_item
+from kafkaprod._native.bulk cimport SRC_LIST, SRC_NONE, SRC_TUPLE, Source, peek_item
 from kafkaprod._native.crc32c cimport crc32c_combine, crc32c_update
 from kafkaprod._native.varint cimport varint_size, write_varint
 
@@ -24,6 +24,8 @@ import threading
 import zlib
 
 cdef extern from "Python.h":
+    PyObject* _type_of "(PyObject*)Py_TYPE" (PyObject* o) noexcept nogil
+    PyObject* _bytes_type "((PyObject*)&PyBytes_Type)"
     # Borrowed-pointer views of list/tuple items and bytes, for the bulk loop: no reference counting per record.
     PyObject** _fast_items "PySequence_Fast_ITEMS" (object) noexcept
     Py_ssize_t _fast_size "PySequence_Fast_GET_SIZE" (object) noexcept
@@ -624,14 +626,33 @@ cdef class MemoryRecordsBuilder:
         cdef const unsigned char* kp
         cdef const unsigned char* vp
         cdef unsigned char* p
+        cdef PyObject** vitems = NULL
+        cdef PyObject* o
+        cdef bint no_keys = ksrc.kind == SRC_NONE
         why[0] = 0
         if self._appends_closed:
             why[0] = 1
             return 0
         if hpart != self._bulk_hpart or ts_delta != self._bulk_ts_delta:
             ck = cv = -2  # the cached size was for other headers or another timestamp delta
+        # The usual inputs -- a list or tuple of bytes, no keys -- are read without the general reader. Nothing in
+        # this loop runs Python code, so the list cannot change under it.
+        if vsrc.kind == SRC_LIST or vsrc.kind == SRC_TUPLE:
+            vitems = _fast_items(<object>vsrc.obj)
+            if stop > _fast_size(<object>vsrc.obj):
+                stop = _fast_size(<object>vsrc.obj)  # shrunk by another thread: the caller raises for the rest
         while i < stop:
-            if peek_item(vsrc, i, &vp, &vl) < 0 or peek_item(ksrc, i, &kp, &kl) < 0:
+            o = vitems[i] if vitems != NULL else NULL
+            if o != NULL and _type_of(o) == _bytes_type:
+                vp = <const unsigned char*>_bytes_ptr(o)
+                vl = _bytes_len(o)
+            elif peek_item(vsrc, i, &vp, &vl) < 0:
+                why[0] = 3
+                break
+            if no_keys:
+                kp = NULL
+                kl = -1
+            elif peek_item(ksrc, i, &kp, &kl) < 0:
                 why[0] = 3
                 break
             if kl != ck or vl != cv:
