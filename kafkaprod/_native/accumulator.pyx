@@ -133,6 +133,8 @@ cdef Py_ssize_t _scan_sizes(Source* src, Py_ssize_t n, BatchFuture fut, bint key
         largest = src.row_size
     elif src.kind != SRC_NONE:
         if src.kind == SRC_LIST or src.kind == SRC_TUPLE:
+            if len(<object>src.obj) < n:  # Python code ran since the input was opened (a buffer export, say)
+                raise RuntimeError(f"{'keys' if keys else 'values'} was changed by another thread during send_batch()")
             items = _fast_items(<object>src.obj)
         for i in range(n):
             # Exact bytes, the common item, without the general reader; everything else through it.
