@@ -85,6 +85,8 @@ cdef enum:
     # Longest zig-zag varint/varlong of an int32/int64, for upper-bound estimates.
     MAX_VARINT = 5
     MAX_VARLONG = 10
+    # Bytes append_run writes between CRC updates: small enough to still be in L1/L2 when checksummed.
+    CRC_CHUNK = 16384
 
 _XERIAL_HEADER = b"\x82SNAPPY\x00\x00\x00\x00\x01\x00\x00\x00\x01"
 _GZIP_WBITS = 31  # zlib's "gzip container" mode
@@ -629,6 +631,11 @@ cdef class MemoryRecordsBuilder:
         cdef PyObject** vitems = NULL
         cdef PyObject* o
         cdef bint no_keys = ksrc.kind == SRC_NONE
+        # The records' CRC is kept up to date as they are written (codec none: the records are the wire bytes),
+        # so that close() does not read the batch back from memory.
+        cdef bint crc_now = self._codec == CODEC_NONE
+        cdef uint32_t crc = self._records_crc
+        cdef Py_ssize_t crc_pos = self._crc_pos
         why[0] = 0
         if self._appends_closed:
             why[0] = 1
@@ -684,6 +691,10 @@ cdef class MemoryRecordsBuilder:
             pos = end
             count += 1
             i += 1
+            if crc_now and pos - crc_pos >= CRC_CHUNK:
+                # Checksummed every few KiB, while the bytes are still in the first-level caches.
+                crc = crc32c_update(crc, self._buf + crc_pos, <size_t>(pos - crc_pos))
+                crc_pos = pos
             if budget != NULL:
                 budget[0] -= (kl if kl > 0 else 0) + (vl if vl > 0 else 0) + 8
                 if budget[0] <= 0:
@@ -702,11 +713,11 @@ cdef class MemoryRecordsBuilder:
         self._bulk_fixed = fixed
         self._bulk_hpart = hpart
         self._bulk_ts_delta = ts_delta
-        if self._codec == CODEC_NONE and pos > self._crc_pos:
-            # The bytes just written are still in cache; checksummed now, close() does not read them again.
-            self._records_crc = crc32c_update(self._records_crc, self._buf + self._crc_pos,
-                                              <size_t>(pos - self._crc_pos))
-            self._crc_pos = pos
+        if crc_now and pos > crc_pos:
+            crc = crc32c_update(crc, self._buf + crc_pos, <size_t>(pos - crc_pos))
+            crc_pos = pos
+        self._records_crc = crc
+        self._crc_pos = crc_pos
         return i - start
 
     # ----- Python API ------------------------------------------------------------------------------------
