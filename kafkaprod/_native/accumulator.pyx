@@ -3,8 +3,10 @@
 
 This is the seed's RecordAccumulator/RecordBatch pair. send() makes exactly one call into this module per
 record: partition choice (murmur2 or uniform sticky), append into the partition's open batch (memory from the
-BufferPool), and the record's future. The Sender's per-loop work -- ready(), drain(), expiry -- also runs here,
-so that no step touches each record from Python.
+BufferPool), and the record's future. send_batch() makes one call for a whole list or array of records
+(append_batch): every record is checked first, then partitioned and encoded in C, with one BatchFuture for all.
+The Sender's per-loop work -- ready(), drain(), expiry -- also runs here, so that no step touches each record
+from Python.
 
 Shared state is guarded by `cython.critical_section(self)`: a per-object lock on free-threaded Python, and on
 GIL builds free, because the guarded code never releases the GIL. The one way another thread can run inside it

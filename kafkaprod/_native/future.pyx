@@ -3,7 +3,9 @@
 
 A batch owns one ProduceRequestResult: one latch for all its records. A record's future is a small object that
 points at that result plus its offset inside the batch, so completing a batch costs one latch release, and
-per-record work happens only for futures that someone attached a callback to.
+per-record work happens only for futures that someone attached a callback to. A send_batch() call gets one
+BatchFuture for all its records, which keeps where each record went in C arrays and counts down the results of
+the batches it touched.
 """
 cimport cython
 from cpython.mem cimport PyMem_Free, PyMem_Malloc, PyMem_Realloc
