@@ -59,6 +59,8 @@ cdef extern from "Python.h":
     PyObject* _type_of "(PyObject*)Py_TYPE" (PyObject* o) noexcept
     PyObject* _bytes_type "((PyObject*)&PyBytes_Type)"
     Py_ssize_t _bytes_size "PyBytes_GET_SIZE" (PyObject* o) noexcept
+    char* _bytes_str "PyBytes_AS_STRING" (PyObject* o) noexcept
+    Py_ssize_t _fast_size_of "PySequence_Fast_GET_SIZE" (PyObject* o) noexcept
     PyObject* _none "Py_None"
 
 cdef object _deque = collections.deque
@@ -119,6 +121,26 @@ cdef inline int view_of(object obj, Py_buffer* view, const unsigned char** ptr, 
     ptr[0] = <const unsigned char*>view.buf
     length[0] = view.len
     return 1
+
+
+cdef inline PyObject** _items_of(Source* src, Py_ssize_t n) noexcept:
+    """The item array of a list or tuple input still holding n items, else NULL (read through read_item)."""
+    if (src.kind == SRC_LIST or src.kind == SRC_TUPLE) and _fast_size_of(src.obj) >= n:
+        return _fast_items(<object>src.obj)
+    return NULL
+
+
+cdef inline int _read_fast(Source* src, PyObject** items, Py_ssize_t i, const unsigned char** ptr,
+                           Py_ssize_t* length) except -1:
+    # read_item, with the common item -- exact bytes in a list or tuple -- read straight from the item array.
+    cdef PyObject* o
+    if items != NULL:
+        o = items[i]
+        if _type_of(o) == _bytes_type:
+            ptr[0] = <const unsigned char*>_bytes_str(o)
+            length[0] = _bytes_size(o)
+            return 0
+    return read_item(src, i, ptr, length)
 
 
 cdef Py_ssize_t _scan_sizes(Source* src, Py_ssize_t n, BatchFuture fut, bint keys) except -1:
@@ -566,6 +588,8 @@ cdef class RecordAccumulator:
         cdef PyObject* ob
         cdef PyObject* last = NULL
         cdef bint run_ok = fixed >= 0 or (ksrc.kind == SRC_NONE and parr == NULL)
+        cdef PyObject** vitems
+        cdef PyObject** kitems
         cdef Py_ssize_t budget, cnt
         cdef int32_t d0
         cdef int why
@@ -586,6 +610,9 @@ cdef class RecordAccumulator:
                         raise ProducerClosedError("the producer was closed during send_batch()")
                     for q in range(nparts):
                         cur_builder[q] = NULL
+                    # Item arrays of list/tuple inputs, for this section (Python code may run between sections).
+                    vitems = _items_of(vsrc, n)
+                    kitems = _items_of(ksrc, n)
                     while i < n:
                         if run_ok and pending_p < 0:
                             # One partition for a stretch of records (fixed, or keyless and sticky): append them
@@ -609,8 +636,8 @@ cdef class RecordAccumulator:
                                         st.sticky_bytes = self.batch_size - budget
                                 if why == 0 or why == 2:
                                     continue
-                        read_item(vsrc, i, &vp, &vl)
-                        read_item(ksrc, i, &kp, &kl)
+                        _read_fast(vsrc, vitems, i, &vp, &vl)
+                        _read_fast(ksrc, kitems, i, &kp, &kl)
                         if pending_p >= 0:
                             p = pending_p  # chosen before this record had to wait for a new batch
                         elif fixed >= 0:
@@ -635,11 +662,21 @@ cdef class RecordAccumulator:
                         if d < 0:
                             pending_p = p
                             break
-                        # Most records extend the future's last run (same batch, next offset): no call for those.
+                        # Most records extend the future's last run (same batch, next offset) or, keyed, start a
+                        # run in a batch the future already knows: no call for those.
                         k = fut._nruns - 1
-                        if (k >= 0 and fut._part_res[p] == cur_result[p] and fut._run_res[k] == fut._part_idx[p]
-                                and fut._run_rel[k] + (i - fut._run_start[k]) == d):
-                            fut._count = i + 1
+                        if fut._part_res[p] == cur_result[p]:
+                            if (k >= 0 and fut._run_res[k] == fut._part_idx[p]
+                                    and fut._run_rel[k] + (i - fut._run_start[k]) == d):
+                                fut._count = i + 1
+                            elif k + 1 < fut._runs_cap:
+                                fut._run_start[k + 1] = i
+                                fut._run_rel[k + 1] = d
+                                fut._run_res[k + 1] = fut._part_idx[p]
+                                fut._nruns = k + 2
+                                fut._count = i + 1
+                            else:
+                                fut.add_record(p, <ProduceRequestResult>cur_result[p], d)
                         else:
                             fut.add_record(p, <ProduceRequestResult>cur_result[p], d)
                         pending_p = -1
