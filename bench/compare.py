@@ -1,5 +1,9 @@
 """kafkaprod against confluent-kafka, aiokafka and kafka-python on one Tansu broker, in one run.
 
+Clients: kafkaprod (send() per record), kafkaprod-batch (send_batch() of 10,000 records per call), confluent
+(produce() per record), confluent-batch (produce_batch() of 10,000 message dicts per call), aiokafka,
+kafka-python. The bulk clients' inputs (lists, dicts) are built before the timed window.
+
     python bench/compare.py                                   # all installed clients, 3 rounds of 1M records
     python bench/compare.py --clients confluent,aiokafka --rounds 5 --json bench/results/run.json
     python bench/compare.py --workload keyed-lz4              # 16-byte keys, lz4

@@ -24,6 +24,7 @@ import path holds the repository root (for an in-place build of kafkaprod) ahead
 from __future__ import annotations
 
 import asyncio
+import gc
 import itertools
 import json
 import os
@@ -33,8 +34,11 @@ import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
-CLIENTS = ("kafkaprod", "confluent", "aiokafka", "kafka-python")
-_MODULES = {"kafkaprod": "kafkaprod", "confluent": "confluent_kafka", "aiokafka": "aiokafka", "kafka-python": "kafka"}
+CLIENTS = ("kafkaprod", "confluent", "aiokafka", "kafka-python", "kafkaprod-batch", "confluent-batch")
+_MODULES = {"kafkaprod": "kafkaprod", "confluent": "confluent_kafka", "aiokafka": "aiokafka", "kafka-python": "kafka",
+            "kafkaprod-batch": "kafkaprod", "confluent-batch": "confluent_kafka"}
+# Records per call of the bulk APIs (kafkaprod's send_batch, confluent-kafka's produce_batch).
+BATCH_CHUNK = 10_000
 # Requests may carry one full batch per partition; let every client put them in one request as Java would
 # (max.request.size bounds a whole request in Java, kafka-python, aiokafka and kafkaprod).
 _MAX_REQUEST_SIZE = 64 * 1024 * 1024
@@ -43,14 +47,18 @@ _WARMUP_TIMEOUT_S = 60.0
 
 def client_version(client: str) -> dict[str, str]:
     """Import the client the way the run will and say which one it is (raises ImportError when unusable)."""
-    if client == "kafkaprod":
+    if client in ("kafkaprod", "kafkaprod-batch"):
         import kafkaprod
         from kafkaprod import KafkaProducer  # noqa: F401  (the producer is what must exist, not just the package)
 
+        if client == "kafkaprod-batch" and not hasattr(KafkaProducer, "send_batch"):
+            raise ImportError("this kafkaprod has no KafkaProducer.send_batch")
         return {"version": kafkaprod.__version__, "path": os.path.dirname(kafkaprod.__file__)}
-    if client == "confluent":
+    if client in ("confluent", "confluent-batch"):
         import confluent_kafka
 
+        if client == "confluent-batch" and not hasattr(confluent_kafka.Producer, "produce_batch"):
+            raise ImportError(f"confluent-kafka {confluent_kafka.__version__} has no Producer.produce_batch")
         return {"version": confluent_kafka.__version__, "librdkafka": confluent_kafka.libversion()[0],
                 "path": os.path.dirname(confluent_kafka.__file__)}
     if client == "aiokafka":
@@ -256,6 +264,112 @@ def run_confluent(spec: dict[str, Any]) -> dict[str, Any]:
     return result
 
 
+def _chunks(spec: dict[str, Any]) -> tuple[bytes, list[tuple[list[bytes], list[bytes] | None]]]:
+    """The workload's records as (values, keys) chunks of BATCH_CHUNK records, built before the window."""
+    value, keys = _records(spec)
+    n = spec["num_records"]
+    key_list = None if keys is None else list(keys)
+    chunks = []
+    for start in range(0, n, BATCH_CHUNK):
+        end = min(n, start + BATCH_CHUNK)
+        chunks.append(([value] * (end - start), None if key_list is None else key_list[start:end]))
+    return value, chunks
+
+
+def _settle_collector() -> None:
+    # The bulk clients' inputs are a million references (or dicts) made just before the window; the garbage
+    # collector's first passes over such fresh objects belong to building them, not to producing them.
+    gc.collect()
+
+
+def run_kafkaprod_batch(spec: dict[str, Any]) -> dict[str, Any]:
+    from kafkaprod import KafkaProducer
+
+    producer = KafkaProducer(
+        bootstrap_servers=spec["bootstrap_servers"],
+        acks=_acks(spec),
+        enable_idempotence=spec["idempotence"],
+        linger_ms=spec["linger_ms"],
+        batch_size=spec["batch_size"],
+        max_request_size=_MAX_REQUEST_SIZE,
+        compression_type=spec["compression"],
+        client_id="bench-kafkaprod-batch",
+    )
+    topic = spec["topic"]
+    value, chunks = _chunks(spec)
+    _settle_collector()
+    producer.send(topic, value, _first_key(spec)).get(timeout=_WARMUP_TIMEOUT_S)
+    send_batch = producer.send_batch
+    window = Window(spec.get("broker_pid"))
+    window.start()
+    # One call per chunk; the returned futures are dropped like the per-record loops drop theirs.
+    for values, keys in chunks:
+        send_batch(topic, values, keys=keys)
+    producer.flush()
+    window.stop()
+    producer.close()
+    return window.result(spec)
+
+
+def run_confluent_batch(spec: dict[str, Any]) -> dict[str, Any]:
+    from confluent_kafka import KafkaError, KafkaException, Producer
+
+    errors: list[str] = []
+    producer = Producer({
+        "bootstrap.servers": spec["bootstrap_servers"],
+        "acks": _acks(spec),
+        "enable.idempotence": spec["idempotence"],
+        "linger.ms": spec["linger_ms"],
+        "batch.size": spec["batch_size"],
+        "compression.type": spec["compression"],
+        "client.id": "bench-confluent-batch",
+        "error_cb": lambda err: errors.append(str(err)),
+    })
+    topic = spec["topic"]
+    value, raw_chunks = _chunks(spec)
+    # produce_batch takes one dict per message; they are made here, outside the window.
+    chunks = [[{"value": v} if keys is None else {"value": v, "key": k}
+               for v, k in zip(values, keys or itertools.repeat(None))] for values, keys in raw_chunks]
+    _settle_collector()
+    warm: list[Any] = []
+    producer.produce(topic, value, _first_key(spec), on_delivery=lambda err, msg: warm.append(err))
+    if producer.flush(_WARMUP_TIMEOUT_S) or warm != [None]:
+        raise KafkaException(f"warm-up record not delivered: {warm} {errors}")
+    produce_batch = producer.produce_batch
+    poll = producer.poll
+    queue_full = KafkaError._QUEUE_FULL
+    window = Window(spec.get("broker_pid"))
+    window.start()
+    # produce_batch queues what fits in librdkafka's queue and marks the rest with an '_error' (QUEUE_FULL);
+    # serving delivery reports with poll() makes room, then the rest is offered again.
+    for chunk in chunks:
+        while True:
+            try:
+                accepted = produce_batch(topic, chunk)
+            except BufferError:
+                accepted = 0
+                poll(0.0005)
+                continue
+            if accepted == len(chunk):
+                break
+            rest = []
+            for message in chunk:
+                err = message.pop("_error", None)
+                if err is not None:
+                    if err.code() != queue_full:
+                        raise KafkaException(err)
+                    rest.append(message)
+            chunk = rest
+            poll(0.0005)
+    left = producer.flush(600)
+    window.stop()
+    if left:
+        raise KafkaException(f"{left} records still undelivered after flush(600); errors: {errors[:5]}")
+    result = window.result(spec)
+    result["client_errors"] = errors
+    return result
+
+
 def run_kafka_python(spec: dict[str, Any]) -> dict[str, Any]:
     from kafka import KafkaProducer
 
@@ -331,6 +445,8 @@ RUNNERS: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {
     "confluent": run_confluent,
     "aiokafka": run_aiokafka,
     "kafka-python": run_kafka_python,
+    "kafkaprod-batch": run_kafkaprod_batch,
+    "confluent-batch": run_confluent_batch,
 }
 
 

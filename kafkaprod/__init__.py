@@ -12,7 +12,7 @@ __version__ = "0.1.0"
 import importlib
 
 # Every compiled module of the send path; a missing one means the build step did not run.
-_NATIVE_MODULES = ("crc32c", "murmur2", "varint", "records", "buffer_pool", "future", "accumulator")
+_NATIVE_MODULES = ("crc32c", "murmur2", "varint", "records", "buffer_pool", "future", "bulk", "accumulator")
 
 try:
     for _name in _NATIVE_MODULES:

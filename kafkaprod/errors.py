@@ -45,6 +45,24 @@ class RecordTooLargeError(KafkaError):
     """A record is larger than ``max_request_size`` or ``buffer_memory`` allows."""
 
 
+class BatchSendError(KafkaError):
+    """Some, not all, records of one ``send_batch()`` call failed.
+
+    ``failed`` of ``total`` records failed; ``first_error`` is the error of the lowest-indexed failed record
+    (``first_failed_index``), and also this error's ``__cause__``. ``BatchFuture.failed_indices()`` lists them all.
+    When every record of the call failed, ``get()`` raises the first record's error itself instead.
+    """
+
+    def __init__(self, failed: int, total: int, first_error: BaseException, first_failed_index: int) -> None:
+        super().__init__(f"{failed} of {total} records failed; the first (index {first_failed_index}) with "
+                         f"{type(first_error).__name__}: {first_error}")
+        self.failed = failed
+        self.total = total
+        self.first_error = first_error
+        self.first_failed_index = first_failed_index
+        self.retriable = bool(getattr(first_error, "retriable", False))
+
+
 class BrokerResponseError(KafkaError):
     """An error code returned by a broker. Subclasses exist per code; see :func:`for_code`."""
 

@@ -22,6 +22,9 @@ How it measures (the parts that differ from Java's tool are marked):
   their futures, which are kept and checked with ``get()`` after the final flush (the oldest ones already
   during the run once more than ~1M are pending, so memory stays bounded). The exit status is 1 when any record
   failed.
+- ``--bulk [N]`` (differs): records go out through ``send_batch()``, N per call (default 10,000). Latency is then
+  sampled once per call, from just before the call to its last acknowledgement, and failures are counted per
+  record from each call's future.
 - Progress lines (every ``--reporting-interval`` seconds, default 5) count records handed to ``send()`` in the
   interval (differs: Java counts completions); send() blocks when buffer memory is full, so the two differ by at
   most a buffer's worth. The latency figures on them come from the samples completed in the interval.
@@ -51,6 +54,7 @@ DEFAULT_RECORD_SIZE = 100
 DEFAULT_TOPIC = "kafkaprod-perf"
 DEFAULT_PARTITIONS = 6
 TARGET_LATENCY_SAMPLES = 20_000
+DEFAULT_BULK_CHUNK = 10_000
 # Futures of unsampled records are checked and dropped in halves once this many are held.
 MAX_HELD_FUTURES = 1 << 20
 # A future still unresolved this long after flush() returned means a producer bug, not a slow broker.
@@ -85,6 +89,7 @@ class PerfArgs:
     verbose: bool
     compare: bool = False  # run every installed peer client too (kafkaprod.perf_compare)
     rounds: int = 1  # with compare: runs per client, alternating
+    bulk: int | None = None  # records per send_batch() call; None: one send() per record
 
 
 def _int_arg(minimum: int) -> Callable[[str], int]:
@@ -173,6 +178,9 @@ def build_parser() -> argparse.ArgumentParser:
                         metavar="KEY=VALUE", help="any other producer option (snake_case or Java name), repeatable")
     parser.add_argument("--reporting-interval", type=_interval_arg, default=5.0, metavar="SECONDS",
                         help="seconds between progress lines (default 5)")
+    parser.add_argument("--bulk", type=_int_arg(1), nargs="?", const=DEFAULT_BULK_CHUNK, default=None, metavar="N",
+                        help=f"send with send_batch(), N records per call (default N {DEFAULT_BULK_CHUNK:,}); "
+                             f"latency is then measured per call")
     parser.add_argument("--json", action="store_true",
                         help="print the final report as one JSON object on stdout (progress goes to stderr)")
     parser.add_argument("-v", "--verbose", action="store_true", help="log the producer's INFO messages to stderr")
@@ -241,6 +249,7 @@ def parse_args(argv: Sequence[str] | None = None) -> PerfArgs:
         verbose=ns.verbose,
         compare=ns.compare,
         rounds=1 if ns.rounds is None else ns.rounds,
+        bulk=ns.bulk,
     )
 
 
@@ -366,6 +375,17 @@ class Stats:
 
         return on_completion
 
+    def batch_callback(self, sent_at: float) -> Callable[[Any], None]:
+        def on_done(future: Any) -> None:
+            # Failures are counted after the run (check_batch_futures); a call with any is no latency sample.
+            latency_ms = (time.perf_counter() - sent_at) * 1000.0
+            if future.exception(0) is None:
+                with self._lock:
+                    self.latencies_ms.append(latency_ms)
+                    self._window.append(latency_ms)
+
+        return on_done
+
     def error(self, exception: BaseException) -> None:
         with self._lock:
             self.errors[type(exception).__name__] += 1
@@ -409,6 +429,7 @@ class Report:
     producer_options: dict[str, Any]
     bootstrap_servers: str
     topic: str
+    bulk: int | None = None
 
     @classmethod
     def build(cls, args: PerfArgs, stats: Stats, elapsed_s: float, total_bytes: int, options: dict[str, Any],
@@ -424,7 +445,7 @@ class Report:
             p50_ms=percentile(lat, 0.5), p95_ms=percentile(lat, 0.95), p99_ms=percentile(lat, 0.99),
             p999_ms=percentile(lat, 0.999),
             producer_options={k: v for k, v in options.items() if k != "bootstrap_servers"},
-            bootstrap_servers=bootstrap_servers, topic=args.topic,
+            bootstrap_servers=bootstrap_servers, topic=args.topic, bulk=args.bulk,
         )
 
 
@@ -443,9 +464,14 @@ def format_summary(report: Report) -> str:
             f"{report.avg_latency_ms:.2f} ms avg latency, {report.max_latency_ms:.2f} ms max latency, "
             f"{report.p50_ms:.2f} ms 50th, {report.p95_ms:.2f} ms 95th, {report.p99_ms:.2f} ms 99th, "
             f"{report.p999_ms:.2f} ms 99.9th.")
-    line += (f"\nlatency from {report.latency_samples} sampled records (every {report.latency_sample_every}"
-             f"{'st' if report.latency_sample_every == 1 else 'th'}); {report.elapsed_s:.2f} s from first send "
-             f"to last acknowledgement")
+    if report.bulk:
+        line += (f"\nsend_batch() of {report.bulk:,} records per call; latency from {report.latency_samples} calls "
+                 f"(call to its last acknowledgement); {report.elapsed_s:.2f} s from first send to last "
+                 f"acknowledgement")
+    else:
+        line += (f"\nlatency from {report.latency_samples} sampled records (every {report.latency_sample_every}"
+                 f"{'st' if report.latency_sample_every == 1 else 'th'}); {report.elapsed_s:.2f} s from first send "
+                 f"to last acknowledgement")
     if report.failed:
         kinds = ", ".join(f"{name}: {count}" for name, count in sorted(report.errors.items()))
         line += f"\n{report.failed} records FAILED ({kinds})"
@@ -543,6 +569,57 @@ def produce(producer: Any, args: PerfArgs, records: Records, stats: Stats) -> fl
     return elapsed
 
 
+def produce_bulk(producer: Any, args: PerfArgs, records: Records, stats: Stats) -> float:
+    """send_batch() in calls of args.bulk records; returns the seconds from the first call to the end of the flush.
+
+    Latency is sampled per call: from just before send_batch() to the call's last acknowledgement (its
+    BatchFuture completing). Failures are counted per record from each call's future.
+    """
+    n, chunk, topic = args.num_records, args.bulk or DEFAULT_BULK_CHUNK, args.topic
+    send_batch = producer.send_batch
+    # A constant record needs one list for every call, made before the clock starts; otherwise each call's
+    # values (and keys) are cut from the cycles as it goes, a Python step per record that the timing includes.
+    fixed = [records.values[0]] * chunk if records.constant else None
+    stream = None if fixed is not None else records.stream(n)
+    futures: list[Any] = []
+    start = time.perf_counter()
+    progress = Progress(args, stats, records.total_bytes(n) / n, start)
+    throttle = Throttle(args.throughput, start) if args.throughput > 0 else None
+    sent = 0
+    while sent < n:
+        size = min(chunk, n - sent)
+        if throttle is not None:
+            throttle.wait(sent + size)
+        if fixed is not None:
+            values, keys = (fixed if size == chunk else fixed[:size]), None
+        else:
+            pairs = list(itertools.islice(stream, size))
+            values = [v for v, _ in pairs]
+            keys = [k for _, k in pairs] if records.keys else None
+        future = send_batch(topic, values, keys=keys)
+        future.add_done_callback(stats.batch_callback(time.perf_counter()))
+        futures.append(future)
+        sent += size
+        progress.maybe_print(sent)
+    producer.flush()
+    elapsed = time.perf_counter() - start
+    check_batch_futures(futures, stats)
+    return elapsed
+
+
+def check_batch_futures(futures: list[Any], stats: Stats) -> None:
+    for future in futures:
+        try:
+            if future.exception(FUTURE_CHECK_TIMEOUT_S) is None:
+                continue
+        except Exception as exc:  # never completed: every record of the call counts as failed
+            for _ in range(len(future)):
+                stats.error(exc)
+            continue
+        for index in future.failed_indices(0):
+            stats.error(future.record_outcome(index)[1])
+
+
 def _drop_oldest(held: list[Any], stats: Stats) -> None:
     half = len(held) // 2
     check_futures(held[:half], stats)
@@ -625,7 +702,7 @@ def _run_on(args: PerfArgs, bootstrap_servers: str, records: Records) -> int:
     stats = Stats()
     producer = KafkaProducer(**options)
     try:
-        elapsed = produce(producer, args, records, stats)
+        elapsed = (produce_bulk if args.bulk else produce)(producer, args, records, stats)
     finally:
         producer.close()
     report = Report.build(args, stats, elapsed, records.total_bytes(args.num_records), options, bootstrap_servers)

@@ -16,7 +16,7 @@ from typing import Any
 from kafkaprod import config as _config
 from kafkaprod._native.accumulator import RecordAccumulator
 from kafkaprod._native.buffer_pool import BufferPool
-from kafkaprod._native.future import FutureRecordMetadata
+from kafkaprod._native.future import BatchFuture, FutureRecordMetadata
 from kafkaprod._native.records import parse_compression_type
 from kafkaprod.errors import KafkaError, KafkaTimeoutError, ProducerClosedError, RecordTooLargeError
 from kafkaprod.interceptors import ProducerInterceptors
@@ -135,6 +135,115 @@ class KafkaProducer:
             if self._interceptors is not None:
                 self._interceptors.on_send_error(exc)
             raise
+
+    def send_batch(self, topic: str, values: Any, *, keys: Any = None, partition: int | None = None,
+                   timestamp_ms: int | None = None,
+                   headers: Iterable[tuple[str, bytes | None]] | None = None) -> BatchFuture:
+        """Queues many records in one call and returns one BatchFuture for all of them.
+
+        values (and keys, if given: one per value) is a list or tuple of bytes (None items are null), a 1-D numpy
+        array of dtype object holding bytes, or a 2-D C-contiguous numpy uint8 array with one record per row.
+        Keyed records go to murmur2(key) % partitions, keyless ones to the uniform sticky partition, all of them to
+        `partition` when it is given; `timestamp_ms` (default: now, read once) and `headers` apply to every record.
+        Partitioning and encoding run in compiled code with no Python object per record.
+
+        Every argument and record is checked before the first record is queued (TypeError/ValueError naming the
+        argument and index, RecordTooLargeError). Like send(), the call waits up to max_block_ms for the topic's
+        metadata and for buffer memory; a call larger than buffer_memory waits for the I/O thread to free
+        batches as it goes, and max_block_ms bounds each wait, not the whole call. If a wait runs out
+        (BufferExhaustedError) or the producer closes meanwhile, the records queued so far are still sent: the
+        error carries `records_appended` and `future` (a BatchFuture for those).
+
+        With key/value serializers, interceptors or a custom partitioner configured, they run per record in
+        Python first (one call each per record, so that path is only as fast as send()): serializers turn each
+        item into bytes, interceptors see every record in on_send and on_acknowledgement (they may change a
+        record's key, value and partition, not its topic, timestamp or headers), the partitioner picks each
+        record's partition unless `partition` is given.
+        """
+        if self._closed:
+            raise ProducerClosedError("send_batch() after the producer was closed")
+        _check_topic(topic)
+        if partition is not None and (isinstance(partition, bool) or not isinstance(partition, int)):
+            raise TypeError(f"partition must be an int or None, got {type(partition).__name__} {partition!r}")
+        if partition is not None and partition < 0:
+            raise ValueError(f"partition must be >= 0 or None, got {partition}")
+        if timestamp_ms is not None and (isinstance(timestamp_ms, bool) or not isinstance(timestamp_ms, int)):
+            raise TypeError(f"timestamp_ms must be an int (ms since the epoch) or None, got {timestamp_ms!r}")
+        if headers is not None:
+            headers = _check_headers(headers)
+        partitions = None
+        slow = (self._interceptors is not None or self._key_serializer is not None
+                or self._value_serializer is not None or self._partitioner is not None)
+        if slow:
+            values, keys, partitions = self._prepare_batch(topic, values, keys, partition, timestamp_ms, headers)
+        else:
+            self._wait_on_metadata(topic)
+        try:
+            # Per-record partitions from the slow path already hold the call's partition where nothing overrode it.
+            future = self._accumulator.append_batch(topic, values, keys, partition if partitions is None else None,
+                                                    timestamp_ms, headers, partitions)
+        except KafkaError as exc:
+            if self._interceptors is not None:
+                self._interceptors.on_send_error(exc)
+            raise
+        if self._interceptors is not None:
+            future.add_done_callback(self._acknowledge_batch)
+        return future
+
+    def _prepare_batch(self, topic: str, values: Any, keys: Any, partition: int | None, timestamp_ms: int | None,
+                       headers: list | None) -> tuple[list, list | None, list | None]:
+        """The slow path of send_batch(): interceptors, serializers and partitioner per record, in Python."""
+        values = list(values)
+        n = len(values)
+        if keys is not None:
+            keys = list(keys)
+            if len(keys) != n:
+                raise ValueError(f"keys has {len(keys)} items but values has {n}; give one key per value, or None")
+        partitions: list | None = None
+        if self._interceptors is not None:
+            on_send = self._interceptors.on_send
+            partitions = [partition] * n
+            for i in range(n):
+                t, v, k, p, ts, h = on_send(topic, values[i], None if keys is None else keys[i], partition,
+                                            timestamp_ms, headers)
+                if t != topic or ts != timestamp_ms or h != headers:
+                    raise ValueError(f"an interceptor changed the topic, timestamp or headers of record {i}; "
+                                     f"send_batch() sends all records with the call's own")
+                values[i] = v
+                if k is not None and keys is None:
+                    keys = [None] * n
+                if keys is not None:
+                    keys[i] = k
+                partitions[i] = p
+        if self._value_serializer is not None:
+            serialize = self._value_serializer
+            values = [serialize(topic, v) for v in values]
+        if keys is not None and self._key_serializer is not None:
+            serialize = self._key_serializer
+            keys = [serialize(topic, k) for k in keys]
+        # The rest wants bytes items (the custom partitioner sees bytes, as in send()).
+        values = [v if v is None or isinstance(v, bytes) else _as_bytes(v, "values", i) for i, v in enumerate(values)]
+        if keys is not None:
+            keys = [k if k is None or isinstance(k, bytes) else _as_bytes(k, "keys", i) for i, k in enumerate(keys)]
+        self._wait_on_metadata(topic)
+        if self._partitioner is not None and partition is None:
+            cluster = self._metadata.cluster
+            chosen = partitions or [None] * n
+            for i in range(n):
+                if chosen[i] is None:
+                    p = self._partitioner(topic, None if keys is None else keys[i], values[i], cluster)
+                    if isinstance(p, bool) or not isinstance(p, int):
+                        raise TypeError(f"the partitioner returned {p!r} for record {i}, not an int")
+                    chosen[i] = p
+            partitions = chosen
+        return values, keys, partitions
+
+    def _acknowledge_batch(self, future: BatchFuture) -> None:
+        # Interceptors see every record of a send_batch() call acknowledged, as they would for send().
+        on_ack = self._interceptors.on_acknowledgement
+        for i in range(len(future)):
+            metadata, error = future.record_outcome(i)
+            on_ack(metadata, error)
 
     def _wait_on_metadata(self, topic: str) -> None:
         acc = self._accumulator
@@ -259,6 +368,14 @@ def _check_timeout(method: str, timeout: Any) -> None:
                         f"{type(timeout).__name__} {timeout!r}")
     if not timeout >= 0:  # also refuses NaN
         raise ValueError(f"{method}(timeout): timeout must be >= 0 seconds or None, got {timeout!r}")
+
+
+def _as_bytes(item: Any, what: str, index: int) -> bytes:
+    """A serialized (or array-row) item as bytes for the slow send_batch() path; TypeError naming it otherwise."""
+    try:
+        return bytes(memoryview(item))
+    except TypeError:
+        raise TypeError(f"{what}[{index}] must be bytes or None (after serialization), got {type(item).__name__}") from None
 
 
 def _check_headers(headers: Iterable[Any]) -> list[tuple[str, bytes | None]]:

@@ -10,7 +10,9 @@ from array import array
 import crc32c as crc32c_package
 import pytest
 
-from kafkaprod._native.crc32c import _crc32c_with, _kernels, crc32c, crc32c_portable, implementation
+from kafkaprod._native.crc32c import (
+    _crc32c_with, _kernels, crc32c, crc32c_combine_values, crc32c_portable, implementation,
+)
 
 # crc32c() itself, and every kernel this CPU can run through the test hook (the dispatcher uses only the first).
 KERNELS = [pytest.param(crc32c, id="crc32c"), pytest.param(crc32c_portable, id="crc32c_portable")] + [
@@ -199,3 +201,16 @@ def test_bad_arguments_raise_clear_errors(kernel):
 def test_unknown_kernel_name_is_a_value_error():
     with pytest.raises(ValueError, match="no CRC-32C kernel 'avx9000' on this CPU"):
         _crc32c_with("avx9000", b"x")
+
+
+@pytest.mark.parametrize(("len_a", "len_b"), [(0, 0), (1, 0), (0, 1), (40, 100), (40, 1_000_000), (13, 65_537)])
+def test_combine_gives_the_crc_of_the_concatenation_without_reading_it(len_a, len_b):
+    rng = random.Random(len_a * 1_000_003 + len_b)
+    a, b = rng.randbytes(len_a), rng.randbytes(len_b)
+    assert crc32c_combine_values(crc32c_package.crc32c(a), crc32c_package.crc32c(b), len_b) == \
+        crc32c_package.crc32c(a + b)
+
+
+def test_combine_refuses_a_negative_length():
+    with pytest.raises(ValueError, match="len_b"):
+        crc32c_combine_values(0, 0, -1)

@@ -1,6 +1,7 @@
-"""kafkaprod-perf's command line: what each flag turns into, and which inputs are refused (no producer, no broker)."""
+"""kafkaprod-perf's command line: what each flag turns into, which inputs are refused, and one --bulk run on Tansu."""
 from __future__ import annotations
 
+import json
 import math
 
 import pytest
@@ -269,3 +270,23 @@ def test_a_failed_client_is_named_by_the_exception_its_child_raised():
     text = ("aiokafka: child exited 1:\n  File \"x.py\", line 3\n"
             "aiokafka.errors.UnknownError: [Error -1] UnknownError\nUnclosed AIOKafkaProducer\nproducer: <obj>")
     assert _last_line(text) == "aiokafka.errors.UnknownError: [Error -1] UnknownError"
+
+
+def test_bulk_flag_alone_sends_ten_thousand_records_per_call():
+    assert perf.parse_args([]).bulk is None
+    assert perf.parse_args(["--bulk"]).bulk == perf.DEFAULT_BULK_CHUNK == 10_000
+    assert perf.parse_args(["--bulk", "2500"]).bulk == 2500
+
+
+def test_bulk_chunk_must_be_positive(capsys):
+    assert "--bulk" in refused(capsys, ["--bulk", "0"])
+
+
+def test_bulk_run_sends_every_record_through_send_batch(tansu, tansu_topic, capsys):
+    topic = tansu_topic(partitions=3)
+    status = perf.main(["--bulk", "3000", "--num-records", "10000", "--key-size", "8", "--topic", topic,
+                        "--bootstrap-servers", tansu.bootstrap_servers, "--json"])
+    assert status == 0
+    report = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert (report["records"], report["failed"], report["bulk"]) == (10_000, 0, 3000)
+    assert report["latency_samples"] == 4  # one per call: 3000 + 3000 + 3000 + 1000

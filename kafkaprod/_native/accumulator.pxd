@@ -1,8 +1,12 @@
 cimport cython
 from libc.stdint cimport int16_t, int64_t
 
+from cpython.object cimport PyObject
+from libc.stdint cimport int32_t
+
 from kafkaprod._native.buffer_pool cimport BufferPool
-from kafkaprod._native.future cimport FutureRecordMetadata, ProduceRequestResult
+from kafkaprod._native.bulk cimport Source
+from kafkaprod._native.future cimport BatchFuture, FutureRecordMetadata, ProduceRequestResult
 from kafkaprod._native.records cimport MemoryRecordsBuilder
 
 
@@ -81,6 +85,12 @@ cdef class RecordAccumulator:
     cdef FutureRecordMetadata _append_record(self, TopicState st, int partition, object key, object value,
                                              object headers, object timestamp_ms, object callback)
     cdef int _check_size(self, Py_ssize_t klen, Py_ssize_t vlen, object headers) except -1
+    cdef bint _open_builder(self, list open_batches, int p, PyObject** cur_builder, PyObject** cur_result) noexcept
+    cdef int _check_batch(self, Source* vsrc, Source* ksrc, Py_ssize_t n, Py_ssize_t hpart,
+                          BatchFuture fut) except -1
+    cdef BatchFuture _append_batch(self, TopicState st, BatchFuture fut, Source* vsrc, Source* ksrc,
+                                   Py_ssize_t n, int nparts, int fixed, int32_t* parr, int64_t ts,
+                                   const unsigned char* hp, Py_ssize_t hlen)
     cdef int _sticky(self, TopicState st, Py_ssize_t klen, Py_ssize_t vlen)
     cdef FutureRecordMetadata _append(self, TopicState st, int partition, int64_t ts,
                                       const unsigned char* kptr, Py_ssize_t klen,

@@ -3,8 +3,10 @@
 
 This is the seed's RecordAccumulator/RecordBatch pair. send() makes exactly one call into this module per
 record: partition choice (murmur2 or uniform sticky), append into the partition's open batch (memory from the
-BufferPool), and the record's future. The Sender's per-loop work -- ready(), drain(), expiry -- also runs here,
-so that no step touches each record from Python.
+BufferPool), and the record's future. send_batch() makes one call for a whole list or array of records
+(append_batch): every record is checked first, then partitioned and encoded in C, with one BatchFuture for all.
+The Sender's per-loop work -- ready(), drain(), expiry -- also runs here, so that no step touches each record
+from Python.
 
 Shared state is guarded by `cython.critical_section(self)`: a per-object lock on free-threaded Python, and on
 GIL builds free, because the guarded code never releases the GIL. The one way another thread can run inside it
@@ -16,10 +18,18 @@ from cpython.buffer cimport PyBUF_SIMPLE, PyBuffer_Release, PyObject_GetBuffer
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_CheckExact, PyBytes_GET_SIZE
 from libc.stdint cimport int16_t, int32_t, int64_t, uint32_t
 
+from cpython.mem cimport PyMem_Free, PyMem_Malloc
+from cpython.object cimport PyObject
+from libc.stdint cimport INT32_MAX
+
 from kafkaprod._native.buffer_pool cimport BufferPool
-from kafkaprod._native.future cimport FutureRecordMetadata, ProduceRequestResult
+from kafkaprod._native.bulk cimport (
+    SRC_LIST, SRC_NONE, SRC_ROWS, SRC_TUPLE, Source, close_source, open_source, read_item,
+)
+from kafkaprod._native.future cimport BatchFuture, FutureRecordMetadata, ProduceRequestResult
 from kafkaprod._native.murmur2 cimport murmur2, partition_for
-from kafkaprod._native.records cimport MemoryRecordsBuilder, estimate_size_upper_bound_raw
+from kafkaprod._native.records cimport MemoryRecordsBuilder, encode_headers, estimate_size_upper_bound_raw
+from kafkaprod._native.varint cimport varint_size
 
 import collections
 import logging
@@ -43,6 +53,16 @@ cdef extern from "<time.h>" nogil:
         CLOCK_REALTIME
         CLOCK_MONOTONIC
 
+cdef extern from "Python.h":
+    PyObject* _list_get "PyList_GET_ITEM" (object lst, Py_ssize_t i) noexcept
+    PyObject** _fast_items "PySequence_Fast_ITEMS" (object seq) noexcept
+    PyObject* _type_of "(PyObject*)Py_TYPE" (PyObject* o) noexcept
+    PyObject* _bytes_type "((PyObject*)&PyBytes_Type)"
+    Py_ssize_t _bytes_size "PyBytes_GET_SIZE" (PyObject* o) noexcept
+    char* _bytes_str "PyBytes_AS_STRING" (PyObject* o) noexcept
+    Py_ssize_t _fast_size_of "PySequence_Fast_GET_SIZE" (PyObject* o) noexcept
+    PyObject* _none "Py_None"
+
 cdef object _deque = collections.deque
 cdef object _random = random.Random()
 
@@ -56,6 +76,12 @@ cdef inline bint builder_full(MemoryRecordsBuilder b) noexcept:
 
 cdef inline Py_ssize_t builder_size(MemoryRecordsBuilder b) noexcept:
     return b._built_size if b._closed else b._pos
+
+
+cdef inline Py_ssize_t bulk_upper_bound(Py_ssize_t klen, Py_ssize_t vlen, Py_ssize_t headers_part) noexcept nogil:
+    # estimate_size_upper_bound_raw for headers already encoded (headers_part bytes, count varint included).
+    return (BATCH_HEADER_SIZE + 5 + 1 + 10 + 5 + varint_size(klen) + (klen if klen > 0 else 0)
+            + varint_size(vlen) + (vlen if vlen > 0 else 0) + headers_part)
 
 
 cdef inline int64_t wall_ms() noexcept nogil:
@@ -99,6 +125,68 @@ cdef inline int view_of(object obj, Py_buffer* view, const unsigned char** ptr, 
     ptr[0] = <const unsigned char*>view.buf
     length[0] = view.len
     return 1
+
+
+cdef inline PyObject** _items_of(Source* src, Py_ssize_t n) noexcept:
+    """The item array of a list or tuple input still holding n items, else NULL (read through read_item)."""
+    if (src.kind == SRC_LIST or src.kind == SRC_TUPLE) and _fast_size_of(src.obj) >= n:
+        return _fast_items(<object>src.obj)
+    return NULL
+
+
+cdef inline int _read_fast(Source* src, PyObject** items, Py_ssize_t i, const unsigned char** ptr,
+                           Py_ssize_t* length) except -1:
+    # read_item, with the common item -- exact bytes in a list or tuple -- read straight from the item array.
+    cdef PyObject* o
+    if items != NULL:
+        o = items[i]
+        if _type_of(o) == _bytes_type:
+            ptr[0] = <const unsigned char*>_bytes_str(o)
+            length[0] = _bytes_size(o)
+            return 0
+    return read_item(src, i, ptr, length)
+
+
+cdef Py_ssize_t _scan_sizes(Source* src, Py_ssize_t n, BatchFuture fut, bint keys) except -1:
+    """Checks every item of a send_batch() input (bytes or None) and records the sizes in the future: one size
+    for all, or an array once they differ. Returns the largest size (0 for none)."""
+    cdef Py_ssize_t i, j, length, largest = 0
+    cdef int32_t first = -1
+    cdef int32_t* sizes = NULL
+    cdef const unsigned char* ptr
+    cdef PyObject* o
+    cdef PyObject** items = NULL
+    if src.kind == SRC_ROWS:
+        first = <int32_t>src.row_size
+        largest = src.row_size
+    elif src.kind != SRC_NONE:
+        if src.kind == SRC_LIST or src.kind == SRC_TUPLE:
+            if len(<object>src.obj) < n:  # Python code ran since the input was opened (a buffer export, say)
+                raise RuntimeError(f"{'keys' if keys else 'values'} was changed by another thread during send_batch()")
+            items = _fast_items(<object>src.obj)
+        for i in range(n):
+            # Exact bytes, the common item, without the general reader; everything else through it.
+            o = items[i] if items != NULL else NULL
+            if o != NULL and _type_of(o) == _bytes_type:
+                length = _bytes_size(o)
+            else:
+                read_item(src, i, &ptr, &length)
+            if i == 0:
+                first = <int32_t>length
+            if sizes != NULL:
+                sizes[i] = <int32_t>length
+            elif length != first:
+                sizes = fut.sizes_array(keys)
+                for j in range(i):
+                    sizes[j] = first
+                sizes[i] = <int32_t>length
+            if length > largest:
+                largest = length
+    if keys:
+        fut._key_size = first
+    else:
+        fut._value_size = first
+    return largest
 
 
 @cython.final
@@ -408,6 +496,292 @@ cdef class RecordAccumulator:
         finally:
             if krel:
                 PyBuffer_Release(&kview)
+        return fut
+
+    # ---- send_batch() ---------------------------------------------------------------------------------------------
+    def append_batch(self, str topic, values, keys=None, partition=None, timestamp_ms=None, headers=None,
+                     partitions=None):
+        """Appends a whole send_batch() call and returns its BatchFuture; the topic's metadata must be known.
+
+        values/keys: see KafkaProducer.send_batch. partitions (for the producer's slow path): None, or one int
+        (or None: built-in partitioner) per record. Everything is checked before the first record is appended;
+        a failure after that (no buffer memory within max_block_ms, the producer closed) raises with
+        `records_appended` and `future` (for those records) set on the error.
+        """
+        cdef TopicState st = self.topics.get(topic)
+        cdef Source vsrc, ksrc
+        cdef Py_ssize_t n, i, kl, vl, size, hlen = 0
+        cdef int nparts, fixed = -1, p
+        cdef int32_t* parr = NULL
+        cdef int64_t ts
+        cdef const unsigned char* hp = NULL
+        cdef bytes hblob = None
+        cdef BatchFuture fut
+        if self.closed:
+            raise ProducerClosedError("send_batch() after the producer was closed")
+        if st is None or st.num_partitions == 0:
+            raise KeyError(topic)  # the producer fetches metadata first; reaching here is a bug
+        # The partition count is fixed for the call, so that every key of one call is hashed over the same count.
+        nparts = st.num_partitions
+        if partition is not None:
+            if type(partition) is not int:
+                raise TypeError(f"partition must be an int or None, got {type(partition).__name__} {partition!r}")
+            if not 0 <= partition < nparts:
+                raise ValueError(f"partition {partition} is out of range for topic {topic!r}, which has {nparts} "
+                                 f"partitions (0-{nparts - 1})")
+            fixed = partition
+        if timestamp_ms is None:
+            ts = wall_ms()
+        else:
+            if type(timestamp_ms) is not int:
+                raise TypeError(f"timestamp_ms must be an int (ms since the epoch) or None, got "
+                                f"{type(timestamp_ms).__name__}")
+            if timestamp_ms < 0:
+                raise ValueError(f"timestamp_ms must be >= 0, got {timestamp_ms}")
+            ts = timestamp_ms
+        if headers is not None:
+            hblob = encode_headers(headers)
+            if len(hblob) > 1:  # b"\x00" (no headers) needs no copy per record
+                hp = <const unsigned char*>PyBytes_AS_STRING(hblob)
+                hlen = len(hblob)
+        vsrc.has_view = False
+        ksrc.has_view = False
+        try:
+            open_source(&vsrc, values, False)
+            open_source(&ksrc, keys, True)
+            n = vsrc.n
+            if ksrc.n >= 0 and ksrc.n != n:
+                raise ValueError(f"keys has {ksrc.n} items but values has {n}; give one key per value, or None")
+            if partitions is not None:
+                if len(partitions) != n:
+                    raise ValueError(f"partitions has {len(partitions)} items but values has {n}")
+                parr = <int32_t*>PyMem_Malloc((n if n > 0 else 1) * sizeof(int32_t))
+                if parr == NULL:
+                    raise MemoryError()
+                for i in range(n):
+                    q = partitions[i]
+                    if q is None:
+                        parr[i] = -1
+                    elif type(q) is not int or not 0 <= q < nparts:
+                        raise ValueError(f"partition {q!r} chosen for record {i} is out of range for topic {topic!r}, "
+                                         f"which has {nparts} partitions (0-{nparts - 1})")
+                    else:
+                        parr[i] = q
+            fut = BatchFuture.create(topic, n, ts, nparts)
+            self._check_batch(&vsrc, &ksrc, n, hlen if hp != NULL else 1, fut)
+            return self._append_batch(st, fut, &vsrc, &ksrc, n, nparts, fixed, parr, ts, hp, hlen)
+        finally:
+            PyMem_Free(parr)
+            close_source(&ksrc)
+            close_source(&vsrc)
+
+    cdef bint _open_builder(self, list open_batches, int p, PyObject** cur_builder, PyObject** cur_result) noexcept:
+        """Whether partition p has a batch open for appends; caches its builder and result for the section."""
+        cdef PyObject* ob
+        if cur_builder[p] != NULL:
+            return True
+        ob = _list_get(open_batches, p)
+        if ob == _none or (<ProducerBatch>ob).closed_for_append:
+            return False
+        cur_builder[p] = <PyObject*>(<ProducerBatch>ob).builder
+        cur_result[p] = <PyObject*>(<ProducerBatch>ob).result
+        return True
+
+    cdef int _check_batch(self, Source* vsrc, Source* ksrc, Py_ssize_t n, Py_ssize_t hpart,
+                          BatchFuture fut) except -1:
+        # Every record is checked before the first is appended: types, sizes against max_request_size and
+        # buffer_memory. Sizes go into the future (arrays only when they differ between records).
+        cdef Py_ssize_t i, kl = -1, vl = -1, size
+        cdef Py_ssize_t vmax = _scan_sizes(vsrc, n, fut, False)
+        cdef Py_ssize_t kmax = _scan_sizes(ksrc, n, fut, True)
+        cdef const unsigned char* kp
+        cdef const unsigned char* vp
+        if kmax + vmax + hpart + 128 <= self.size_fast_limit:
+            return 0  # 128 bytes cover the batch header and a record's own overhead: even the largest fits
+        for i in range(n):
+            read_item(vsrc, i, &vp, &vl)
+            read_item(ksrc, i, &kp, &kl)
+            size = bulk_upper_bound(kl, vl, hpart)
+            if size > self.max_request_size or size > self.pool._total:
+                raise RecordTooLargeError(
+                    f"record {i} is {size} bytes when serialized, larger than "
+                    + (f"max_request_size ({self.max_request_size})" if size > self.max_request_size
+                       else f"buffer_memory ({self.pool._total})"))
+        return 0
+
+    cdef BatchFuture _append_batch(self, TopicState st, BatchFuture fut, Source* vsrc, Source* ksrc,
+                                   Py_ssize_t n, int nparts, int fixed, int32_t* parr, int64_t ts,
+                                   const unsigned char* hp, Py_ssize_t hlen):
+        cdef Py_ssize_t i = 0, kl = -1, vl = -1, size, k
+        cdef const unsigned char* kp
+        cdef const unsigned char* vp
+        cdef int p, q, pending_p = -1, d
+        cdef bint wake, handed_over
+        cdef ProducerBatch batch
+        cdef list open_batches = st.open_batches
+        cdef Py_ssize_t hpart = hlen if hp != NULL else 1
+        cdef PyObject* ob
+        cdef PyObject* last = NULL
+        cdef bint run_ok = fixed >= 0 or (ksrc.kind == SRC_NONE and parr == NULL)
+        cdef PyObject** vitems
+        cdef PyObject** kitems
+        cdef Py_ssize_t budget, cnt
+        cdef int32_t d0
+        cdef int why
+        # Per partition, the open batch's builder and result while inside one critical section: borrowed from
+        # open_batches, which nothing can change before the section ends, so the loop takes no references.
+        cdef PyObject** cur_builder = <PyObject**>PyMem_Malloc(nparts * sizeof(PyObject*))
+        cdef PyObject** cur_result = <PyObject**>PyMem_Malloc(nparts * sizeof(PyObject*))
+        if cur_builder == NULL or cur_result == NULL:
+            PyMem_Free(cur_builder)
+            PyMem_Free(cur_result)
+            raise MemoryError()
+        try:
+            while i < n:
+                wake = False
+                d = -1
+                with cython.critical_section(self):
+                    if self.closed:
+                        raise ProducerClosedError("the producer was closed during send_batch()")
+                    for q in range(nparts):
+                        cur_builder[q] = NULL
+                    # Item arrays of list/tuple inputs, for this section (Python code may run between sections).
+                    vitems = _items_of(vsrc, n)
+                    kitems = _items_of(ksrc, n)
+                    while i < n:
+                        if run_ok and pending_p < 0:
+                            # One partition for a stretch of records (fixed, or keyless and sticky): append them
+                            # in one builder call. What it cannot take goes through the per-record code below.
+                            p = fixed if fixed >= 0 else st.sticky_partition
+                            if p >= 0 and self._open_builder(open_batches, p, cur_builder, cur_result):
+                                budget = self.batch_size - st.sticky_bytes
+                                d0 = (<MemoryRecordsBuilder>cur_builder[p])._count
+                                cnt = (<MemoryRecordsBuilder>cur_builder[p]).append_run(
+                                    ts, vsrc, ksrc, i, n, hp, hlen, NULL if fixed >= 0 else &budget, &why)
+                                if cnt > 0:
+                                    fut.add_record(p, <ProduceRequestResult>cur_result[p], d0)
+                                    fut._count = i + cnt  # the rest extend that run: consecutive offsets
+                                    i += cnt
+                                    last = cur_builder[p]
+                                if fixed < 0:
+                                    if why == 2:
+                                        st.sticky_bytes = 0
+                                        st.sticky_partition = st.next_sticky(p)
+                                    else:
+                                        st.sticky_bytes = self.batch_size - budget
+                                if why == 0 or why == 2:
+                                    continue
+                        _read_fast(vsrc, vitems, i, &vp, &vl)
+                        _read_fast(ksrc, kitems, i, &kp, &kl)
+                        if pending_p >= 0:
+                            p = pending_p  # chosen before this record had to wait for a new batch
+                        elif fixed >= 0:
+                            p = fixed
+                        elif parr != NULL and parr[i] >= 0:
+                            p = parr[i]
+                        elif kp != NULL:
+                            p = partition_for(murmur2(kp, kl), nparts)
+                        elif st.sticky_partition >= 0:
+                            # _sticky, inline (a call per record costs as much as the rest of the choice).
+                            p = st.sticky_partition
+                            st.sticky_bytes += (vl if vl > 0 else 0) + (kl if kl > 0 else 0) + 8
+                            if st.sticky_bytes >= self.batch_size:
+                                st.sticky_bytes = 0
+                                st.sticky_partition = st.next_sticky(p)
+                        else:
+                            p = self._sticky(st, kl, vl)
+                        if not self._open_builder(open_batches, p, cur_builder, cur_result):
+                            pending_p = p
+                            break
+                        d = (<MemoryRecordsBuilder>cur_builder[p]).append_bulk(ts, kp, kl, vp, vl, hp, hlen)
+                        if d < 0:
+                            pending_p = p
+                            break
+                        # Most records extend the future's last run (same batch, next offset) or, keyed, start a
+                        # run in a batch the future already knows: no call for those.
+                        k = fut._nruns - 1
+                        if fut._part_res[p] == cur_result[p]:
+                            if (k >= 0 and fut._run_res[k] == fut._part_idx[p]
+                                    and fut._run_rel[k] + (i - fut._run_start[k]) == d):
+                                fut._count = i + 1
+                            elif k + 1 < fut._runs_cap:
+                                fut._run_start[k + 1] = i
+                                fut._run_rel[k + 1] = d
+                                fut._run_res[k + 1] = fut._part_idx[p]
+                                fut._nruns = k + 2
+                                fut._count = i + 1
+                            else:
+                                fut.add_record(p, <ProduceRequestResult>cur_result[p], d)
+                        else:
+                            fut.add_record(p, <ProduceRequestResult>cur_result[p], d)
+                        pending_p = -1
+                        last = cur_builder[p]
+                        i += 1
+                    # A batch filled up without the next record having to start another: the Sender should know.
+                    if last != NULL and builder_full(<MemoryRecordsBuilder>last):
+                        wake = True
+                    last = NULL
+                if wake:
+                    self._wake()
+                if i >= n:
+                    break
+                # Record i needs a new batch on partition pending_p. Memory comes from outside the critical
+                # section, since the pool may block (with the GIL released) until the Sender frees batches.
+                read_item(vsrc, i, &vp, &vl)
+                read_item(ksrc, i, &kp, &kl)
+                size = bulk_upper_bound(kl, vl, hpart)
+                if size < self.batch_size:
+                    size = self.batch_size
+                buf = self.pool.allocate_raw(size, self.max_block_ms)
+                handed_over = False
+                try:
+                    with cython.critical_section(self):
+                        if self.closed:
+                            raise ProducerClosedError("the producer was closed while send_batch() waited for memory")
+                        # The wait may have let other threads run: read the record again.
+                        read_item(vsrc, i, &vp, &vl)
+                        read_item(ksrc, i, &kp, &kl)
+                        p = pending_p
+                        batch = open_batches[p]
+                        d = -1
+                        if batch is not None and not batch.closed_for_append:
+                            d = batch.builder.append_bulk(ts, kp, kl, vp, vl, hp, hlen)
+                            if d < 0:
+                                batch.closed_for_append = True
+                        if d < 0:
+                            batch = ProducerBatch(st.topic, p,
+                                                  MemoryRecordsBuilder(buf, self.compression_type, self.batch_size),
+                                                  buf, size, mono_s())
+                            d = batch.builder.append_bulk(ts, kp, kl, vp, vl, hp, hlen)
+                            if d < 0:
+                                raise RuntimeError(f"record {i} does not fit a new batch of {size} bytes (was the "
+                                                   f"values/keys sequence changed during send_batch()?)")
+                            st.queues[p].append(batch)
+                            open_batches[p] = batch
+                            self.incomplete.add(batch)
+                            handed_over = True
+                        # else: another thread made a batch meanwhile; our buffer goes back below
+                        fut.add_record(p, batch.result, d)
+                        pending_p = -1
+                        i += 1
+                finally:
+                    if not handed_over:
+                        self.pool.deallocate_raw(buf, size)
+                self._wake()
+        except BaseException as exc:
+            # Out of memory for max_block_ms, closed, interrupted, or an input changed by another thread meanwhile:
+            # records 0..i-1 are in batches and will be sent, and the error says so.
+            fut.arm()
+            try:
+                exc.records_appended = i
+                exc.future = fut
+            except AttributeError:  # an exception type without a __dict__
+                pass
+            raise
+        finally:
+            PyMem_Free(cur_builder)
+            PyMem_Free(cur_result)
+        fut.arm()
         return fut
 
     cdef int _check_size(self, Py_ssize_t klen, Py_ssize_t vlen, object headers) except -1:

@@ -7,9 +7,9 @@ kernel this CPU can run, so that tests check each of them, not only the one pick
 """
 from cpython.buffer cimport PyBUF_SIMPLE, PyBuffer_Release, PyObject_CheckBuffer, PyObject_GetBuffer
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_Check, PyBytes_GET_SIZE
-from libc.stdint cimport uint32_t
+from libc.stdint cimport uint32_t, uint64_t
 
-__all__ = ["crc32c", "crc32c_portable", "implementation"]
+__all__ = ["crc32c", "crc32c_combine_values", "crc32c_portable", "implementation"]
 
 cdef extern from "crc32c_impl.h" nogil:
     ctypedef uint32_t (*kp_crc32c_fn)(uint32_t crc, const unsigned char* data, size_t length) noexcept
@@ -68,6 +68,63 @@ cdef object _checksum(_kernel kernel, object data, object crc):
     finally:
         PyBuffer_Release(&view)
     return result
+
+
+# CRC-32C of a concatenation from the CRCs of its parts: crc(A + B) = crc(A) * x^(8 len(B)) mod P, xor crc(B).
+# Values are bit-reflected (bit 31 is x^0), as the checksum itself; the pre/post inversions of the two parts
+# cancel out, so this works on finished CRC values.
+
+cdef uint32_t CRC32C_POLY_REFLECTED = 0x82F63B78u
+
+
+cdef inline uint32_t _gf2_mulmod(uint32_t a, uint32_t b) noexcept nogil:
+    """a * b mod P for reflected 32-bit polynomials."""
+    cdef uint32_t product = 0
+    cdef uint32_t bit = 0x80000000u
+    while bit:
+        if a & bit:
+            product ^= b
+        bit >>= 1
+        b = (b >> 1) ^ (CRC32C_POLY_REFLECTED if b & 1 else 0)
+    return product
+
+
+# _X8_POWERS[k] = x^(8 * 2^k) mod P: shifting by n bytes multiplies by the entries of n's set bits.
+cdef uint32_t _X8_POWERS[64]
+
+
+cdef void _init_x8_powers() noexcept:
+    cdef uint32_t square = 0x40000000u  # x^1
+    cdef int k
+    for k in range(3):
+        square = _gf2_mulmod(square, square)  # x^8
+    for k in range(64):
+        _X8_POWERS[k] = square
+        square = _gf2_mulmod(square, square)
+
+
+_init_x8_powers()
+
+
+cdef uint32_t crc32c_combine(uint32_t crc_a, uint32_t crc_b, Py_ssize_t len_b) noexcept nogil:
+    """The CRC-32C of A + B, given crc_a = CRC(A), crc_b = CRC(B) and B's length in bytes."""
+    cdef uint32_t power = 0x80000000u  # x^0
+    cdef uint64_t n = <uint64_t>len_b
+    cdef int k = 0
+    while n:
+        if n & 1:
+            power = _gf2_mulmod(power, _X8_POWERS[k])
+        n >>= 1
+        k += 1
+    return _gf2_mulmod(crc_a, power) ^ crc_b
+
+
+def crc32c_combine_values(crc_a, crc_b, len_b) -> int:
+    """CRC-32C of A + B from crc_a = crc32c(A), crc_b = crc32c(B) and len(B), without reading the data."""
+    cdef uint32_t a = _start_value(crc_a), b = _start_value(crc_b)
+    if not isinstance(len_b, int) or len_b < 0:
+        raise ValueError(f"len_b must be a byte count >= 0, got {len_b!r}")
+    return crc32c_combine(a, b, len_b)
 
 
 def crc32c(data, crc=0):

@@ -4,6 +4,22 @@
 cimport cython
 from libc.stdint cimport int32_t, uint32_t
 
+cdef extern from *:
+    """
+    #include <string.h>
+    /* A little-endian 32-bit word: one unaligned load where the CPU is little-endian (GCC merged the four byte
+       loads of the portable spelling into one only sometimes), a byte swap where it is not. */
+    static inline uint32_t kp_load_le32(const unsigned char *p) {
+        uint32_t v;
+        memcpy(&v, p, 4);
+    #if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__
+        v = __builtin_bswap32(v);
+    #endif
+        return v;
+    }
+    """
+    uint32_t _load_le32 "kp_load_le32" (const unsigned char* p) noexcept nogil
+
 
 cdef inline int32_t murmur2(const unsigned char* data, Py_ssize_t length) noexcept nogil:
     """Java's Utils.murmur2(data): the signed 32-bit MurmurHash2 of data[:length] with Kafka's seed."""
@@ -15,9 +31,7 @@ cdef inline int32_t murmur2(const unsigned char* data, Py_ssize_t length) noexce
     cdef Py_ssize_t body_end = length & ~(<Py_ssize_t>3)
     cdef Py_ssize_t tail = length & 3
     while i < body_end:
-        # Little-endian word, spelled out so that it is one load on little-endian CPUs and right on the others.
-        k = ((<uint32_t>data[i]) | ((<uint32_t>data[i + 1]) << 8)
-             | ((<uint32_t>data[i + 2]) << 16) | ((<uint32_t>data[i + 3]) << 24))
+        k = _load_le32(data + i)
         k *= m
         k ^= k >> 24
         k *= m

@@ -1,6 +1,8 @@
 # C-level interface of the RecordBatch v2 builder, for the accumulator to append records without Python calls.
 cimport cython
-from libc.stdint cimport int16_t, int32_t, int64_t
+from libc.stdint cimport int16_t, int32_t, int64_t, uint32_t
+
+from kafkaprod._native.bulk cimport Source
 
 cdef enum:
     # Bytes of the RecordBatch v2 header that precedes the records section.
@@ -17,6 +19,9 @@ cdef enum:
 # that the record fits an empty batch. key_len/value_len -1 mean null.
 cdef Py_ssize_t estimate_size_upper_bound_raw(Py_ssize_t key_len, Py_ssize_t value_len,
                                               object headers) except -1
+
+# The headers part of a record (count varint and entries) encoded once, for append_bulk.
+cpdef bytes encode_headers(object headers)
 
 
 @cython.final
@@ -45,6 +50,15 @@ cdef class MemoryRecordsBuilder:
     cdef object _out_obj
     cdef unsigned char* _out
     cdef Py_ssize_t _built_size
+    # append_bulk's cache: the record size less the offset delta's varint, for these sizes and timestamp delta.
+    cdef Py_ssize_t _bulk_key_len
+    cdef Py_ssize_t _bulk_value_len
+    cdef Py_ssize_t _bulk_hpart
+    cdef int64_t _bulk_ts_delta
+    cdef Py_ssize_t _bulk_fixed
+    # CRC-32C of the records bytes [61, _crc_pos), kept by append_run while they are in cache (codec none).
+    cdef uint32_t _records_crc
+    cdef Py_ssize_t _crc_pos
 
     # Bytes a record would take if appended next (its length varint included); -1 lengths mean null.
     cdef Py_ssize_t record_size(self, int64_t timestamp, Py_ssize_t key_len, Py_ssize_t value_len,
@@ -58,6 +72,19 @@ cdef class MemoryRecordsBuilder:
     # batch's buffer is too small for the record.
     cdef int append_raw(self, int64_t timestamp, const unsigned char* key, Py_ssize_t key_len,
                         const unsigned char* value, Py_ssize_t value_len, object headers) except -2
+    # append_raw for the bulk path: headers come pre-encoded (encode_headers; NULL for none) and the caller has
+    # checked the timestamp and lengths, so it cannot fail. Returns the offset delta, or -1 when the record does
+    # not fit (an empty batch included) or the batch is closed for appends.
+    cdef int append_bulk(self, int64_t timestamp, const unsigned char* key, Py_ssize_t key_len,
+                         const unsigned char* value, Py_ssize_t value_len, const unsigned char* headers_part,
+                         Py_ssize_t headers_len) noexcept
+    # append_bulk over the records start..stop-1 of a send_batch() call, in order, at consecutive offsets. Stops
+    # early (why: 1) when the next record does not fit, (2) once *budget -- the sticky partitioner's bytes left,
+    # reduced by key + value + 8 per record; NULL for none -- is used up, (3) at an item that is not bytes or
+    # None (the caller raises for it); why 0: all appended. Returns how many were appended.
+    cdef Py_ssize_t append_run(self, int64_t timestamp, Source* vsrc, Source* ksrc, Py_ssize_t start,
+                               Py_ssize_t stop, const unsigned char* headers_part, Py_ssize_t headers_len,
+                               Py_ssize_t* budget, int* why) noexcept
     cpdef object close(self)
     cdef int _store_producer_state(self, producer_id, producer_epoch, base_sequence,
                                    is_transactional) except -1

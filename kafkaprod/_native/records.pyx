@@ -8,14 +8,15 @@ the pooled buffer is what goes on the wire.
 cimport cython
 from cpython.buffer cimport PyBUF_SIMPLE, PyBUF_WRITABLE, PyBuffer_Release, PyObject_GetBuffer
 from cpython.bytearray cimport PyByteArray_AS_STRING, PyByteArray_FromStringAndSize
-from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_CheckExact, PyBytes_GET_SIZE
+from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_CheckExact, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
 from cpython.object cimport PyObject
 from cpython.sequence cimport PySequence_Fast
 from cpython.unicode cimport PyUnicode_Check
-from libc.stdint cimport INT16_MAX, INT32_MAX, INT64_MAX, INT64_MIN, int16_t, int32_t, int64_t, uint32_t
+from libc.stdint cimport INT16_MAX, INT32_MAX, INT64_MAX, INT64_MIN, int16_t, int32_t, int64_t, uint32_t, uint64_t
 from libc.string cimport memcpy
 
-from kafkaprod._native.crc32c cimport crc32c_update
+from kafkaprod._native.bulk cimport SRC_LIST, SRC_NONE, SRC_TUPLE, Source, peek_item
+from kafkaprod._native.crc32c cimport crc32c_combine, crc32c_update
 from kafkaprod._native.varint cimport varint_size, write_varint
 
 import sys
@@ -23,6 +24,8 @@ import threading
 import zlib
 
 cdef extern from "Python.h":
+    PyObject* _type_of "(PyObject*)Py_TYPE" (PyObject* o) noexcept nogil
+    PyObject* _bytes_type "((PyObject*)&PyBytes_Type)"
     # Borrowed-pointer views of list/tuple items and bytes, for the bulk loop: no reference counting per record.
     PyObject** _fast_items "PySequence_Fast_ITEMS" (object) noexcept
     Py_ssize_t _fast_size "PySequence_Fast_GET_SIZE" (object) noexcept
@@ -85,6 +88,8 @@ cdef enum:
     # Longest zig-zag varint/varlong of an int32/int64, for upper-bound estimates.
     MAX_VARINT = 5
     MAX_VARLONG = 10
+    # Bytes append_run writes between CRC updates: small enough to still be in L1/L2 when checksummed.
+    CRC_CHUNK = 16384
 
 _XERIAL_HEADER = b"\x82SNAPPY\x00\x00\x00\x00\x01\x00\x00\x00\x01"
 _GZIP_WBITS = 31  # zlib's "gzip container" mode
@@ -129,6 +134,33 @@ cdef int _check_codec_available(int codec) except -1:
         raise ImportError(
             f"compression_type {_CODEC_NAMES[codec]!r} needs the {missing} package, which is not installed")
     return 0
+
+
+cdef extern from *:
+    """
+    /* Varints for the bulk append: one- and two-byte values (nearly every length and offset delta of small
+       records) are sized and written without a loop. */
+    static inline uint64_t kp_zigzag(int64_t v) { return ((uint64_t)v << 1) ^ (uint64_t)(v >> 63); }
+    static inline int kp_uvarint_size(uint64_t v) {
+        if (v < 0x80) return 1;
+        if (v < 0x4000) return 2;
+        if (v < 0x200000) return 3;
+        int n = 4;
+        v >>= 28;
+        while (v) { v >>= 7; n++; }
+        return n;
+    }
+    static inline unsigned char* kp_put_uvarint(unsigned char* p, uint64_t v) {
+        if (v < 0x80) { p[0] = (unsigned char)v; return p + 1; }
+        if (v < 0x4000) { p[0] = (unsigned char)(v | 0x80); p[1] = (unsigned char)(v >> 7); return p + 2; }
+        while (v >= 0x80) { *p++ = (unsigned char)(v | 0x80); v >>= 7; }
+        *p++ = (unsigned char)v;
+        return p;
+    }
+    """
+    uint64_t kp_zigzag(int64_t v) noexcept nogil
+    int kp_uvarint_size(uint64_t v) noexcept nogil
+    unsigned char* kp_put_uvarint(unsigned char* p, uint64_t v) noexcept nogil
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -246,6 +278,24 @@ cdef unsigned char* _write_headers(unsigned char* p, unsigned char* end, object 
     return p
 
 
+cpdef bytes encode_headers(object headers):
+    """The headers part of a record (count varint, then each key and value) as bytes; b"\\x00" for none.
+
+    The bulk path encodes a call's headers once with this and copies the bytes into every record."""
+    cdef object fast
+    cdef Py_ssize_t size
+    cdef bytes out
+    if headers is None:
+        return b"\x00"
+    fast = _headers_fast(headers)
+    size = _headers_part_size(fast)
+    out = PyBytes_FromStringAndSize(NULL, size)
+    cdef unsigned char* p = <unsigned char*>PyBytes_AS_STRING(out)
+    if _write_headers(p, p + size, fast) != p + size:
+        raise RuntimeError("headers changed size while they were being encoded")
+    return out
+
+
 cdef inline Py_ssize_t _body_size(int64_t ts_delta, int32_t offset_delta, Py_ssize_t key_len,
                                   Py_ssize_t value_len, Py_ssize_t headers_part) noexcept nogil:
     # attributes byte + deltas + key + value + headers; a null key/value is the single byte of varint -1.
@@ -358,6 +408,7 @@ cdef int64_t _check_range(object value, int64_t lo, int64_t hi, str name) except
 
 @cython.final
 @cython.auto_pickle(False)
+@cython.no_gc_clear  # __dealloc__ releases the buffer export: the collector must not drop the buffer before it
 cdef class MemoryRecordsBuilder:
     """Builds one RecordBatch v2 in a preallocated writable buffer (normally a bytearray from the BufferPool).
 
@@ -399,6 +450,10 @@ cdef class MemoryRecordsBuilder:
             self._write_limit = _check_range(write_limit, 1, INT32_MAX, "write_limit")
         self._pos = RECORD_BATCH_OVERHEAD
         self._count = 0
+        self._bulk_key_len = -2  # no record sized yet
+        self._bulk_value_len = -2
+        self._records_crc = 0
+        self._crc_pos = RECORD_BATCH_OVERHEAD
         self._base_timestamp = -1
         self._max_timestamp = -1
         self._appends_closed = False
@@ -508,6 +563,169 @@ cdef class MemoryRecordsBuilder:
         self._count = offset_delta + 1
         self._pos = end
         return offset_delta
+
+    cdef int append_bulk(self, int64_t timestamp, const unsigned char* key, Py_ssize_t key_len,
+                         const unsigned char* value, Py_ssize_t value_len, const unsigned char* headers_part,
+                         Py_ssize_t headers_len) noexcept:
+        # The bulk path's append: the caller checked the timestamp and lengths once per call and encoded the
+        # call's headers once (headers_part: count varint and entries, NULL for none), so nothing here can fail
+        # or touch a Python object. Returns -1 when the record does not fit, also for an empty batch.
+        # The varints use the branch-light helpers above: most of a small record's cost is its five varints.
+        cdef int32_t offset_delta = self._count
+        cdef int64_t ts_delta = 0 if offset_delta == 0 else timestamp - self._base_timestamp
+        cdef uint64_t zt = kp_zigzag(ts_delta)
+        cdef uint64_t zk = kp_zigzag(key_len)
+        cdef uint64_t zv = kp_zigzag(value_len)
+        cdef Py_ssize_t hpart = headers_len if headers_part != NULL else 1
+        cdef Py_ssize_t body, end
+        cdef unsigned char* p
+        if self._appends_closed:
+            return -1
+        # Everything but the offset delta's varint is the same as for the previous record when the sizes and the
+        # timestamp delta are (the usual case in one call): computed once, kept in the builder.
+        if (key_len != self._bulk_key_len or value_len != self._bulk_value_len or hpart != self._bulk_hpart
+                or ts_delta != self._bulk_ts_delta):
+            self._bulk_key_len = key_len
+            self._bulk_value_len = value_len
+            self._bulk_hpart = hpart
+            self._bulk_ts_delta = ts_delta
+            self._bulk_fixed = (1 + kp_uvarint_size(zt) + kp_uvarint_size(zk) + (key_len if key_len > 0 else 0)
+                                + kp_uvarint_size(zv) + (value_len if value_len > 0 else 0) + hpart)
+        body = self._bulk_fixed + kp_uvarint_size(<uint64_t>offset_delta << 1)
+        end = self._pos + kp_uvarint_size(<uint64_t>body << 1) + body
+        if end > self._capacity or (offset_delta > 0 and end > self._write_limit):
+            return -1
+        p = kp_put_uvarint(self._buf + self._pos, <uint64_t>body << 1)
+        p[0] = 0  # record attributes: unused
+        p = kp_put_uvarint(p + 1, zt)
+        p = kp_put_uvarint(p, <uint64_t>offset_delta << 1)
+        p = kp_put_uvarint(p, zk)
+        if key_len > 0:
+            memcpy(p, key, key_len)
+            p += key_len
+        p = kp_put_uvarint(p, zv)
+        if value_len > 0:
+            memcpy(p, value, value_len)
+            p += value_len
+        if headers_part == NULL:
+            p[0] = 0
+        else:
+            memcpy(p, headers_part, headers_len)
+        if offset_delta == 0:
+            self._base_timestamp = timestamp
+            self._max_timestamp = timestamp
+        elif timestamp > self._max_timestamp:
+            self._max_timestamp = timestamp
+        self._count = offset_delta + 1
+        self._pos = end
+        return offset_delta
+
+    cdef Py_ssize_t append_run(self, int64_t timestamp, Source* vsrc, Source* ksrc, Py_ssize_t start,
+                               Py_ssize_t stop, const unsigned char* headers_part, Py_ssize_t headers_len,
+                               Py_ssize_t* budget, int* why) noexcept:
+        # append_bulk in a loop over records start..stop-1 with the builder's position and count in registers,
+        # for calls whose records all go to one partition at a time (a fixed partition, or keyless and sticky).
+        cdef Py_ssize_t i = start, pos = self._pos, body, end, kl, vl
+        cdef Py_ssize_t capacity = self._capacity, write_limit = self._write_limit
+        cdef Py_ssize_t hpart = headers_len if headers_part != NULL else 1
+        cdef Py_ssize_t ck = self._bulk_key_len, cv = self._bulk_value_len, fixed = self._bulk_fixed
+        cdef int32_t count = self._count, first_count = self._count
+        cdef int64_t ts_delta = 0 if first_count == 0 else timestamp - self._base_timestamp
+        cdef uint64_t zt = kp_zigzag(ts_delta)
+        cdef const unsigned char* kp
+        cdef const unsigned char* vp
+        cdef unsigned char* p
+        cdef PyObject** vitems = NULL
+        cdef PyObject* o
+        cdef bint no_keys = ksrc.kind == SRC_NONE
+        # The records' CRC is kept up to date as they are written (codec none: the records are the wire bytes),
+        # so that close() does not read the batch back from memory.
+        cdef bint crc_now = self._codec == CODEC_NONE
+        cdef uint32_t crc = self._records_crc
+        cdef Py_ssize_t crc_pos = self._crc_pos
+        why[0] = 0
+        if self._appends_closed:
+            why[0] = 1
+            return 0
+        if hpart != self._bulk_hpart or ts_delta != self._bulk_ts_delta:
+            ck = cv = -2  # the cached size was for other headers or another timestamp delta
+        # The usual inputs -- a list or tuple of bytes, no keys -- are read without the general reader. Nothing in
+        # this loop runs Python code, so the list cannot change under it.
+        if vsrc.kind == SRC_LIST or vsrc.kind == SRC_TUPLE:
+            vitems = _fast_items(<object>vsrc.obj)
+            if stop > _fast_size(<object>vsrc.obj):
+                stop = _fast_size(<object>vsrc.obj)  # shrunk by another thread: the caller raises for the rest
+        while i < stop:
+            o = vitems[i] if vitems != NULL else NULL
+            if o != NULL and _type_of(o) == _bytes_type:
+                vp = <const unsigned char*>_bytes_ptr(o)
+                vl = _bytes_len(o)
+            elif peek_item(vsrc, i, &vp, &vl) < 0:
+                why[0] = 3
+                break
+            if no_keys:
+                kp = NULL
+                kl = -1
+            elif peek_item(ksrc, i, &kp, &kl) < 0:
+                why[0] = 3
+                break
+            if kl != ck or vl != cv:
+                ck = kl
+                cv = vl
+                fixed = (1 + kp_uvarint_size(zt) + kp_uvarint_size(kp_zigzag(kl)) + (kl if kl > 0 else 0)
+                         + kp_uvarint_size(kp_zigzag(vl)) + (vl if vl > 0 else 0) + hpart)
+            body = fixed + kp_uvarint_size(<uint64_t>count << 1)
+            end = pos + kp_uvarint_size(<uint64_t>body << 1) + body
+            if end > capacity or (count > 0 and end > write_limit):
+                why[0] = 1
+                break
+            p = kp_put_uvarint(self._buf + pos, <uint64_t>body << 1)
+            p[0] = 0  # record attributes: unused
+            p = kp_put_uvarint(p + 1, zt)
+            p = kp_put_uvarint(p, <uint64_t>count << 1)
+            p = kp_put_uvarint(p, kp_zigzag(kl))
+            if kl > 0:
+                memcpy(p, kp, kl)
+                p += kl
+            p = kp_put_uvarint(p, kp_zigzag(vl))
+            if vl > 0:
+                memcpy(p, vp, vl)
+                p += vl
+            if headers_part == NULL:
+                p[0] = 0
+            else:
+                memcpy(p, headers_part, headers_len)
+            pos = end
+            count += 1
+            i += 1
+            if crc_now and pos - crc_pos >= CRC_CHUNK:
+                # Checksummed every few KiB, while the bytes are still in the first-level caches.
+                crc = crc32c_update(crc, self._buf + crc_pos, <size_t>(pos - crc_pos))
+                crc_pos = pos
+            if budget != NULL:
+                budget[0] -= (kl if kl > 0 else 0) + (vl if vl > 0 else 0) + 8
+                if budget[0] <= 0:
+                    why[0] = 2
+                    break
+        if count > first_count:
+            if first_count == 0:
+                self._base_timestamp = timestamp
+                self._max_timestamp = timestamp
+            elif timestamp > self._max_timestamp:
+                self._max_timestamp = timestamp
+            self._pos = pos
+            self._count = count
+        self._bulk_key_len = ck
+        self._bulk_value_len = cv
+        self._bulk_fixed = fixed
+        self._bulk_hpart = hpart
+        self._bulk_ts_delta = ts_delta
+        if crc_now and pos > crc_pos:
+            crc = crc32c_update(crc, self._buf + crc_pos, <size_t>(pos - crc_pos))
+            crc_pos = pos
+        self._records_crc = crc
+        self._crc_pos = crc_pos
+        return i - start
 
     # ----- Python API ------------------------------------------------------------------------------------
 
@@ -672,7 +890,20 @@ cdef class MemoryRecordsBuilder:
         _be64(out + OFF_PRODUCER_ID, self._producer_id)
         _be16(out + OFF_PRODUCER_EPOCH, self._producer_epoch)
         _be32(out + OFF_BASE_SEQUENCE, <uint32_t>self._base_sequence)
-        if total >= NOGIL_CRC_MIN:
+        cdef Py_ssize_t rest
+        if self._crc_pos > RECORD_BATCH_OVERHEAD and out == self._buf and total == self._pos:
+            # append_run checksummed most records as it wrote them, while they were in cache: finish the records'
+            # CRC, then put the 40 header bytes in front of it arithmetically.
+            rest = total - self._crc_pos
+            if rest >= NOGIL_CRC_MIN:
+                with nogil:
+                    self._records_crc = crc32c_update(self._records_crc, out + self._crc_pos, <size_t>rest)
+            elif rest > 0:
+                self._records_crc = crc32c_update(self._records_crc, out + self._crc_pos, <size_t>rest)
+            self._crc_pos = total
+            crc = crc32c_combine(crc32c_update(0, out + OFF_ATTRIBUTES, RECORD_BATCH_OVERHEAD - OFF_ATTRIBUTES),
+                                 self._records_crc, total - RECORD_BATCH_OVERHEAD)
+        elif total >= NOGIL_CRC_MIN:
             with nogil:
                 crc = crc32c_update(0, out + OFF_ATTRIBUTES, <size_t>(total - OFF_ATTRIBUTES))
         else:

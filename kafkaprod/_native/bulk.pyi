@@ -1,0 +1,1 @@
+# bulk has no Python-level API: its C functions read the inputs of KafkaProducer.send_batch() (see bulk.pxd).
