@@ -5,15 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-PYTHON="${PYTHON:-python3}"
-if [ -z "${VIRTUAL_ENV:-}" ]; then
-    if [ ! -x .venv/bin/python ]; then
-        "$PYTHON" -m venv .venv
-    fi
-    # shellcheck disable=SC1091
-    . .venv/bin/activate
-fi
-
-python -m pip install --quiet --upgrade pip
+# shellcheck source=ci/venv.sh
+. ci/venv.sh
 python -m pip install --quiet ".[perf]"
 exec kafkaprod-perf "$@"

@@ -5,16 +5,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-PYTHON="${PYTHON:-python3}"
-if [ -z "${VIRTUAL_ENV:-}" ]; then
-    if [ ! -x .venv/bin/python ]; then
-        "$PYTHON" -m venv .venv
-    fi
-    # shellcheck disable=SC1091
-    . .venv/bin/activate
-fi
-
-python -m pip install --quiet --upgrade pip
+# shellcheck source=ci/venv.sh
+. ci/venv.sh
 # A regular (non-editable) install: the tests import the built wheel, exactly what a user gets.
 python -m pip install --quiet ".[test]"
 
