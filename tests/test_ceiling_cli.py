@@ -5,11 +5,20 @@ No broker and no timing here: the replay itself is measured by running bench/cei
 from __future__ import annotations
 
 import struct
+import sys
 from collections import Counter
+from pathlib import Path
 
 import pytest
 
-from bench import ceiling, compare
+# bench/ is a folder of the repository, not part of the installed package. The suite runs without the
+# repository root on sys.path (so that `kafkaprod` is the installed build); the root goes at the end, where it
+# can only supply `bench`, never shadow the installed kafkaprod.
+_ROOT = str(Path(__file__).resolve().parent.parent)
+if _ROOT not in sys.path:
+    sys.path.append(_ROOT)
+
+from bench import ceiling, compare  # noqa: E402
 
 # RecordBatch v2: baseSequence sits at byte 53 and recordCount at byte 57 of the 61-byte header.
 _BASE_SEQUENCE = struct.Struct(">i")
