@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from typing import NamedTuple
 
 from kafkaprod.errors import KafkaTimeoutError, ProducerClosedError
@@ -204,12 +204,3 @@ class Metadata:
             self._closed = True
             self._cond.notify_all()
 
-
-def partitions_by_leader(cluster: Cluster, tps: Iterable[TopicPartition]) -> Mapping[int, list[TopicPartition]]:
-    """Group partitions by their leader's broker id (partitions without a known leader are left out)."""
-    out: dict[int, list[TopicPartition]] = {}
-    for tp in tps:
-        info = cluster.partition(tp)
-        if info is not None and info.leader >= 0:
-            out.setdefault(info.leader, []).append(tp)
-    return out

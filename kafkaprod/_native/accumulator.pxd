@@ -73,7 +73,6 @@ cdef class RecordAccumulator:
     cdef set incomplete
     cdef set muted
     cdef int flushes_in_progress
-    cdef int appends_in_progress
     cdef readonly bint closed
     cdef readonly object fatal_error     # why appends stopped, when it was not a plain close()
     cdef readonly int64_t producer_id

@@ -361,7 +361,6 @@ cdef class RecordAccumulator:
         self.incomplete = set()
         self.muted = set()
         self.flushes_in_progress = 0
-        self.appends_in_progress = 0
         self.closed = False
         self.fatal_error = None
         self.producer_id = -1
@@ -1092,9 +1091,6 @@ cdef class RecordAccumulator:
                     if dq:
                         return True
         return False
-
-    def has_incomplete(self):
-        return bool(self.incomplete)
 
     # ---- flush / close ------------------------------------------------------------------------------------------------
     def begin_flush(self):
