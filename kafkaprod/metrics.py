@@ -22,6 +22,7 @@ class ProducerMetrics:
         self.latency_sum = 0.0
         self.latency_count = 0
         self.latency_max = 0.0
+        self.producer_id_resets = 0
 
     def record_request(self, batches: list, now: float) -> None:
         n = 0
@@ -58,6 +59,10 @@ class ProducerMetrics:
         with self._lock:
             self.records_retried += count
 
+    def record_producer_id_reset(self) -> None:
+        with self._lock:
+            self.producer_id_resets += 1
+
     def snapshot(self) -> dict[str, float]:
         """Java metric names; rates are per second since the producer started, latencies in ms."""
         with self._lock:
@@ -80,4 +85,6 @@ class ProducerMetrics:
                 "bufferpool-wait-time": self._pool.wait_time_ns_total / 1e9 / elapsed,
                 "bufferpool-wait-time-total": self._pool.wait_time_ns_total / 1e9,
                 "waiting-threads": float(self._pool.queued),
+                # kafkaprod's own: new idempotent producer ids taken after a sequence gap or lost producer state.
+                "producer-id-reset-total": float(self.producer_id_resets),
             }

@@ -24,6 +24,11 @@ log = logging.getLogger("kafkaprod")
 # Partition errors after which the leader may have moved: refresh metadata before the retry.
 _METADATA_ERRORS = frozenset({3, 5, 6, 74, 75, 100})
 _NETWORK_ERROR = errors.for_code(13)
+# Produce errors that end an idempotent producer, as in the Java client: no retry or new producer id helps.
+# CLUSTER_AUTHORIZATION_FAILED, UNSUPPORTED_VERSION, TRANSACTIONAL_ID_AUTHORIZATION_FAILED, PRODUCER_FENCED.
+_FATAL_FOR_IDEMPOTENCE = frozenset({31, 35, 53, 90})
+_OUT_OF_ORDER_SEQUENCE_NUMBER = 45
+_UNKNOWN_PRODUCER_ID = 59
 
 
 class Sender(threading.Thread):
@@ -54,6 +59,10 @@ class Sender(threading.Thread):
         self._init_pid_in_flight = False
         self._init_pid_not_before = 0.0
         self._in_flight: dict[tuple[str, int], list] = {}  # tp -> batches sent and not answered, in order
+        # Idempotence recovery asked for by this loop's answers, applied at the start of the next loop: the
+        # partitions whose sequences restart from 0, and whether a new producer id must be fetched first.
+        self._restart: set[tuple[str, int]] = set()
+        self._new_producer_id = False
         self._fatal: Exception | None = None
         for node in metadata.cluster.nodes.values():
             client.set_node(node.id, node.host, node.port)
@@ -89,6 +98,8 @@ class Sender(threading.Thread):
     def run_once(self) -> None:
         now = monotonic()
         poll_timeout = self._maybe_update_metadata(now)
+        if self._restart:
+            self._restart_sequences()
         if self.idempotent and self.acc.producer_id < 0:
             # Nothing is drained without a producer id, so nothing else would wake the loop for the next try.
             poll_timeout = min(poll_timeout, self._maybe_init_producer_id(now))
@@ -206,19 +217,45 @@ class Sender(threading.Thread):
             err = resp.error if body is None else errors.for_code(code)()
             log.info("InitProducerId failed: %s", err)
             if code is not None and not err.retriable:
-                # Fatal: nothing will ever be sent. Refuse appends first (naming the cause), so no record can be
-                # queued after the abort below and wait forever, then fail what is queued and stop.
-                self._fatal = err
-                self.acc.close(err)
-                self.metadata.fail_waiters(err)
-                self._abort_all(err)
-                self.running = False
+                self._stop_fatal(err)
                 return
             self._init_pid_not_before = monotonic() + self.retry_backoff
             return
+        # Sequences restart from 0 under the new id partition by partition, in the accumulator's drain.
         self.acc.set_producer_id(body["producer_id"], body["producer_epoch"])
-        self.acc.reset_sequences()
         log.info("idempotent producer id %d epoch %d", body["producer_id"], body["producer_epoch"])
+
+    def _stop_fatal(self, err: Exception) -> None:
+        # Nothing will ever be sent. Refuse appends first (naming the cause), so no record can be queued after
+        # the abort below and wait forever, then fail what is queued and in flight, and stop.
+        log.error("idempotent producer stopped by a fatal error: %s", err)
+        self._fatal = err
+        self.acc.close(err)
+        self.metadata.fail_waiters(err)
+        self._abort_all(err)
+        self.running = False
+
+    def _is_current(self, batch) -> bool:
+        return batch.producer_id == self.acc.producer_id and batch.producer_epoch == self.acc.producer_epoch
+
+    def _request_restart(self, batch, why: object) -> None:
+        """The batch's partition must number its batches from 0 again; under a new producer id if the batch was
+        numbered under the current one (a gap, or state the broker lost, there). The Java client's
+        requestIdempotentEpochBumpForPartition (see RecordAccumulator.restart_sequences for why a new id)."""
+        log.info("%r: %s; its partition's sequences restart%s", batch, why,
+                 " under a new producer id" if self._is_current(batch) else "")
+        self._restart.add(batch.tp)
+        if self._is_current(batch):
+            self._new_producer_id = True
+
+    def _restart_sequences(self) -> None:
+        if self._new_producer_id:
+            self.metrics.record_producer_id_reset()
+            log.info("idempotent producer id %d given up; fetching a new one (sequences restart for %d "
+                     "partition(s))", self.acc.producer_id, len(self._restart))
+        self.acc.restart_sequences(list(self._restart), self._new_producer_id)
+        self._restart.clear()
+        self._new_producer_id = False
 
     # ---- produce --------------------------------------------------------------------------------------------------
     def _send_produce(self, node: int, batches: list, now: float) -> None:
@@ -281,6 +318,9 @@ class Sender(threading.Thread):
             self._forget_in_flight(batch)
             self._split(batch, now)
             return
+        if err is not None and self.idempotent and err.errno in _FATAL_FOR_IDEMPOTENCE:
+            self._stop_fatal(err)
+            return
         if err is not None and self._can_retry(batch, err, now):
             log.debug("retrying %r after %s", batch, err)
             if err.errno in _METADATA_ERRORS or isinstance(err, _NETWORK_ERROR):
@@ -292,6 +332,9 @@ class Sender(threading.Thread):
         self._forget_in_flight(batch)
         if err is not None:
             self.metrics.record_errors(batch.record_count)
+            if self.idempotent and batch.has_sequence and not batch.is_done:
+                # Its sequences will never be written: the batches after it must not wait behind the gap.
+                self._request_restart(batch, f"failed with {type(err).__name__}")
         if batch.done(base_offset, log_append_time, err):
             self.metrics.record_done(batch)
         self.acc.deallocate(batch)
@@ -301,9 +344,21 @@ class Sender(threading.Thread):
             return False
         if err.retriable:
             return True
-        # Idempotence: a later batch is answered OUT_OF_ORDER while an earlier one of its partition is being
-        # retried; it is retried too (keeping its sequence) rather than failed, as the Java client does.
-        return err.errno == 45 and self.idempotent and self._earlier_unresolved(batch)
+        if not (self.idempotent and batch.has_sequence):
+            return False
+        if err.errno == _UNKNOWN_PRODUCER_ID:
+            # The broker lost this producer's state for the partition (log truncated or deleted): numbering
+            # from 0 again, under a new producer id, is accepted; the batch is retried with its new number.
+            self._request_restart(batch, "UNKNOWN_PRODUCER_ID")
+            return True
+        if err.errno == _OUT_OF_ORDER_SEQUENCE_NUMBER:
+            # Behind an earlier batch of the partition that is being retried: retried too, keeping its number,
+            # and written once the earlier one is. Otherwise the broker misses sequences that will never come
+            # (a batch failed or expired): the partition restarts its numbering and the batch is retried.
+            if not self._earlier_unresolved(batch):
+                self._request_restart(batch, "OUT_OF_ORDER_SEQUENCE_NUMBER with no earlier batch pending")
+            return True
+        return False
 
     def _earlier_unresolved(self, batch) -> bool:
         # Earlier sequences of the partition that are not acknowledged yet: in flight, or back in the queue for a
@@ -312,7 +367,9 @@ class Sender(threading.Thread):
         if batch.retry:
             return True
         tp, seq = batch.tp, batch.base_sequence
+        pid, epoch = batch.producer_id, batch.producer_epoch
         return any(b is not batch and b.tp == tp and 0 <= b.base_sequence < seq and not b.is_done
+                   and b.producer_id == pid and b.producer_epoch == epoch
                    for b in self.acc.incomplete_batches())
 
     def _forget_in_flight(self, batch) -> None:
@@ -338,6 +395,8 @@ class Sender(threading.Thread):
                 f"{batch.record_count} record(s) for {batch.topic}[{batch.partition}] expired: "
                 f"{(now - batch.created) * 1000:.0f} ms since the batch was created, past delivery_timeout_ms")
             self.metrics.record_errors(batch.record_count)
+            if self.idempotent and batch.has_sequence:
+                self._request_restart(batch, "expired after it had been sent")
             batch.done(-1, -1, err)
             self.acc.deallocate(batch)
 

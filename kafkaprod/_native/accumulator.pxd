@@ -44,6 +44,8 @@ cdef class TopicState:
     cdef list leaders
     cdef list available
     cdef list next_sequence
+    cdef list seq_owner                  # per partition: (producer id, epoch) its sequence numbers belong to
+    cdef list restart                    # per partition: renumber its batches from 0 (a gap or lost state)
     cdef list in_flight                  # per partition: batches drained and not yet answered
     cdef list in_flight_node             # per partition: the broker those batches went to
     cdef int sticky_partition
@@ -99,4 +101,5 @@ cdef class RecordAccumulator:
     cdef object _closed_error(self, str what)
     cdef double _backoff(self, ProducerBatch batch)
     cdef list _drain_node(self, object node, int max_size, double now)
+    cdef bint _number(self, TopicState st, int p, ProducerBatch batch)
     cdef void _release_in_flight(self, ProducerBatch batch)

@@ -306,6 +306,8 @@ cdef class TopicState:
         self.leaders = []
         self.available = []
         self.next_sequence = []
+        self.seq_owner = []
+        self.restart = []
         self.in_flight = []
         self.in_flight_node = []
         self.sticky_partition = -1
@@ -317,6 +319,8 @@ cdef class TopicState:
             self.open_batches.append(None)
             self.leaders.append(-1)
             self.next_sequence.append(0)
+            self.seq_owner.append(None)
+            self.restart.append(False)
             self.in_flight.append(0)
             self.in_flight_node.append(-1)
         self.num_partitions = n
@@ -409,12 +413,53 @@ cdef class RecordAccumulator:
         self.producer_id = producer_id
         self.producer_epoch = <int16_t>epoch
 
-    def reset_sequences(self):
-        """After a new producer id or epoch: sequences restart at 0 for every partition."""
+    def restart_sequences(self, partitions, bint new_producer_id):
+        """Recovery from a sequence gap or from a broker that lost this producer's state, by the Java client's
+        rules for an idempotent producer.
+
+        new_producer_id: the producer id is dropped, and the Sender fetches a new one (InitProducerId), under
+        which every partition numbers from 0 -- librdkafka's reset. Java bumps the epoch on its own instead,
+        which Tansu refuses (PRODUCER_FENCED); and neither Tansu nor librdkafka's mock takes KIP-360's bump
+        through InitProducerId for a producer without a transactional id. Each (topic, partition) of
+        `partitions` numbers its batches from 0 again under the current producer id -- those waiting for a retry
+        too, in queue order -- once nothing of it is in flight. Other partitions keep the numbering their brokers
+        know for batches already numbered, and start new batches at 0 under the new id once their older batches
+        are answered.
+        """
         cdef TopicState st
         with cython.critical_section(self):
-            for st in self.topics.values():
-                st.next_sequence = [0] * len(st.next_sequence)
+            if new_producer_id:
+                self.producer_id = -1
+                self.producer_epoch = -1
+            for topic, p in partitions:
+                st = self.topics.get(topic)
+                if st is not None and p < st.num_partitions:
+                    st.restart[p] = True
+
+    cdef bint _number(self, TopicState st, int p, ProducerBatch batch):
+        # Idempotence: whether the head batch of partition p may be drained now, giving it the next sequence of
+        # the current producer id and epoch where it needs one. Call inside the critical section.
+        cdef bint current = st.seq_owner[p] == (self.producer_id, self.producer_epoch)
+        if batch.base_sequence >= 0:
+            if batch.producer_id == self.producer_id and batch.producer_epoch == self.producer_epoch:
+                return True
+            if not st.restart[p] and not current:
+                return True  # a retry, under the numbering its partition still has at the broker
+        if self.producer_id < 0:
+            return False  # InitProducerId must answer first
+        if not current:
+            if <int>st.in_flight[p] > 0:
+                # Batches numbered under the old producer id or epoch are still on the wire: a batch starting
+                # the new numbering must not overtake them.
+                return False
+            st.seq_owner[p] = (self.producer_id, self.producer_epoch)
+            st.next_sequence[p] = 0
+            st.restart[p] = False
+        # A renumbered retry keeps its place in the queue's sequence order: the new numbers start at 0 and rise
+        # in queue order, so each is at most the old number it replaces.
+        batch.set_producer_state(self.producer_id, self.producer_epoch, st.next_sequence[p], False)
+        st.next_sequence[p] = (<int>st.next_sequence[p] + batch.builder._count) & 0x7FFFFFFF
+        return True
 
     # ---- send() ------------------------------------------------------------------------------------------------
     def send(self, topic, value=None, key=None, *, partition=None, timestamp_ms=None, headers=None,
@@ -961,15 +1006,8 @@ cdef class RecordAccumulator:
             est = builder_size(batch.builder)
             if out and size + est > max_size:
                 break
-            if self.idempotent and batch.base_sequence < 0:
-                if self.producer_id < 0:
-                    continue  # no producer id yet: InitProducerId must finish first
-                batch.base_sequence = st.next_sequence[p]
-                batch.producer_id = self.producer_id
-                batch.producer_epoch = self.producer_epoch
-                batch.builder.set_producer_state(self.producer_id, self.producer_epoch,
-                                                 batch.base_sequence, False)
-                st.next_sequence[p] = (<int>st.next_sequence[p] + batch.builder._count) & 0x7FFFFFFF
+            if self.idempotent and not self._number(st, p, batch):
+                continue
             dq.popleft()
             batch.closed_for_append = True
             batch.drained = now

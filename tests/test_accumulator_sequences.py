@@ -1,0 +1,111 @@
+"""Idempotent sequence numbering in the accumulator's drain, without a broker: what each batch carries on the wire
+when the Sender restarts a partition's numbering under a new producer id (the recovery from lost producer state or
+a sequence gap). The batch bytes are read with kafka-python's record-batch reader, which also checks the CRC of
+every rewritten header.
+"""
+from __future__ import annotations
+
+from kafka.record.default_records import DefaultRecordBatch
+
+from kafkaprod._native.accumulator import RecordAccumulator, monotonic
+from kafkaprod._native.buffer_pool import BufferPool
+
+NODE = 0
+
+
+def _accumulator(partitions: int = 2) -> RecordAccumulator:
+    pool = BufferPool(1 << 22, 4096)
+    # linger 0, idempotent; every partition led by NODE.
+    acc = RecordAccumulator(pool, 4096, 0, 0, 0, 120_000, 1000, True, None, 1 << 20)
+    acc.update_topic("t", [NODE] * partitions)
+    return acc
+
+
+def _batch(acc: RecordAccumulator, partition: int, records: int) -> None:
+    for i in range(records):
+        acc.append("t", partition, None, b"p%d-%d" % (partition, i), None, None, None)
+
+
+def _drain(acc: RecordAccumulator) -> dict[int, object]:
+    """One drain: the batch it takes per partition (the head of each queue), by partition."""
+    return {b.partition: b for b in acc.drain([NODE], 1 << 30, monotonic()).get(NODE, [])}
+
+
+def _on_wire(batch) -> tuple[int, int, int]:
+    read = DefaultRecordBatch(bytes(batch.close()))
+    assert read.validate_crc()
+    return read.producer_id, read.producer_epoch, read.base_sequence
+
+
+def _answered(acc: RecordAccumulator, batch) -> None:
+    batch.done(0, -1, None)
+    acc.deallocate(batch)
+
+
+def test_sequences_count_records_per_partition_under_the_producer_id() -> None:
+    acc = _accumulator()
+    _batch(acc, 0, 3)
+    assert _drain(acc) == {}  # no producer id yet: nothing leaves
+    acc.set_producer_id(7, 0)
+    first = _drain(acc)[0]
+    _batch(acc, 0, 2)
+    second = _drain(acc)[0]
+    assert (_on_wire(first), _on_wire(second)) == ((7, 0, 0), (7, 0, 3))
+
+
+def test_restarted_partition_renumbers_its_retries_from_zero_once_nothing_of_it_is_in_flight() -> None:
+    acc = _accumulator()
+    acc.set_producer_id(7, 0)
+    _batch(acc, 0, 3)
+    a = _drain(acc)[0]
+    _batch(acc, 0, 2)
+    b = _drain(acc)[0]  # a and b in flight, sequences 0 and 3
+    acc.restart_sequences([("t", 0)], True)  # a came back UNKNOWN_PRODUCER_ID
+    assert acc.producer_id == -1
+    acc.reenqueue(a, monotonic())
+    assert _drain(acc) == {}  # no producer id
+    acc.set_producer_id(8, 0)
+    assert _drain(acc) == {}  # b, numbered under the old id, is still in flight
+    acc.reenqueue(b, monotonic())
+    assert _drain(acc)[0] is a
+    assert _drain(acc)[0] is b
+    _batch(acc, 0, 4)
+    c = _drain(acc)[0]
+    assert [_on_wire(x) for x in (a, b, c)] == [(8, 0, 0), (8, 0, 3), (8, 0, 5)]
+
+
+def test_other_partitions_retry_under_their_old_numbering_and_start_new_batches_at_zero() -> None:
+    acc = _accumulator()
+    acc.set_producer_id(7, 0)
+    _batch(acc, 0, 1)
+    _batch(acc, 1, 2)
+    drained = _drain(acc)
+    p0, d = drained[0], drained[1]
+    _batch(acc, 1, 1)
+    acc.restart_sequences([("t", 0)], True)  # partition 0 lost its state; partition 1 did not
+    acc.set_producer_id(8, 0)
+    acc.reenqueue(d, monotonic())  # a plain retry (say NOT_LEADER_OR_FOLLOWER)
+    assert _drain(acc)[1] is d
+    assert _on_wire(d) == (7, 0, 0)  # the broker knows partition 1 under id 7: the retry keeps its number
+    assert 1 not in _drain(acc)  # the new batch must not overtake d, still in flight under id 7
+    _answered(acc, d)
+    e = _drain(acc)[1]
+    assert _on_wire(e) == (8, 0, 0)
+    _answered(acc, p0)
+
+
+def test_restart_without_a_new_producer_id_renumbers_only_that_partition() -> None:
+    # A batch numbered under an id that was already replaced failed: its partition restarts under the current
+    # id, no further new id is needed.
+    acc = _accumulator()
+    acc.set_producer_id(7, 0)
+    _batch(acc, 0, 2)
+    _batch(acc, 1, 2)
+    drained = _drain(acc)
+    acc.set_producer_id(8, 0)
+    acc.restart_sequences([("t", 1)], False)
+    assert acc.producer_id == 8
+    acc.reenqueue(drained[0], monotonic())
+    acc.reenqueue(drained[1], monotonic())
+    again = _drain(acc)
+    assert (_on_wire(again[0]), _on_wire(again[1])) == ((7, 0, 0), (8, 0, 0))
