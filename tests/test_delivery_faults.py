@@ -38,6 +38,11 @@ NOT_ENOUGH_REPLICAS = 19
 NOT_ENOUGH_REPLICAS_AFTER_APPEND = 20
 RECORD_LIST_TOO_LARGE = 18
 INVALID_RECORD = 87
+OUT_OF_ORDER_SEQUENCE_NUMBER = 45
+INVALID_PRODUCER_EPOCH = 47
+UNKNOWN_PRODUCER_ID = 59
+PRODUCER_FENCED = 90
+INIT_PRODUCER_ID = 22
 RETRIABLE_BURST = [NOT_LEADER_OR_FOLLOWER, REQUEST_TIMED_OUT, NOT_ENOUGH_REPLICAS, NETWORK_EXCEPTION,
                    LEADER_NOT_AVAILABLE, NOT_ENOUGH_REPLICAS_AFTER_APPEND]
 FILLER = b"." * 60
@@ -357,6 +362,10 @@ class CuttingProxy:
     A cut falls at a random point of a request (the broker gets part of a request and then EOF: nothing
     written) or of a response (the broker wrote the batches, the producer never hears so). The bytes before the
     cut point are forwarded, then both sides are closed.
+
+    It can also hold the line: while held, bytes in either direction are dropped (connections stay open, new
+    ones are accepted and held too), and on release every connection that dropped bytes is closed, so that no
+    request caught in the hold ever reaches the broker.
     """
 
     def __init__(self, target_port: int, host: str = "127.0.0.1") -> None:
@@ -373,6 +382,8 @@ class CuttingProxy:
         self._max_gaps: dict[str, int] = {}
         self._direction = ""
         self._sockets: set[socket.socket] = set()
+        self._held = False
+        self._poisoned: set[int] = set()  # ids of the sockets of connections that dropped bytes
         self._closed = False
         self._threads = [threading.Thread(target=self._accept, name="cutting-proxy", daemon=True)]
         self._threads[0].start()
@@ -393,6 +404,22 @@ class CuttingProxy:
             return
         self._direction = "request" if self._cuts_left % 2 == 0 else "response"
         self._budget = self._rng.randint(1, self._max_gaps[self._direction])
+
+    def hold(self) -> None:
+        with self._lock:
+            self._held = True
+
+    def release(self) -> None:
+        with self._lock:
+            self._held = False
+            doomed = [sock for sock in self._sockets if id(sock) in self._poisoned]
+            # Socket ids are reused once their objects are gone: a later connection must not inherit a mark.
+            self._poisoned.clear()
+        for sock in doomed:
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
 
     def _allow(self, size: int, direction: str) -> int:
         """How many of ``size`` bytes to forward; fewer than ``size`` means: then cut."""
@@ -435,6 +462,11 @@ class CuttingProxy:
                 data = src.recv(65536)
                 if not data:
                     break
+                with self._lock:
+                    if self._held:
+                        self._poisoned.update(map(id, pair))
+                    if id(src) in self._poisoned:
+                        continue
                 allowed = self._allow(len(data), direction)
                 if allowed:
                     dst.sendall(data[:allowed])
@@ -471,7 +503,9 @@ class CuttingProxy:
 
 @pytest.fixture(scope="module")
 def proxied_tansu():
-    """A Tansu broker of its own that advertises a cutting proxy's port: every client connection goes through it."""
+    """A Tansu broker of its own that advertises a cutting proxy's port: every client connection goes through it.
+
+    Unlike the mock, Tansu checks idempotent sequences: it refuses a batch that leaves a gap."""
     from kafkaprod.broker import TansuBroker
 
     proxy = CuttingProxy(target_port=0)
@@ -531,6 +565,104 @@ def test_connections_cut_at_random_bytes_through_a_proxy_lose_and_reorder_nothin
                                if result.duplicated else "")))
     assert errors == {}
     assert result.lost == 0
+
+
+# ---- idempotent recovery: sequences restarted under a new producer id ------------------------------------------------
+
+# One request in flight per connection, so that the mock (which checks no sequences here) cannot append a batch
+# behind a refused one: only the producer could reorder, and the audit would see it.
+@pytest.mark.parametrize("error", [UNKNOWN_PRODUCER_ID, OUT_OF_ORDER_SEQUENCE_NUMBER],
+                         ids=["UNKNOWN_PRODUCER_ID", "OUT_OF_ORDER_SEQUENCE_NUMBER"])
+def test_lost_producer_state_or_a_sequence_gap_restarts_under_a_new_producer_id_losing_nothing(
+        mock_cluster, mock_topic, error):
+    topic = mock_topic(partitions=PARTITIONS)
+    mock_cluster.set_rtt(ALL_BROKERS, 5)
+
+    with make_producer(mock_cluster.bootstrap_servers, linger_ms=1, batch_size=2048,
+                       max_in_flight_requests_per_connection=1) as producer:
+        stream = Stream(producer, topic)
+        stream.send(PARTITIONS)
+        stream.finish()  # the first producer id is in hand
+        mock_cluster.start_request_tracking()
+        stream.run(chunks=12, per_chunk=120, pause=0.05,
+                   faults={c: (lambda: mock_cluster.push_request_errors(PRODUCE, [error] * 2)) for c in (2, 7)})
+        stream.finish()
+        resets = producer.metrics()["producer-id-reset-total"]
+    mock_cluster.set_rtt(ALL_BROKERS, 0)
+    init_requests = len(mock_cluster.requests(INIT_PRODUCER_ID))
+    mock_cluster.stop_request_tracking()
+
+    # Two pushes of two refused requests: each push takes a new id at least once -- and at most twice, when the
+    # second refused request carried batches numbered under the id that the first one's answer replaced.
+    assert 2 <= resets <= 4
+    assert init_requests == resets
+    check_delivered(mock_cluster, stream, f"recovery: error {error} pushed on 2 x 2 requests",
+                    note=f"{resets:.0f} new producer ids")
+
+
+def test_producer_fenced_stops_the_producer_failing_every_pending_record_once(mock_cluster, mock_topic):
+    topic = mock_topic(partitions=PARTITIONS)
+    with make_producer(mock_cluster.bootstrap_servers, linger_ms=1, batch_size=2048) as producer:
+        stream = Stream(producer, topic)
+        stream.send(PARTITIONS)
+        stream.finish()
+        mock_cluster.push_request_errors(PRODUCE, [PRODUCER_FENCED])
+        sent_before = stream.records
+        try:
+            stream.run(chunks=4, per_chunk=60, pause=0.05)
+        except KafkaError as exc:  # sends after the fatal answer are refused at once, naming it
+            assert "PRODUCER_FENCED" in str(exc)
+        stream.finish()
+        with pytest.raises(KafkaError, match="PRODUCER_FENCED"):
+            producer.send(topic, b"after", partition=0)
+
+    errors = stream.errors()
+    later = set(stream.futures) - set(list(stream.futures)[:sent_before])
+    SUMMARY.append(Row("PRODUCER_FENCED (fatal) pushed", len(later), 0, 0, 0, len(errors),
+                       "every record pending at the fatal answer fails; later sends raise"))
+    assert stream.log.counts() == {rid: 1 for rid in stream.futures}
+    assert errors and set(errors) <= later
+    assert all(isinstance(e, KafkaError) and "PRODUCER_FENCED" in str(e) for e in errors.values())
+
+
+def test_batches_failed_after_being_numbered_leave_no_gap_that_breaks_later_ones(proxied_tansu):
+    # Requests drained while the line is held never reach Tansu; their batches time out and then expire past
+    # delivery_timeout_ms, leaving a gap in the sequences Tansu has seen. Without a restart of the numbering,
+    # every later batch would be refused as OUT_OF_ORDER_SEQUENCE_NUMBER by Tansu for good.
+    broker, proxy = proxied_tansu
+    bootstrap = f"{proxy.host}:{proxy.port}"
+    topic = f"held-{uuid.uuid4().hex[:12]}"
+    partitions = 3
+    broker.create_topics({topic: partitions})
+    with make_producer(bootstrap, linger_ms=1, batch_size=2048, request_timeout_ms=500,
+                       delivery_timeout_ms=1500) as producer:
+        stream = Stream(producer, topic, partitions=partitions)
+        stream.send(partitions * 2)
+        stream.finish()  # connected, with a producer id; sequences 0 and 1 written on every partition
+        warm = set(stream.futures)
+        proxy.hold()
+        stream.run(chunks=3, per_chunk=60, pause=0.02)
+        held = set(stream.futures) - warm
+        for rid in held:
+            assert stream.futures[rid].exception(WAIT_S) is not None  # each fails (timeout) before the release
+        proxy.release()
+        stream.run(chunks=6, per_chunk=60, pause=0.02)
+        stream.finish()
+        resets = producer.metrics()["producer-id-reset-total"]
+
+    errors = stream.errors()
+    assert stream.log.counts() == {rid: 1 for rid in stream.futures}
+    assert set(errors) == held, {rid: repr(e) for rid, e in errors.items() if rid not in held}
+    assert all(isinstance(e, KafkaTimeoutError) for e in errors.values()), set(map(type, errors.values()))
+    assert resets >= 1
+    stored = read_back(bootstrap, topic, partitions, None)
+    # Exactly the acknowledged records, once each and in send order; none of the held ones reached the log.
+    acknowledged = set(stream.futures) - held
+    for p in range(partitions):
+        assert [parse(s.value)[1] for s in stored[p]] == sorted(seq for q, seq in acknowledged if q == p)
+    SUMMARY.append(Row("line held past delivery_timeout, then back (Tansu)", stream.records, 0, 0, 0, len(errors),
+                       f"{len(held)} records sent while held failed (timeout); the rest delivered under "
+                       f"{resets:.0f} new producer id(s)"))
 
 
 # ---- (f) every broker down past delivery_timeout_ms -----------------------------------------------------------------
@@ -610,7 +742,7 @@ def test_every_broker_down_mid_stream_ends_each_record_once_and_acknowledged_one
 
 # ---- (g) non-retriable errors ---------------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("error", [RECORD_LIST_TOO_LARGE, INVALID_RECORD])
+@pytest.mark.parametrize("error", [RECORD_LIST_TOO_LARGE, INVALID_RECORD, INVALID_PRODUCER_EPOCH])
 def test_non_retriable_error_fails_exactly_the_refused_batch(mock_cluster, error):
     topic = "three-leaders"
     mock_cluster.create_topic(topic, 3, 3, leaders=[1, 2, 3])
