@@ -363,7 +363,10 @@ class CuttingProxy:
     written) or of a response (the broker wrote the batches, the producer never hears so). The bytes before the
     cut point are forwarded, then both sides are closed.
 
-    It can also hold the line: while held, bytes in either direction are dropped (connections stay open, new
+    It can also mangle answers: every few response frames, one is cut short to its correlation id and a zero
+    byte (a well-framed answer no decoder can read), on connections accepted after mangle() was called.
+
+    And it can hold the line: while held, bytes in either direction are dropped (connections stay open, new
     ones are accepted and held too), and on release every connection that dropped bytes is closed, so that no
     request caught in the hold ever reaches the broker.
     """
@@ -384,6 +387,10 @@ class CuttingProxy:
         self._sockets: set[socket.socket] = set()
         self._held = False
         self._poisoned: set[int] = set()  # ids of the sockets of connections that dropped bytes
+        self._mangle_left = 0
+        self._mangle_every = 1
+        self._response_frames = 0
+        self.mangled = 0
         self._closed = False
         self._threads = [threading.Thread(target=self._accept, name="cutting-proxy", daemon=True)]
         self._threads[0].start()
@@ -404,6 +411,24 @@ class CuttingProxy:
             return
         self._direction = "request" if self._cuts_left % 2 == 0 else "response"
         self._budget = self._rng.randint(1, self._max_gaps[self._direction])
+
+    def mangle(self, count: int, every: int) -> None:
+        """Cut short every ``every``-th response frame, ``count`` times (connections accepted from now on)."""
+        with self._lock:
+            self._mangle_left = count
+            self._mangle_every = every
+            self._response_frames = 0
+
+    def _maybe_mangled(self, frame: bytes) -> bytes:
+        with self._lock:
+            if self._mangle_left <= 0:
+                return frame
+            self._response_frames += 1
+            if self._response_frames % self._mangle_every:
+                return frame
+            self._mangle_left -= 1
+            self.mangled += 1
+        return (5).to_bytes(4, "big") + frame[4:8] + b"\x00"
 
     def hold(self) -> None:
         with self._lock:
@@ -451,8 +476,10 @@ class CuttingProxy:
             pair = (client, upstream)
             with self._lock:
                 self._sockets.update(pair)
+                framed = self._mangle_left > 0
             for src, dst, direction in ((client, upstream, "request"), (upstream, client, "response")):
-                thread = threading.Thread(target=self._pump, args=(src, dst, pair, direction), daemon=True)
+                target = self._pump_frames if framed and direction == "response" else self._pump
+                thread = threading.Thread(target=target, args=(src, dst, pair, direction), daemon=True)
                 self._threads.append(thread)
                 thread.start()
 
@@ -472,6 +499,26 @@ class CuttingProxy:
                     dst.sendall(data[:allowed])
                 if allowed < len(data):
                     break
+        except OSError:
+            pass
+        self._close_pair(pair)
+
+    def _pump_frames(self, src: socket.socket, dst: socket.socket, pair, direction: str) -> None:
+        # Responses read whole frame by frame from the connection's first byte, so a frame can be cut short.
+        buffered = bytearray()
+        try:
+            while True:
+                data = src.recv(65536)
+                if not data:
+                    break
+                buffered += data
+                while len(buffered) >= 4:
+                    end = 4 + int.from_bytes(buffered[:4], "big")
+                    if len(buffered) < end:
+                        break
+                    frame = bytes(buffered[:end])
+                    del buffered[:end]
+                    dst.sendall(self._maybe_mangled(frame))
         except OSError:
             pass
         self._close_pair(pair)
@@ -623,6 +670,36 @@ def test_producer_fenced_stops_the_producer_failing_every_pending_record_once(mo
     assert stream.log.counts() == {rid: 1 for rid in stream.futures}
     assert errors and set(errors) <= later
     assert all(isinstance(e, KafkaError) and "PRODUCER_FENCED" in str(e) for e in errors.values())
+
+
+MANGLES = 6
+
+
+def test_bad_frames_from_the_broker_close_the_connection_and_its_batches_are_retried(proxied_tansu):
+    # Each cut-short answer (Produce, Metadata, ApiVersions or InitProducerId alike) must close that connection
+    # and have its requests retried: Tansu wrote the batches of a Produce whose answer was mangled, so their
+    # retries must be recognised as duplicates, not written again.
+    broker, proxy = proxied_tansu
+    bootstrap = f"{proxy.host}:{proxy.port}"
+    topic = f"mangled-{uuid.uuid4().hex[:12]}"
+    partitions = 3
+    broker.create_topics({topic: partitions})
+    mangled_before = proxy.mangled
+    proxy.mangle(count=MANGLES, every=7)
+    with make_producer(bootstrap, linger_ms=1, batch_size=2048) as producer:
+        stream = Stream(producer, topic, partitions=partitions)
+        stream.run(chunks=12, per_chunk=100, pause=0.05)
+        for _ in range(50):  # keep answers coming until every mangle was used
+            if proxy.mangled - mangled_before == MANGLES:
+                break
+            stream.run(chunks=1, per_chunk=100, pause=0.05)
+        stream.finish()
+        retried = producer.metrics()["record-retry-total"]
+
+    assert proxy.mangled - mangled_before == MANGLES
+    assert retried > 0
+    check_delivered_from(bootstrap, stream, "bad response frames (Tansu, proxy)",
+                         note=f"{MANGLES} answers cut short, {retried:.0f} record retries")
 
 
 def test_batches_failed_after_being_numbered_leave_no_gap_that_breaks_later_ones(proxied_tansu):
