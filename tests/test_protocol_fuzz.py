@@ -123,3 +123,20 @@ def test_truncated_requests_raise_protocol_error(api_version):
             decode_request(frame[:cut])
 
     check()
+
+
+def test_coverage_guided_fuzzing_finds_no_crash_hang_or_runaway_allocation(tmp_path):
+    # A bounded atheris (libFuzzer) session over the splitter and every response decoder; a crash, an input
+    # taking over 5 s or a process above 1 GiB makes libFuzzer exit non-zero and write the input it found.
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    harness = Path(__file__).with_name("fuzz_responses.py")
+    run = subprocess.run(
+        [sys.executable, "-I", str(harness), "-runs=20000", "-max_len=4096", "-rss_limit_mb=1024", "-timeout=5",
+         "-seed=1", f"-artifact_prefix={tmp_path}/"],
+        capture_output=True, text=True, timeout=600,
+    )
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert "Done 20000 runs" in run.stderr
