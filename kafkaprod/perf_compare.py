@@ -24,7 +24,6 @@ import dataclasses
 import importlib.util
 import itertools
 import json
-import os
 import resource
 import statistics
 import subprocess
@@ -76,22 +75,21 @@ def client_settings(options: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def _child_env() -> dict[str, str]:
-    # The directory holding the kafkaprod package the parent imported goes first, so an in-place build measured
-    # from a source tree is the one every child imports.
+def _package_root() -> str:
+    """The directory holding the kafkaprod package this process imported (site-packages, or a source tree with an
+    in-place build)."""
     import kafkaprod
 
-    root = str(Path(kafkaprod.__file__).resolve().parent.parent)
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [root, env.get("PYTHONPATH")]))
-    return env
+    return str(Path(kafkaprod.__file__).resolve().parent.parent)
 
 
 def run_child(spec: dict[str, Any], timeout: float = 3600.0) -> dict[str, Any]:
     """One client's run in a fresh interpreter; its result dict, or ComparisonError with the child's last words."""
     try:
+        # Started in the package's own root: `python -m` puts the working directory first on sys.path, and run
+        # from a source checkout without an in-place build that would import its uncompiled kafkaprod.
         proc = subprocess.run([sys.executable, "-m", "kafkaprod.perf_compare", json.dumps(spec)],
-                              capture_output=True, text=True, env=_child_env(), timeout=timeout)
+                              capture_output=True, text=True, cwd=_package_root(), timeout=timeout)
     except subprocess.TimeoutExpired:
         raise ComparisonError(f"{spec['client']}: no result within {timeout:.0f} s (child killed)") from None
     lines = proc.stdout.strip().splitlines()

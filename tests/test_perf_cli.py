@@ -290,3 +290,19 @@ def test_bulk_run_sends_every_record_through_send_batch(tansu, tansu_topic, caps
     report = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert (report["records"], report["failed"], report["bulk"]) == (10_000, 0, 3000)
     assert report["latency_samples"] == 4  # one per call: 3000 + 3000 + 3000 + 1000
+
+
+def test_compare_children_import_the_parents_kafkaprod_even_when_started_inside_a_source_tree(tmp_path,
+                                                                                             monkeypatch):
+    # `kafkaprod-perf --compare` run from a checkout's root, with kafkaprod installed rather than built in place:
+    # the checkout's uncompiled package must not shadow the installed one in the children.
+    from kafkaprod import perf_compare
+
+    shadow = tmp_path / "kafkaprod"
+    shadow.mkdir()
+    (shadow / "__init__.py").write_text("raise ImportError('the source tree was imported')\n")
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(perf_compare.ComparisonError) as failed:
+        perf_compare.run_child({"client": "no-such-client"}, timeout=120)  # fails, but only once it is running
+    assert "the source tree was imported" not in str(failed.value)
+    assert "no-such-client" in str(failed.value) or "KeyError" in str(failed.value)
