@@ -366,6 +366,8 @@ class CuttingProxy:
     It can also mangle answers: every few response frames, one is cut short to its correlation id and a zero
     byte (a well-framed answer no decoder can read), on connections accepted after mangle() was called.
 
+    It can delay answers: each piece of a response waits ``delay_responses(seconds)`` before it is forwarded.
+
     And it can hold the line: while held, bytes in either direction are dropped (connections stay open, new
     ones are accepted and held too), and on release every connection that dropped bytes is closed, so that no
     request caught in the hold ever reaches the broker.
@@ -387,6 +389,7 @@ class CuttingProxy:
         self._sockets: set[socket.socket] = set()
         self._held = False
         self._poisoned: set[int] = set()  # ids of the sockets of connections that dropped bytes
+        self._response_delay = 0.0
         self._mangle_left = 0
         self._mangle_every = 1
         self._response_frames = 0
@@ -411,6 +414,9 @@ class CuttingProxy:
             return
         self._direction = "request" if self._cuts_left % 2 == 0 else "response"
         self._budget = self._rng.randint(1, self._max_gaps[self._direction])
+
+    def delay_responses(self, seconds: float) -> None:
+        self._response_delay = seconds
 
     def mangle(self, count: int, every: int) -> None:
         """Cut short every ``every``-th response frame, ``count`` times (connections accepted from now on)."""
@@ -494,6 +500,8 @@ class CuttingProxy:
                         self._poisoned.update(map(id, pair))
                     if id(src) in self._poisoned:
                         continue
+                if direction == "response" and self._response_delay:
+                    time.sleep(self._response_delay)
                 allowed = self._allow(len(data), direction)
                 if allowed:
                     dst.sendall(data[:allowed])
@@ -670,6 +678,32 @@ def test_producer_fenced_stops_the_producer_failing_every_pending_record_once(mo
     assert stream.log.counts() == {rid: 1 for rid in stream.futures}
     assert errors and set(errors) <= later
     assert all(isinstance(e, KafkaError) and "PRODUCER_FENCED" in str(e) for e in errors.values())
+
+
+def test_answers_slower_than_request_timeout_are_retried_without_duplicates_by_a_deduping_broker(proxied_tansu):
+    # (d) again, with a broker that checks sequences: Tansu wrote each batch whose answer came too late, so its
+    # retry must be refused as a duplicate -- nothing may be written twice.
+    broker, proxy = proxied_tansu
+    bootstrap = f"{proxy.host}:{proxy.port}"
+    topic = f"slow-{uuid.uuid4().hex[:12]}"
+    partitions = 3
+    broker.create_topics({topic: partitions})
+    with make_producer(bootstrap, linger_ms=1, batch_size=2048, request_timeout_ms=1000,
+                       delivery_timeout_ms=60_000) as producer:
+        stream = Stream(producer, topic, partitions=partitions)
+        stream.send(partitions)
+        stream.finish()
+        try:
+            stream.run(chunks=12, per_chunk=100, pause=0.3,
+                       faults={2: lambda: proxy.delay_responses(1.5), 10: lambda: proxy.delay_responses(0)})
+        finally:
+            proxy.delay_responses(0)
+        stream.finish()
+        retried = producer.metrics()["record-retry-total"]
+
+    assert retried > 0  # requests really timed out
+    check_delivered_from(bootstrap, stream, "(d') answers 1500 ms late > request_timeout (Tansu, proxy)",
+                         note=f"{retried:.0f} record retries")
 
 
 MANGLES = 6
