@@ -242,7 +242,8 @@ class Sender(threading.Thread):
         """The batch's partition must number its batches from 0 again; under a new producer id if the batch was
         numbered under the current one (a gap, or state the broker lost, there). The Java client's
         requestIdempotentEpochBumpForPartition (see RecordAccumulator.restart_sequences for why a new id)."""
-        log.info("%r: %s; its partition's sequences restart%s", batch, why,
+        # DEBUG: in an outage every expiring batch comes here; the new producer id is logged once, at INFO.
+        log.debug("%r: %s; its partition's sequences restart%s", batch, why,
                  " under a new producer id" if self._is_current(batch) else "")
         self._restart.add(batch.tp)
         if self._is_current(batch):
