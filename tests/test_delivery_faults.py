@@ -574,6 +574,17 @@ def proxied_tansu():
         broker.stop()
 
 
+PROXIED_PARTITIONS = 3
+
+
+def proxied_topic(proxied_tansu, prefix: str) -> tuple[CuttingProxy, str, str]:
+    """A new 3-partition topic on the proxied Tansu: (the proxy, the bootstrap address through it, the topic)."""
+    broker, proxy = proxied_tansu
+    topic = f"{prefix}-{uuid.uuid4().hex[:12]}"
+    broker.create_topics({topic: PROXIED_PARTITIONS})
+    return proxy, f"{proxy.host}:{proxy.port}", topic
+
+
 CUTS = 8
 
 
@@ -581,11 +592,8 @@ CUTS = 8
 def test_connections_cut_at_random_bytes_through_a_proxy_lose_and_reorder_nothing(proxied_tansu, idempotent):
     # Unlike the mock, Tansu checks idempotent sequences (a retried batch it already wrote is not written again),
     # so here a cut response must not duplicate anything, and with 5 requests in flight nothing may reorder.
-    broker, proxy = proxied_tansu
-    bootstrap = f"{proxy.host}:{proxy.port}"
-    topic = f"cut-{uuid.uuid4().hex[:12]}"
-    partitions = 3
-    broker.create_topics({topic: partitions})
+    proxy, bootstrap, topic = proxied_topic(proxied_tansu, "cut")
+    partitions = PROXIED_PARTITIONS
     options = {} if idempotent else {"acks": 1, "enable_idempotence": False}
     with make_producer(bootstrap, linger_ms=1, batch_size=2048, **options) as producer:
         stream = Stream(producer, topic, partitions=partitions)
@@ -683,11 +691,8 @@ def test_producer_fenced_stops_the_producer_failing_every_pending_record_once(mo
 def test_answers_slower_than_request_timeout_are_retried_without_duplicates_by_a_deduping_broker(proxied_tansu):
     # (d) again, with a broker that checks sequences: Tansu wrote each batch whose answer came too late, so its
     # retry must be refused as a duplicate -- nothing may be written twice.
-    broker, proxy = proxied_tansu
-    bootstrap = f"{proxy.host}:{proxy.port}"
-    topic = f"slow-{uuid.uuid4().hex[:12]}"
-    partitions = 3
-    broker.create_topics({topic: partitions})
+    proxy, bootstrap, topic = proxied_topic(proxied_tansu, "slow")
+    partitions = PROXIED_PARTITIONS
     with make_producer(bootstrap, linger_ms=1, batch_size=2048, request_timeout_ms=1000,
                        delivery_timeout_ms=60_000) as producer:
         stream = Stream(producer, topic, partitions=partitions)
@@ -713,11 +718,8 @@ def test_bad_frames_from_the_broker_close_the_connection_and_its_batches_are_ret
     # Each cut-short answer (Produce, Metadata, ApiVersions or InitProducerId alike) must close that connection
     # and have its requests retried: Tansu wrote the batches of a Produce whose answer was mangled, so their
     # retries must be recognised as duplicates, not written again.
-    broker, proxy = proxied_tansu
-    bootstrap = f"{proxy.host}:{proxy.port}"
-    topic = f"mangled-{uuid.uuid4().hex[:12]}"
-    partitions = 3
-    broker.create_topics({topic: partitions})
+    proxy, bootstrap, topic = proxied_topic(proxied_tansu, "mangled")
+    partitions = PROXIED_PARTITIONS
     mangled_before = proxy.mangled
     proxy.mangle(count=MANGLES, every=7)
     with make_producer(bootstrap, linger_ms=1, batch_size=2048) as producer:
@@ -740,11 +742,8 @@ def test_batches_failed_after_being_numbered_leave_no_gap_that_breaks_later_ones
     # Requests drained while the line is held never reach Tansu; their batches time out and then expire past
     # delivery_timeout_ms, leaving a gap in the sequences Tansu has seen. Without a restart of the numbering,
     # every later batch would be refused as OUT_OF_ORDER_SEQUENCE_NUMBER by Tansu for good.
-    broker, proxy = proxied_tansu
-    bootstrap = f"{proxy.host}:{proxy.port}"
-    topic = f"held-{uuid.uuid4().hex[:12]}"
-    partitions = 3
-    broker.create_topics({topic: partitions})
+    proxy, bootstrap, topic = proxied_topic(proxied_tansu, "held")
+    partitions = PROXIED_PARTITIONS
     with make_producer(bootstrap, linger_ms=1, batch_size=2048, request_timeout_ms=500,
                        delivery_timeout_ms=1500) as producer:
         stream = Stream(producer, topic, partitions=partitions)
