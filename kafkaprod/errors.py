@@ -1,9 +1,67 @@
 """Errors raised by kafkaprod.
 
 Every error says whether retrying can help (``retriable``), so the Sender and users decide the same way the Java
-client does. Broker error codes map to one class each through :func:`for_code`.
+client does (its ``RetriableException`` hierarchy). Broker error codes are named once, in :class:`ErrorCode`, and
+each code a producer meets has its own class below; :func:`broker_error` makes the error for a code.
 """
 from __future__ import annotations
+
+from enum import IntEnum
+
+
+class ErrorCode(IntEnum):
+    """Kafka protocol error codes a producer meets (Kafka's protocol guide, "Error Codes")."""
+
+    UNKNOWN_SERVER_ERROR = -1
+    NONE = 0
+    OFFSET_OUT_OF_RANGE = 1
+    CORRUPT_MESSAGE = 2
+    UNKNOWN_TOPIC_OR_PARTITION = 3
+    INVALID_FETCH_SIZE = 4
+    LEADER_NOT_AVAILABLE = 5
+    NOT_LEADER_OR_FOLLOWER = 6
+    REQUEST_TIMED_OUT = 7
+    BROKER_NOT_AVAILABLE = 8
+    REPLICA_NOT_AVAILABLE = 9
+    MESSAGE_TOO_LARGE = 10
+    NETWORK_EXCEPTION = 13
+    COORDINATOR_LOAD_IN_PROGRESS = 14
+    COORDINATOR_NOT_AVAILABLE = 15
+    NOT_COORDINATOR = 16
+    INVALID_TOPIC_EXCEPTION = 17
+    RECORD_LIST_TOO_LARGE = 18
+    NOT_ENOUGH_REPLICAS = 19
+    NOT_ENOUGH_REPLICAS_AFTER_APPEND = 20
+    INVALID_REQUIRED_ACKS = 21
+    ILLEGAL_GENERATION = 22
+    TOPIC_AUTHORIZATION_FAILED = 29
+    CLUSTER_AUTHORIZATION_FAILED = 31
+    INVALID_TIMESTAMP = 32
+    UNSUPPORTED_SASL_MECHANISM = 33
+    UNSUPPORTED_VERSION = 35
+    TOPIC_ALREADY_EXISTS = 36
+    INVALID_PARTITIONS = 37
+    INVALID_REPLICATION_FACTOR = 38
+    NOT_CONTROLLER = 41
+    INVALID_REQUEST = 42
+    UNSUPPORTED_FOR_MESSAGE_FORMAT = 43
+    POLICY_VIOLATION = 44
+    OUT_OF_ORDER_SEQUENCE_NUMBER = 45
+    DUPLICATE_SEQUENCE_NUMBER = 46
+    INVALID_PRODUCER_EPOCH = 47
+    INVALID_TXN_STATE = 48
+    INVALID_PRODUCER_ID_MAPPING = 49
+    CONCURRENT_TRANSACTIONS = 51
+    TRANSACTIONAL_ID_AUTHORIZATION_FAILED = 53
+    KAFKA_STORAGE_ERROR = 56
+    UNKNOWN_PRODUCER_ID = 59
+    FENCED_LEADER_EPOCH = 74
+    UNKNOWN_LEADER_EPOCH = 75
+    UNSUPPORTED_COMPRESSION_TYPE = 76
+    INVALID_RECORD = 87
+    THROTTLING_QUOTA_EXCEEDED = 89
+    PRODUCER_FENCED = 90
+    UNKNOWN_TOPIC_ID = 100
 
 
 class KafkaError(Exception):
@@ -37,10 +95,6 @@ class ProtocolError(KafkaError):
     retriable = True
 
 
-class UnsupportedVersionError(KafkaError):
-    """No version of an API is supported by both this client and the broker."""
-
-
 class RecordTooLargeError(KafkaError):
     """A record is larger than ``max_request_size`` or ``buffer_memory`` allows."""
 
@@ -64,11 +118,22 @@ class BatchSendError(KafkaError):
 
 
 class BrokerResponseError(KafkaError):
-    """An error code returned by a broker. Subclasses exist per code; see :func:`for_code`."""
+    """An error code returned by a broker: one subclass per code below, :class:`UnknownBrokerError` for others."""
 
-    errno = -1
-    message = "UNKNOWN_SERVER_ERROR"
-    description = "An unexpected server error."
+    errno: int = ErrorCode.UNKNOWN_SERVER_ERROR
+
+    @property
+    def description(self) -> str:
+        """What the code means: the class docstring, which is Kafka's own description of the code."""
+        return " ".join((type(self).__doc__ or "").split())
+
+    @property
+    def message(self) -> str:
+        """The code's protocol name, e.g. ``NOT_LEADER_OR_FOLLOWER``."""
+        try:
+            return ErrorCode(self.errno).name
+        except ValueError:
+            return f"UNKNOWN_CODE_{self.errno}"
 
     def __str__(self) -> str:
         detail = super().__str__()
@@ -76,84 +141,348 @@ class BrokerResponseError(KafkaError):
         return f"{base} ({detail})" if detail else base
 
 
-# (code, name, retriable, description): the broker error codes a producer meets. The flag follows the Java
-# client's RetriableException hierarchy. Source of the facts: Kafka's protocol guide, "Error Codes".
-_BROKER_ERRORS: tuple[tuple[int, str, bool, str], ...] = (
-    (-1, "UNKNOWN_SERVER_ERROR", False, "The server experienced an unexpected error when processing the request."),
-    (1, "OFFSET_OUT_OF_RANGE", False, "The requested offset is not within the range of offsets maintained by the server."),
-    (2, "CORRUPT_MESSAGE", True, "The message contents do not match the message CRC or the message is otherwise corrupt."),
-    (3, "UNKNOWN_TOPIC_OR_PARTITION", True, "This server does not host this topic-partition."),
-    (4, "INVALID_FETCH_SIZE", False, "The requested fetch size is invalid."),
-    (5, "LEADER_NOT_AVAILABLE", True, "There is no leader for this topic-partition as we are in the middle of a leadership election."),
-    (6, "NOT_LEADER_OR_FOLLOWER", True, "This server is not the leader or a follower for that topic-partition."),
-    (7, "REQUEST_TIMED_OUT", True, "The request timed out."),
-    (8, "BROKER_NOT_AVAILABLE", False, "The broker is not available."),
-    (9, "REPLICA_NOT_AVAILABLE", True, "The replica is not available for the requested topic-partition."),
-    (10, "MESSAGE_TOO_LARGE", False, "The request included a message larger than the max message size the server will accept."),
-    (13, "NETWORK_EXCEPTION", True, "The server disconnected before a response was received."),
-    (14, "COORDINATOR_LOAD_IN_PROGRESS", True, "The coordinator is loading and hence can't process requests."),
-    (15, "COORDINATOR_NOT_AVAILABLE", True, "The coordinator is not available."),
-    (16, "NOT_COORDINATOR", True, "This is not the correct coordinator."),
-    (17, "INVALID_TOPIC_EXCEPTION", False, "The request attempted to perform an operation on an invalid topic."),
-    (18, "RECORD_LIST_TOO_LARGE", False, "The request included message batch larger than the configured segment size on the server."),
-    (19, "NOT_ENOUGH_REPLICAS", True, "Messages are rejected since there are fewer in-sync replicas than required."),
-    (20, "NOT_ENOUGH_REPLICAS_AFTER_APPEND", True, "Messages are written to the log, but to fewer in-sync replicas than required."),
-    (21, "INVALID_REQUIRED_ACKS", False, "Produce request specified an invalid value for required acks."),
-    (22, "ILLEGAL_GENERATION", False, "Specified group generation id is not valid."),
-    (29, "TOPIC_AUTHORIZATION_FAILED", False, "Topic authorization failed."),
-    (31, "CLUSTER_AUTHORIZATION_FAILED", False, "Cluster authorization failed."),
-    (32, "INVALID_TIMESTAMP", False, "The timestamp of the message is out of acceptable range."),
-    (33, "UNSUPPORTED_SASL_MECHANISM", False, "The broker does not support the requested SASL mechanism."),
-    (35, "UNSUPPORTED_VERSION", False, "The version of API is not supported."),
-    (36, "TOPIC_ALREADY_EXISTS", False, "Topic with this name already exists."),
-    (37, "INVALID_PARTITIONS", False, "Number of partitions is below 1."),
-    (38, "INVALID_REPLICATION_FACTOR", False, "Replication factor is below 1 or larger than the number of available brokers."),
-    (41, "NOT_CONTROLLER", True, "This is not the correct controller for this cluster."),
-    (42, "INVALID_REQUEST", False, "This most likely occurs because of a request being malformed by the client library."),
-    (43, "UNSUPPORTED_FOR_MESSAGE_FORMAT", False, "The message format version on the broker does not support the request."),
-    (44, "POLICY_VIOLATION", False, "Request parameters do not satisfy the configured policy."),
-    (45, "OUT_OF_ORDER_SEQUENCE_NUMBER", False, "The broker received an out of order sequence number."),
-    (46, "DUPLICATE_SEQUENCE_NUMBER", False, "The broker received a duplicate sequence number."),
-    (47, "INVALID_PRODUCER_EPOCH", False, "Producer attempted to produce with an old epoch."),
-    (48, "INVALID_TXN_STATE", False, "The producer attempted a transactional operation in an invalid state."),
-    (49, "INVALID_PRODUCER_ID_MAPPING", False, "The producer attempted to use a producer id which is not currently assigned to its transactional id."),
-    (51, "CONCURRENT_TRANSACTIONS", True, "The producer attempted to update a transaction while another concurrent operation on the same transaction was ongoing."),
-    (53, "TRANSACTIONAL_ID_AUTHORIZATION_FAILED", False, "Transactional Id authorization failed."),
-    (56, "KAFKA_STORAGE_ERROR", True, "Disk error when trying to access log file on the disk."),
-    (59, "UNKNOWN_PRODUCER_ID", False, "The broker could not locate the producer metadata associated with the producer id."),
-    (74, "FENCED_LEADER_EPOCH", True, "The leader epoch in the request is older than the epoch on the broker."),
-    (75, "UNKNOWN_LEADER_EPOCH", True, "The leader epoch in the request is newer than the epoch on the broker."),
-    (76, "UNSUPPORTED_COMPRESSION_TYPE", False, "The requesting client does not support the compression type of given partition."),
-    (87, "INVALID_RECORD", False, "This record has failed the validation on broker and hence will be rejected."),
-    (89, "THROTTLING_QUOTA_EXCEEDED", True, "The throttling quota has been exceeded."),
-    (90, "PRODUCER_FENCED", False, "There is a newer producer with the same transactionalId which fences the current one."),
-    (100, "UNKNOWN_TOPIC_ID", True, "This server does not host this topic ID."),
-)
+class RetriableBrokerError(BrokerResponseError):
+    """A broker error that a retry may get past (leader moving, replicas catching up, timeouts)."""
+
+    retriable = True
 
 
-def _class_name(name: str) -> str:
-    return "".join(part.capitalize() for part in name.split("_")) + "Error"
+class UnknownBrokerError(BrokerResponseError):
+    # errno is the code the broker sent; not retried, as the Java client's UnknownServerException.
+    """An error code this client does not know."""
+
+    def __init__(self, errno: int, *args: object) -> None:
+        super().__init__(*args)
+        self.errno = errno
 
 
-_BY_CODE: dict[int, type[BrokerResponseError]] = {}
-for _code, _name, _retriable, _desc in _BROKER_ERRORS:
-    _cls = type(
-        _class_name(_name),
-        (BrokerResponseError,),
-        {"errno": _code, "message": _name, "description": _desc, "retriable": _retriable, "__module__": __name__},
+# One class per code; the retriable flag follows the Java client's RetriableException hierarchy.
+
+class UnknownServerError(BrokerResponseError):
+    """The server experienced an unexpected error when processing the request."""
+
+    errno = ErrorCode.UNKNOWN_SERVER_ERROR
+
+
+class OffsetOutOfRangeError(BrokerResponseError):
+    """The requested offset is not within the range of offsets maintained by the server."""
+
+    errno = ErrorCode.OFFSET_OUT_OF_RANGE
+
+
+class CorruptMessageError(RetriableBrokerError):
+    """The message contents do not match the message CRC or the message is otherwise corrupt."""
+
+    errno = ErrorCode.CORRUPT_MESSAGE
+
+
+class UnknownTopicOrPartitionError(RetriableBrokerError):
+    """This server does not host this topic-partition."""
+
+    errno = ErrorCode.UNKNOWN_TOPIC_OR_PARTITION
+
+
+class InvalidFetchSizeError(BrokerResponseError):
+    """The requested fetch size is invalid."""
+
+    errno = ErrorCode.INVALID_FETCH_SIZE
+
+
+class LeaderNotAvailableError(RetriableBrokerError):
+    """There is no leader for this topic-partition as we are in the middle of a leadership election."""
+
+    errno = ErrorCode.LEADER_NOT_AVAILABLE
+
+
+class NotLeaderOrFollowerError(RetriableBrokerError):
+    """This server is not the leader or a follower for that topic-partition."""
+
+    errno = ErrorCode.NOT_LEADER_OR_FOLLOWER
+
+
+class RequestTimedOutError(RetriableBrokerError):
+    """The request timed out."""
+
+    errno = ErrorCode.REQUEST_TIMED_OUT
+
+
+class BrokerNotAvailableError(BrokerResponseError):
+    """The broker is not available."""
+
+    errno = ErrorCode.BROKER_NOT_AVAILABLE
+
+
+class ReplicaNotAvailableError(RetriableBrokerError):
+    """The replica is not available for the requested topic-partition."""
+
+    errno = ErrorCode.REPLICA_NOT_AVAILABLE
+
+
+class MessageTooLargeError(BrokerResponseError):
+    """The request included a message larger than the max message size the server will accept."""
+
+    errno = ErrorCode.MESSAGE_TOO_LARGE
+
+
+class NetworkExceptionError(RetriableBrokerError):
+    """The server disconnected before a response was received."""
+
+    errno = ErrorCode.NETWORK_EXCEPTION
+
+
+class CoordinatorLoadInProgressError(RetriableBrokerError):
+    """The coordinator is loading and hence can't process requests."""
+
+    errno = ErrorCode.COORDINATOR_LOAD_IN_PROGRESS
+
+
+class CoordinatorNotAvailableError(RetriableBrokerError):
+    """The coordinator is not available."""
+
+    errno = ErrorCode.COORDINATOR_NOT_AVAILABLE
+
+
+class NotCoordinatorError(RetriableBrokerError):
+    """This is not the correct coordinator."""
+
+    errno = ErrorCode.NOT_COORDINATOR
+
+
+class InvalidTopicError(BrokerResponseError):
+    """The request attempted to perform an operation on an invalid topic."""
+
+    errno = ErrorCode.INVALID_TOPIC_EXCEPTION
+
+
+class RecordListTooLargeError(BrokerResponseError):
+    """The request included message batch larger than the configured segment size on the server."""
+
+    errno = ErrorCode.RECORD_LIST_TOO_LARGE
+
+
+class NotEnoughReplicasError(RetriableBrokerError):
+    """Messages are rejected since there are fewer in-sync replicas than required."""
+
+    errno = ErrorCode.NOT_ENOUGH_REPLICAS
+
+
+class NotEnoughReplicasAfterAppendError(RetriableBrokerError):
+    """Messages are written to the log, but to fewer in-sync replicas than required."""
+
+    errno = ErrorCode.NOT_ENOUGH_REPLICAS_AFTER_APPEND
+
+
+class InvalidRequiredAcksError(BrokerResponseError):
+    """Produce request specified an invalid value for required acks."""
+
+    errno = ErrorCode.INVALID_REQUIRED_ACKS
+
+
+class IllegalGenerationError(BrokerResponseError):
+    """Specified group generation id is not valid."""
+
+    errno = ErrorCode.ILLEGAL_GENERATION
+
+
+class TopicAuthorizationFailedError(BrokerResponseError):
+    """Topic authorization failed."""
+
+    errno = ErrorCode.TOPIC_AUTHORIZATION_FAILED
+
+
+class ClusterAuthorizationFailedError(BrokerResponseError):
+    """Cluster authorization failed."""
+
+    errno = ErrorCode.CLUSTER_AUTHORIZATION_FAILED
+
+
+class InvalidTimestampError(BrokerResponseError):
+    """The timestamp of the message is out of acceptable range."""
+
+    errno = ErrorCode.INVALID_TIMESTAMP
+
+
+class UnsupportedSaslMechanismError(BrokerResponseError):
+    """The broker does not support the requested SASL mechanism."""
+
+    errno = ErrorCode.UNSUPPORTED_SASL_MECHANISM
+
+
+class UnsupportedVersionError(BrokerResponseError):
+    """The version of API is not supported."""
+
+    # Also raised by the client itself when no version of an API is supported by both sides.
+
+    errno = ErrorCode.UNSUPPORTED_VERSION
+
+
+class TopicAlreadyExistsError(BrokerResponseError):
+    """Topic with this name already exists."""
+
+    errno = ErrorCode.TOPIC_ALREADY_EXISTS
+
+
+class InvalidPartitionsError(BrokerResponseError):
+    """Number of partitions is below 1."""
+
+    errno = ErrorCode.INVALID_PARTITIONS
+
+
+class InvalidReplicationFactorError(BrokerResponseError):
+    """Replication factor is below 1 or larger than the number of available brokers."""
+
+    errno = ErrorCode.INVALID_REPLICATION_FACTOR
+
+
+class NotControllerError(RetriableBrokerError):
+    """This is not the correct controller for this cluster."""
+
+    errno = ErrorCode.NOT_CONTROLLER
+
+
+class InvalidRequestError(BrokerResponseError):
+    """This most likely occurs because of a request being malformed by the client library."""
+
+    errno = ErrorCode.INVALID_REQUEST
+
+
+class UnsupportedForMessageFormatError(BrokerResponseError):
+    """The message format version on the broker does not support the request."""
+
+    errno = ErrorCode.UNSUPPORTED_FOR_MESSAGE_FORMAT
+
+
+class PolicyViolationError(BrokerResponseError):
+    """Request parameters do not satisfy the configured policy."""
+
+    errno = ErrorCode.POLICY_VIOLATION
+
+
+class OutOfOrderSequenceNumberError(BrokerResponseError):
+    """The broker received an out of order sequence number."""
+
+    errno = ErrorCode.OUT_OF_ORDER_SEQUENCE_NUMBER
+
+
+class DuplicateSequenceNumberError(BrokerResponseError):
+    """The broker received a duplicate sequence number."""
+
+    errno = ErrorCode.DUPLICATE_SEQUENCE_NUMBER
+
+
+class InvalidProducerEpochError(BrokerResponseError):
+    """Producer attempted to produce with an old epoch."""
+
+    errno = ErrorCode.INVALID_PRODUCER_EPOCH
+
+
+class InvalidTxnStateError(BrokerResponseError):
+    """The producer attempted a transactional operation in an invalid state."""
+
+    errno = ErrorCode.INVALID_TXN_STATE
+
+
+class InvalidProducerIdMappingError(BrokerResponseError):
+    """The producer attempted to use a producer id which is not currently assigned to its transactional id."""
+
+    errno = ErrorCode.INVALID_PRODUCER_ID_MAPPING
+
+
+class ConcurrentTransactionsError(RetriableBrokerError):
+    """The producer attempted to update a transaction while another concurrent operation on the same transaction
+    was ongoing."""
+
+    errno = ErrorCode.CONCURRENT_TRANSACTIONS
+
+
+class TransactionalIdAuthorizationFailedError(BrokerResponseError):
+    """Transactional Id authorization failed."""
+
+    errno = ErrorCode.TRANSACTIONAL_ID_AUTHORIZATION_FAILED
+
+
+class KafkaStorageErrorError(RetriableBrokerError):
+    """Disk error when trying to access log file on the disk."""
+
+    errno = ErrorCode.KAFKA_STORAGE_ERROR
+
+
+class UnknownProducerIdError(BrokerResponseError):
+    """The broker could not locate the producer metadata associated with the producer id."""
+
+    errno = ErrorCode.UNKNOWN_PRODUCER_ID
+
+
+class FencedLeaderEpochError(RetriableBrokerError):
+    """The leader epoch in the request is older than the epoch on the broker."""
+
+    errno = ErrorCode.FENCED_LEADER_EPOCH
+
+
+class UnknownLeaderEpochError(RetriableBrokerError):
+    """The leader epoch in the request is newer than the epoch on the broker."""
+
+    errno = ErrorCode.UNKNOWN_LEADER_EPOCH
+
+
+class UnsupportedCompressionTypeError(BrokerResponseError):
+    """The requesting client does not support the compression type of given partition."""
+
+    errno = ErrorCode.UNSUPPORTED_COMPRESSION_TYPE
+
+
+class InvalidRecordError(BrokerResponseError):
+    """This record has failed the validation on broker and hence will be rejected."""
+
+    errno = ErrorCode.INVALID_RECORD
+
+
+class ThrottlingQuotaExceededError(RetriableBrokerError):
+    """The throttling quota has been exceeded."""
+
+    errno = ErrorCode.THROTTLING_QUOTA_EXCEEDED
+
+
+class ProducerFencedError(BrokerResponseError):
+    """There is a newer producer with the same transactionalId which fences the current one."""
+
+    errno = ErrorCode.PRODUCER_FENCED
+
+
+class UnknownTopicIdError(RetriableBrokerError):
+    """This server does not host this topic ID."""
+
+    errno = ErrorCode.UNKNOWN_TOPIC_ID
+
+
+_BY_CODE: dict[int, type[BrokerResponseError]] = {
+    cls.errno: cls for cls in (
+        UnknownServerError, OffsetOutOfRangeError, CorruptMessageError, UnknownTopicOrPartitionError,
+        InvalidFetchSizeError, LeaderNotAvailableError, NotLeaderOrFollowerError, RequestTimedOutError,
+        BrokerNotAvailableError, ReplicaNotAvailableError, MessageTooLargeError, NetworkExceptionError,
+        CoordinatorLoadInProgressError, CoordinatorNotAvailableError, NotCoordinatorError, InvalidTopicError,
+        RecordListTooLargeError, NotEnoughReplicasError, NotEnoughReplicasAfterAppendError,
+        InvalidRequiredAcksError, IllegalGenerationError, TopicAuthorizationFailedError,
+        ClusterAuthorizationFailedError, InvalidTimestampError, UnsupportedSaslMechanismError,
+        UnsupportedVersionError, TopicAlreadyExistsError, InvalidPartitionsError, InvalidReplicationFactorError,
+        NotControllerError, InvalidRequestError, UnsupportedForMessageFormatError, PolicyViolationError,
+        OutOfOrderSequenceNumberError, DuplicateSequenceNumberError, InvalidProducerEpochError,
+        InvalidTxnStateError, InvalidProducerIdMappingError, ConcurrentTransactionsError,
+        TransactionalIdAuthorizationFailedError, KafkaStorageErrorError, UnknownProducerIdError,
+        FencedLeaderEpochError, UnknownLeaderEpochError, UnsupportedCompressionTypeError, InvalidRecordError,
+        ThrottlingQuotaExceededError, ProducerFencedError, UnknownTopicIdError,
     )
-    globals()[_cls.__name__] = _cls
-    _BY_CODE[_code] = _cls
-del _code, _name, _retriable, _desc, _cls
+}
 
 
-def for_code(code: int) -> type[BrokerResponseError]:
-    """The error class for a broker error code (codes this module does not know map to a generic class)."""
+def error_class(code: int) -> type[BrokerResponseError]:
+    """The class of a broker error code (:class:`UnknownBrokerError` for codes not listed in :class:`ErrorCode`)."""
+    return _BY_CODE.get(code, UnknownBrokerError)
+
+
+def broker_error(code: int, detail: str = "") -> BrokerResponseError:
+    """The error for a broker error code, with `detail` (which partition, the broker's message) in its text."""
     cls = _BY_CODE.get(code)
-    if cls is not None:
-        return cls
-    return type(
-        "BrokerError%d" % code,
-        (BrokerResponseError,),
-        {"errno": code, "message": "UNKNOWN_CODE_%d" % code, "description": "An error code this client does not know."},
-    )
+    if cls is None:
+        return UnknownBrokerError(code, detail) if detail else UnknownBrokerError(code)
+    return cls(detail) if detail else cls()

@@ -19,9 +19,9 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from kafkaprod import protocol
+from kafkaprod import __version__, protocol
 from kafkaprod.protocol.messages import API_VERSIONS
-from kafkaprod.errors import ProtocolError, UnsupportedVersionError
+from kafkaprod.errors import ErrorCode, ProtocolError, UnsupportedVersionError
 
 log = logging.getLogger("kafkaprod")
 
@@ -216,14 +216,14 @@ class NetworkClient:
         self._send_api_versions(conn, API_VERSIONS.max_version, now)
 
     def _send_api_versions(self, conn: _Connection, version: int, now: float) -> None:
-        body = {"client_software_name": "kafkaprod", "client_software_version": "0.1.0"}
+        body = {"client_software_name": "kafkaprod", "client_software_version": __version__}
         self._enqueue(conn, API_VERSIONS.key, version, body, None, True, None, now, internal=True)
 
     def _on_api_versions(self, conn: _Connection, resp: ClientResponse, now: float) -> None:
         body = resp.body or {}
         code = body.get("error_code", 0)
         try:
-            retry = protocol.api_versions_fallback(body, resp.api_version) if code == 35 else None
+            retry = protocol.api_versions_fallback(body, resp.api_version) if code == ErrorCode.UNSUPPORTED_VERSION else None
         except UnsupportedVersionError as exc:
             self._close(conn, str(exc), failed=True)
             return

@@ -21,14 +21,13 @@ from kafkaprod.network import ClientResponse, NetworkClient
 
 log = logging.getLogger("kafkaprod")
 
+E = errors.ErrorCode
 # Partition errors after which the leader may have moved: refresh metadata before the retry.
-_METADATA_ERRORS = frozenset({3, 5, 6, 74, 75, 100})
-_NETWORK_ERROR = errors.for_code(13)
+_METADATA_ERRORS = frozenset({E.UNKNOWN_TOPIC_OR_PARTITION, E.LEADER_NOT_AVAILABLE, E.NOT_LEADER_OR_FOLLOWER,
+                              E.FENCED_LEADER_EPOCH, E.UNKNOWN_LEADER_EPOCH, E.UNKNOWN_TOPIC_ID})
 # Produce errors that end an idempotent producer, as in the Java client: no retry or new producer id helps.
-# CLUSTER_AUTHORIZATION_FAILED, UNSUPPORTED_VERSION, TRANSACTIONAL_ID_AUTHORIZATION_FAILED, PRODUCER_FENCED.
-_FATAL_FOR_IDEMPOTENCE = frozenset({31, 35, 53, 90})
-_OUT_OF_ORDER_SEQUENCE_NUMBER = 45
-_UNKNOWN_PRODUCER_ID = 59
+_FATAL_FOR_IDEMPOTENCE = frozenset({E.CLUSTER_AUTHORIZATION_FAILED, E.UNSUPPORTED_VERSION,
+                                    E.TRANSACTIONAL_ID_AUTHORIZATION_FAILED, E.PRODUCER_FENCED})
 
 
 class Sender(threading.Thread):
@@ -163,10 +162,10 @@ class Sender(threading.Thread):
         unauthorized, invalid = [], []
         for t in body.get("topics", ()):
             code, name = t.get("error_code", 0), t.get("name")
-            if code == 29:
+            if code == E.TOPIC_AUTHORIZATION_FAILED:
                 unauthorized.append(name)
                 continue
-            if code == 17:
+            if code == E.INVALID_TOPIC_EXCEPTION:
                 invalid.append(name)
                 continue
             if code != 0 or name is None:
@@ -187,7 +186,7 @@ class Sender(threading.Thread):
             self.acc.update_topic(topic, leaders)
         self.metadata.update(cluster, now)
         if unauthorized:
-            self.metadata.fail_waiters(errors.for_code(29)(f"topics {sorted(unauthorized)}"))
+            self.metadata.fail_waiters(errors.broker_error(E.TOPIC_AUTHORIZATION_FAILED, f"topics {sorted(unauthorized)}"))
 
     # ---- idempotence ----------------------------------------------------------------------------------------------
     def _maybe_init_producer_id(self, now: float) -> float:
@@ -214,7 +213,7 @@ class Sender(threading.Thread):
         body = resp.body
         if body is None or body.get("error_code", 0) != 0:
             code = None if body is None else body["error_code"]
-            err = resp.error if body is None else errors.for_code(code)()
+            err = resp.error if body is None else errors.broker_error(code)
             log.info("InitProducerId failed: %s", err)
             if code is not None and not err.retriable:
                 self._stop_fatal(err)
@@ -284,7 +283,7 @@ class Sender(threading.Thread):
         if resp.body is None and resp.disconnected:
             # No answer: every batch of the request is retried (it keeps its sequence number).
             self.metadata.request_update()
-            err = _NETWORK_ERROR(str(resp.error))
+            err = errors.NetworkExceptionError(str(resp.error))
             for batch in by_tp.values():
                 self._complete_batch(batch, err, -1, -1, now)
             return
@@ -306,16 +305,16 @@ class Sender(threading.Thread):
                 err = None
                 if code != 0:
                     msg = p.get("error_message") or ""
-                    err = errors.for_code(code)(f"{name}[{p['index']}] {msg}".strip())
+                    err = errors.broker_error(code, f"{name}[{p['index']}] {msg}".strip())
                 self._complete_batch(batch, err, p.get("base_offset", -1), p.get("log_append_time_ms", -1), now)
         for tp, batch in by_tp.items():
             if tp not in seen:
                 self._complete_batch(batch, errors.ProtocolError(f"the produce response did not mention {tp[0]}[{tp[1]}]"), -1, -1, now)
 
     def _complete_batch(self, batch, err, base_offset: int, log_append_time: int, now: float) -> None:
-        if err is not None and err.errno == 46:  # DUPLICATE_SEQUENCE_NUMBER: already written, a success
+        if err is not None and err.errno == E.DUPLICATE_SEQUENCE_NUMBER:  # already written: a success
             err = None
-        if err is not None and err.errno == 10 and batch.record_count > 1:
+        if err is not None and err.errno == E.MESSAGE_TOO_LARGE and batch.record_count > 1:
             self._forget_in_flight(batch)
             self._split(batch, now)
             return
@@ -324,7 +323,7 @@ class Sender(threading.Thread):
             return
         if err is not None and self._can_retry(batch, err, now):
             log.debug("retrying %r after %s", batch, err)
-            if err.errno in _METADATA_ERRORS or isinstance(err, _NETWORK_ERROR):
+            if err.errno in _METADATA_ERRORS or isinstance(err, errors.NetworkExceptionError):
                 self.metadata.request_update()
             self._forget_in_flight(batch)
             self.metrics.record_retry(batch.record_count)
@@ -347,12 +346,12 @@ class Sender(threading.Thread):
             return True
         if not (self.idempotent and batch.has_sequence):
             return False
-        if err.errno == _UNKNOWN_PRODUCER_ID:
+        if err.errno == E.UNKNOWN_PRODUCER_ID:
             # The broker lost this producer's state for the partition (log truncated or deleted): numbering
             # from 0 again, under a new producer id, is accepted; the batch is retried with its new number.
             self._request_restart(batch, "UNKNOWN_PRODUCER_ID")
             return True
-        if err.errno == _OUT_OF_ORDER_SEQUENCE_NUMBER:
+        if err.errno == E.OUT_OF_ORDER_SEQUENCE_NUMBER:
             # Behind an earlier batch of the partition that is being retried: retried too, keeping its number,
             # and written once the earlier one is. Otherwise the broker misses sequences that will never come
             # (a batch failed or expired): the partition restarts its numbering and the batch is retried.

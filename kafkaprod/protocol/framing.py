@@ -10,7 +10,7 @@ import logging
 from collections.abc import Mapping
 from typing import Any, NamedTuple
 
-from kafkaprod.errors import ProtocolError
+from kafkaprod.errors import ErrorCode, ProtocolError
 from kafkaprod.protocol import types as t
 from kafkaprod.protocol.messages import REQUEST_HEADER, RESPONSE_HEADER, ApiKey, api_for
 from kafkaprod.protocol.schema import Api, Sink, encode_struct
@@ -21,7 +21,6 @@ log = logging.getLogger("kafkaprod")
 #: stream (or not Kafka at all) than a real response, and honouring it would mean buffering that much.
 DEFAULT_MAX_FRAME_SIZE = 100 * 1024 * 1024
 
-_UNSUPPORTED_VERSION = 35
 # An ApiVersions v0 body saying only UNSUPPORTED_VERSION: error code 35 and no API ranges.
 _UNSUPPORTED_V0_BODY = b"\x00\x23\x00\x00\x00\x00"
 _MAX_FRAME = 0x7FFFFFFF
@@ -143,7 +142,7 @@ def decode_response(api_key: int, api_version: int, frame, *, allow_trailing: bo
 def _decode_api_versions(api: Api, api_version: int, mv: memoryview, pos: int, allow_trailing: bool) -> dict:
     # The error code leads the body in every version, so it can be read before choosing the shape.
     error_code = t.read_int16(mv, pos)[0]
-    if error_code == _UNSUPPORTED_VERSION:
+    if error_code == ErrorCode.UNSUPPORTED_VERSION:
         try:
             body, end = api.response_codec(0).decode(mv, pos)
             _check_end(mv, end, "ApiVersionsResponse v0", allow_trailing)

@@ -4,10 +4,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from kafkaprod.errors import UnsupportedVersionError
+from kafkaprod.errors import ErrorCode, UnsupportedVersionError
 from kafkaprod.protocol.messages import API_VERSIONS, APIS, api_for
-
-_UNSUPPORTED_VERSION = 35
 
 
 def negotiate_version(api_key: int, broker_min: int, broker_max: int) -> int:
@@ -47,7 +45,7 @@ def api_versions_fallback(api_versions_response: Mapping[str, Any], tried_versio
     ApiVersions versions it does speak; retry with the highest one both sides speak, else with v0, which every
     broker answers. Raises :class:`~kafkaprod.errors.UnsupportedVersionError` if even v0 was refused.
     """
-    if api_versions_response["error_code"] != _UNSUPPORTED_VERSION:
+    if api_versions_response["error_code"] != ErrorCode.UNSUPPORTED_VERSION:
         return None
     if tried_version <= API_VERSIONS.min_version:
         raise UnsupportedVersionError("the broker refused ApiVersions v0: it does not speak Kafka's protocol")
