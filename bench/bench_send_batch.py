@@ -1,4 +1,4 @@
-"""Micro-benchmarks of the bulk path: RecordAccumulator.append_batch (what KafkaProducer.send_batch calls) into a
+"""Micro-benchmarks of the bulk path: kafkaprod._native.bulk.append_batch (what KafkaProducer.send_batch calls) into a
 bare accumulator, without a broker or a Sender thread.
 
 Run: python -m pytest bench/bench_send_batch.py --benchmark-only -p no:cacheprovider -o python_files='bench_*.py'
@@ -12,6 +12,7 @@ from __future__ import annotations
 import pytest
 
 from kafkaprod._native.accumulator import RecordAccumulator, monotonic
+from kafkaprod._native.bulk import append_batch
 from kafkaprod._native.buffer_pool import BufferPool
 
 try:  # only the numpy-shaped inputs need it (the test extra has it; ask for it in bench too)
@@ -38,7 +39,7 @@ def _accumulator() -> RecordAccumulator:
 
 def _run_calls(benchmark, acc: RecordAccumulator, values, keys=None, partition=None) -> None:
     def one_call():
-        future = acc.append_batch("t", values, keys, partition)
+        future = append_batch(acc, "t", values, keys, partition)
         for batch in acc.drain([0], 1 << 30, monotonic()).get(0, ()):
             batch.close()
             batch.done(0, -1, None)

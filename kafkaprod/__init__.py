@@ -12,7 +12,8 @@ __version__ = "0.1.0"
 import importlib
 
 # Every compiled module of the send path; a missing one means the build step did not run.
-_NATIVE_MODULES = ("crc32c", "murmur2", "varint", "records", "buffer_pool", "future", "bulk", "accumulator")
+_NATIVE_MODULES = ("crc32c", "murmur2", "varint", "bulk_input", "records", "checks", "buffer_pool", "future",
+                   "batch_future", "batch", "accumulator", "bulk")
 
 try:
     for _name in _NATIVE_MODULES:

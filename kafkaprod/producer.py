@@ -1,13 +1,12 @@
-"""KafkaProducer: the public entry point, wiring the seed's pieces together.
+"""KafkaProducer: the public entry point, wiring the pieces of Java's KafkaProducer together.
 
-send() runs the first steps of the seed on the caller's thread -- interceptors, serializers, partitioner,
-append into the RecordAccumulator -- and returns a future; the Sender thread does the rest.
+send() runs the first steps on the caller's thread -- interceptors, serializers, partitioner, append into the
+RecordAccumulator -- and returns a future; the Sender thread does the rest.
 """
 from __future__ import annotations
 
 import itertools
 import logging
-import re
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
@@ -15,8 +14,13 @@ from typing import Any
 
 from kafkaprod import config as _config
 from kafkaprod._native.accumulator import RecordAccumulator
+from kafkaprod._native.batch_future import BatchFuture
 from kafkaprod._native.buffer_pool import BufferPool
-from kafkaprod._native.future import BatchFuture, FutureRecordMetadata
+from kafkaprod._native.bulk import append_batch
+from kafkaprod._native.checks import (
+    check_headers, check_partition, check_record_callback, check_timestamp, check_topic,
+)
+from kafkaprod._native.future import FutureRecordMetadata
 from kafkaprod._native.records import parse_compression_type
 from kafkaprod.errors import KafkaError, KafkaTimeoutError, ProducerClosedError, RecordTooLargeError
 from kafkaprod.interceptors import ProducerInterceptors
@@ -30,12 +34,6 @@ log = logging.getLogger("kafkaprod")
 _client_ids = itertools.count(1)
 
 Callback = Callable[[Any, Exception | None], None]
-
-# Kafka's rule for topic names (clients/.../internals/Topic.java): these characters, 1-249 of them, not "." or "..".
-_TOPIC_CHARS = re.compile(r"[a-zA-Z0-9._-]+")
-_TOPIC_MAX_LEN = 249
-_INT32_MAX = 2**31 - 1
-_INT64_MAX = 2**63 - 1
 
 
 class KafkaProducer:
@@ -88,21 +86,11 @@ class KafkaProducer:
     def _send_slow(self, topic, value, key, partition, timestamp_ms, headers, callback):
         if self._closed:
             raise ProducerClosedError("send() after the producer was closed")
-        _check_topic(topic)
-        if partition is not None:
-            if isinstance(partition, bool) or not isinstance(partition, int):
-                raise TypeError(f"partition must be an int >= 0 or None, got {type(partition).__name__} {partition!r}")
-            if not 0 <= partition <= _INT32_MAX:
-                raise ValueError(f"partition must be an int >= 0 or None, got {partition!r}")
-        if timestamp_ms is not None:
-            if isinstance(timestamp_ms, bool) or not isinstance(timestamp_ms, int):
-                raise TypeError(f"timestamp_ms must be an int (ms since the epoch) or None, got {timestamp_ms!r}")
-            if not 0 <= timestamp_ms <= _INT64_MAX:
-                raise ValueError(f"timestamp_ms must be in [0, 2**63-1] (ms since the epoch), got {timestamp_ms}")
-        if callback is not None and not callable(callback):
-            raise TypeError(f"callback must be callable (metadata, exception) or None, got {callback!r}")
-        if headers is not None:
-            headers = _check_headers(headers)
+        check_topic(topic)
+        check_partition(partition)
+        check_timestamp(timestamp_ms)
+        check_record_callback(callback)
+        headers = check_headers(headers)
         if self._interceptors is not None:
             topic, value, key, partition, timestamp_ms, headers = self._interceptors.on_send(
                 topic, value, key, partition, timestamp_ms, headers)
@@ -162,15 +150,10 @@ class KafkaProducer:
         """
         if self._closed:
             raise ProducerClosedError("send_batch() after the producer was closed")
-        _check_topic(topic)
-        if partition is not None and (isinstance(partition, bool) or not isinstance(partition, int)):
-            raise TypeError(f"partition must be an int or None, got {type(partition).__name__} {partition!r}")
-        if partition is not None and partition < 0:
-            raise ValueError(f"partition must be >= 0 or None, got {partition}")
-        if timestamp_ms is not None and (isinstance(timestamp_ms, bool) or not isinstance(timestamp_ms, int)):
-            raise TypeError(f"timestamp_ms must be an int (ms since the epoch) or None, got {timestamp_ms!r}")
-        if headers is not None:
-            headers = _check_headers(headers)
+        check_topic(topic)
+        check_partition(partition)
+        check_timestamp(timestamp_ms)
+        headers = check_headers(headers)
         partitions = None
         slow = (self._interceptors is not None or self._key_serializer is not None
                 or self._value_serializer is not None or self._partitioner is not None)
@@ -180,8 +163,8 @@ class KafkaProducer:
             self._wait_on_metadata(topic)
         try:
             # Per-record partitions from the slow path already hold the call's partition where nothing overrode it.
-            future = self._accumulator.append_batch(topic, values, keys, partition if partitions is None else None,
-                                                    timestamp_ms, headers, partitions)
+            future = append_batch(self._accumulator, topic, values, keys, partition if partitions is None else None,
+                                  timestamp_ms, headers, partitions)
         except KafkaError as exc:
             if self._interceptors is not None:
                 self._interceptors.on_send_error(exc)
@@ -285,7 +268,7 @@ class KafkaProducer:
 
     def partitions_for(self, topic: str) -> list[PartitionInfo]:
         """The topic's partitions, fetching its metadata first (up to max_block_ms)."""
-        _check_topic(topic)
+        check_topic(topic)
         if self._closed:
             raise ProducerClosedError("partitions_for() after the producer was closed")
         self._wait_on_metadata(topic)
@@ -349,17 +332,6 @@ def _serialized(option: str, data: Any) -> Any:
     return data
 
 
-def _check_topic(topic: Any) -> None:
-    # Checked here rather than left to the broker: a broker that auto-creates topics (or a mock) may accept a
-    # name that Kafka itself refuses, and a name that can never exist would otherwise block for max_block_ms.
-    if not isinstance(topic, str):
-        raise TypeError(f"topic must be a str, got {type(topic).__name__} {topic!r}")
-    if not topic or len(topic) > _TOPIC_MAX_LEN or topic in (".", "..") or not _TOPIC_CHARS.fullmatch(topic):
-        shown = topic if len(topic) <= 60 else topic[:60] + "..."
-        raise ValueError(f"topic {shown!r} is not a valid topic name: Kafka allows 1-{_TOPIC_MAX_LEN} of "
-                         f"[a-zA-Z0-9._-], not '.' or '..' (length {len(topic)})")
-
-
 def _check_timeout(method: str, timeout: Any) -> None:
     if timeout is None:
         return
@@ -376,22 +348,3 @@ def _as_bytes(item: Any, what: str, index: int) -> bytes:
         return bytes(memoryview(item))
     except TypeError:
         raise TypeError(f"{what}[{index}] must be bytes or None (after serialization), got {type(item).__name__}") from None
-
-
-def _check_headers(headers: Iterable[Any]) -> list[tuple[str, bytes | None]]:
-    try:
-        items = iter(headers)
-    except TypeError:
-        raise TypeError(f"headers must be an iterable of (str, bytes | None) tuples or None, got "
-                        f"{type(headers).__name__} {headers!r}") from None
-    out = []
-    for h in items:
-        if not isinstance(h, tuple) or len(h) != 2:
-            raise TypeError(f"each header must be a (str, bytes | None) tuple, got {h!r}")
-        k, v = h
-        if not isinstance(k, str):
-            raise TypeError(f"header name must be a str, got {type(k).__name__} {k!r}")
-        if v is not None and not isinstance(v, (bytes, bytearray, memoryview)):
-            raise TypeError(f"header {k!r}: value must be bytes or None, got {type(v).__name__}")
-        out.append((k, v))
-    return out

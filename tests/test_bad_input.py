@@ -158,6 +158,30 @@ def test_bad_send_raises_at_once_naming_the_argument_and_the_producer_still_deli
     assert [r.value for r in stored[0]] == [b"good-1", b"good-2"]
 
 
+# The arguments send() and send_batch() share are checked by one piece of code: the same bad argument gets the same
+# error, word for word, from send()'s Python path, its compiled fast path and send_batch().
+SHARED_CASES = [c for c in SEND_CASES
+                if set(c[0]) <= {"topic", "partition", "timestamp_ms", "headers"} and c[1] is not RecordTooLargeError]
+
+
+@pytest.mark.parametrize(("case", "error", "message"), SHARED_CASES, ids=[repr(c[0])[:60] for c in SHARED_CASES])
+def test_send_and_send_batch_refuse_a_shared_bad_argument_with_the_same_error(tansu, tansu_topic, case, error,
+                                                                               message):
+    topic = tansu_topic(partitions=PARTITIONS)
+    kwargs = dict(case)
+    bad_topic = kwargs.pop("topic", TOPIC)
+    target = topic if bad_topic is TOPIC else bad_topic
+    with make_producer(tansu.bootstrap_servers) as producer:
+        with pytest.raises(error, match=message) as slow:
+            producer.send(target, b"v", **kwargs)  # the topic is not known yet: the Python path
+        producer.send(topic, b"good", partition=0).get(WAIT_S)
+        with pytest.raises(error, match=message) as fast:
+            producer.send(target, b"v", **kwargs)  # the compiled fast path
+        with pytest.raises(error, match=message) as batch:
+            producer.send_batch(target, [b"v"], **kwargs)
+    assert str(slow.value) == str(fast.value) == str(batch.value)
+
+
 # ---- flush(), close(), partitions_for() -----------------------------------------------------------------------
 
 METHOD_CASES = [

@@ -17,6 +17,7 @@ from kafka.partitioner.default import murmur2 as kafka_python_murmur2
 
 from kafkaprod import KafkaProducer, RecordMetadata
 from kafkaprod._native.accumulator import RecordAccumulator, monotonic
+from kafkaprod._native.bulk import append_batch
 from kafkaprod._native.buffer_pool import BufferPool
 from kafkaprod.errors import (
     BatchSendError, BufferExhaustedError, KafkaError, KafkaTimeoutError, RecordTooLargeError,
@@ -232,9 +233,10 @@ BAD_INPUTS = [
     (dict(values=[b"a", b"b"], keys=[b"k"]), ValueError, "keys has 1 items but values has 2"),
     (dict(values=[b"a", b"b"], keys=[b"k", 7]), TypeError, r"keys\[1\] must be bytes or None, got int"),
     (dict(values=[b"a"], partition=3), ValueError, "partition 3 is out of range"),
-    (dict(values=[b"a"], partition=-1), ValueError, "partition must be >= 0"),
+    (dict(values=[b"a"], partition=-1), ValueError, "partition must be an int >= 0 or None, got -1"),
     (dict(values=[b"a"], partition="0"), TypeError, "partition must be an int"),
-    (dict(values=[b"a"], timestamp_ms=-5), ValueError, "timestamp_ms must be >= 0"),
+    (dict(values=[b"a"], timestamp_ms=-5), ValueError, r"timestamp_ms must be in \[0, 2\*\*63-1\].*got -5"),
+    (dict(values=[b"a"], timestamp_ms=2**63), ValueError, r"timestamp_ms must be in \[0, 2\*\*63-1\].*got 9223372036854775808"),
     (dict(values=b"abc"), TypeError, "values must be .*one bytes object"),
     (dict(values=None), TypeError, "values must be"),
     (dict(values=np.zeros(4, dtype=np.uint8)), ValueError, "values: a uint8 array must be 2-D"),
@@ -372,10 +374,10 @@ def _drain_all(acc: RecordAccumulator) -> list:
 
 def test_records_of_one_call_map_to_their_batch_and_offset_across_partitions() -> None:
     acc = _accumulator(partitions=5, batch_size=512)
-    acc.append_batch("t", [b"x"], keys=[b"warm"])  # a record already in a batch: offsets do not start at 0 there
+    append_batch(acc, "t", [b"x"], keys=[b"warm"])  # a record already in a batch: offsets do not start at 0 there
     values = [b"v%04d" % i for i in range(3000)]
     keys = [b"k%d" % (i % 97) for i in range(3000)]
-    future = acc.append_batch("t", values, keys)
+    future = append_batch(acc, "t", values, keys)
     assert future.batch_count > 5 and not future.done()
     # Where each record really is, from the batches' own bytes: record j of the n-th batch gets offset 1000n + j.
     where = {}
@@ -394,7 +396,7 @@ def test_records_of_one_call_map_to_their_batch_and_offset_across_partitions() -
 
 def test_partial_failure_names_how_many_and_which_records_failed() -> None:
     acc = _accumulator(partitions=1, batch_size=256)
-    future = acc.append_batch("t", [b"r%03d" % i for i in range(100)])
+    future = append_batch(acc, "t", [b"r%03d" % i for i in range(100)])
     batches = _drain_all(acc)
     assert len(batches) > 2
     for n, batch in enumerate(batches):
@@ -413,7 +415,7 @@ def test_partial_failure_names_how_many_and_which_records_failed() -> None:
 
 def test_when_every_record_fails_get_raises_the_records_error() -> None:
     acc = _accumulator(partitions=2)
-    future = acc.append_batch("t", [b"a", b"b"], [b"k1", b"k2"])
+    future = append_batch(acc, "t", [b"a", b"b"], [b"k1", b"k2"])
     error = KafkaTimeoutError("all expired")
     for batch in _drain_all(acc):
         batch.done(-1, -1, error)
@@ -423,7 +425,7 @@ def test_when_every_record_fails_get_raises_the_records_error() -> None:
 
 def test_future_follows_a_split_batch_to_its_halves() -> None:
     acc = _accumulator(partitions=1, batch_size=1 << 16)
-    future = acc.append_batch("t", [b"s%03d" % i for i in range(101)])
+    future = append_batch(acc, "t", [b"s%03d" % i for i in range(101)])
     [batch] = _drain_all(acc)
     records = [(r.timestamp, r.key, r.value, r.headers) for r in read_batch(batch.close())]
     halves = acc.split_and_reenqueue(batch, records, monotonic())
@@ -439,7 +441,7 @@ def test_future_follows_a_split_batch_to_its_halves() -> None:
 
 def test_get_times_out_while_batches_are_pending() -> None:
     acc = _accumulator(partitions=1)
-    future = acc.append_batch("t", [b"a"])
+    future = append_batch(acc, "t", [b"a"])
     with pytest.raises(KafkaTimeoutError):
         future.get(0.01)
     assert "pending" in repr(future)
@@ -453,9 +455,9 @@ def _stored_crc_is_right(batch_bytes: bytes) -> bool:
 
 def test_batches_written_in_bulk_carry_a_valid_crc_also_after_a_producer_state_rewrite() -> None:
     acc = _accumulator(partitions=1, batch_size=1 << 16)
-    acc.append_batch("t", [b"run-%04d" % i for i in range(500)])  # checksummed as written
+    append_batch(acc, "t", [b"run-%04d" % i for i in range(500)])  # checksummed as written
     acc.append("t", 0, b"key", b"single", [("h", b"v")], None, None)  # appended after, checksummed at close
-    acc.append_batch("t", [b"more"] * 10, keys=[b"k"] * 10, partition=0)
+    append_batch(acc, "t", [b"more"] * 10, keys=[b"k"] * 10, partition=0)
     [batch] = _drain_all(acc)
     batch.set_producer_state(7, 1, 0)
     first = bytes(batch.close())

@@ -1,60 +1,48 @@
+# C-level interface of the RecordAccumulator, for send()'s fast path and the send_batch() engine (bulk.pyx).
 cimport cython
 from libc.stdint cimport int16_t, int64_t
 
-from cpython.object cimport PyObject
-from libc.stdint cimport int32_t
-
+from kafkaprod._native.batch cimport ProducerBatch
 from kafkaprod._native.buffer_pool cimport BufferPool
-from kafkaprod._native.bulk cimport Source
-from kafkaprod._native.future cimport BatchFuture, FutureRecordMetadata, ProduceRequestResult
-from kafkaprod._native.records cimport MemoryRecordsBuilder
+from kafkaprod._native.future cimport FutureRecordMetadata
 
 
-cdef class ProducerBatch:
-    cdef readonly str topic
+@cython.final
+cdef class PartitionState:
+    # One partition as the accumulator sees it.
     cdef readonly int partition
-    cdef readonly tuple tp
-    cdef readonly MemoryRecordsBuilder builder
-    cdef public object buffer
-    cdef readonly Py_ssize_t buffer_size
-    cdef readonly ProduceRequestResult result
-    cdef readonly double created
-    cdef public double last_attempt
-    cdef public double drained
-    cdef public int attempts
-    cdef public bint retry
-    cdef public int final_state          # 0 pending, 1 succeeded, 2 failed
-    cdef public int64_t producer_id
-    cdef public int16_t producer_epoch
-    cdef public int base_sequence
-    cdef readonly object records         # the sealed batch bytes once closed
-    cdef public bint closed_for_append
-    cdef public int sent_to              # broker id of the request carrying it, -1 when not in flight
+    cdef object queue                    # deque of ProducerBatch: to be drained, in sequence order
+    cdef ProducerBatch open_batch        # the batch appends go to; None when there is none
+    cdef int leader                      # broker id, -1 while unknown
+    # Batches drained and not yet answered, in drain order: a later (or renumbered) batch of the partition must
+    # not overtake them, and with idempotence none goes to another broker while they are out.
+    cdef list in_flight
+    # Idempotence (the Java client's per-partition sequence state, kept beside the queue it numbers):
+    cdef int next_sequence
+    cdef tuple seq_owner                 # (producer id, epoch) the numbering belongs to
+    cdef bint restart                    # renumber from 0 (a gap, or state the broker lost)
 
-    cdef FutureRecordMetadata try_append(self, int64_t timestamp, const unsigned char* key, Py_ssize_t klen,
-                                         const unsigned char* value, Py_ssize_t vlen, object headers,
-                                         object callback)
+    cdef void insert_for_retry(self, ProducerBatch batch)
+    cdef void release(self, ProducerBatch batch)
 
 
+@cython.final
 cdef class TopicState:
+    # A topic's partitions and its uniform sticky partitioner state (KIP-794).
     cdef readonly str topic
     cdef readonly int num_partitions
-    cdef list queues
-    cdef list open_batches               # per partition: the batch appends go to, or None
-    cdef list leaders
-    cdef list available
-    cdef list next_sequence
-    cdef list seq_owner                  # per partition: (producer id, epoch) its sequence numbers belong to
-    cdef list restart                    # per partition: renumber its batches from 0 (a gap or lost state)
-    cdef list in_flight                  # per partition: batches drained and not yet answered
-    cdef list in_flight_node             # per partition: the broker those batches went to
+    cdef list partitions                 # PartitionState per partition
+    cdef list available                  # partitions with a leader
     cdef int sticky_partition
     cdef Py_ssize_t sticky_bytes
 
     cdef void resize(self, int n)
     cdef int next_sticky(self, int current)
+    # The sticky partition for a keyless record of these sizes, moving on after about batch_size bytes.
+    cdef int sticky_for(self, Py_ssize_t klen, Py_ssize_t vlen, int batch_size)
 
 
+@cython.final
 cdef class RecordAccumulator:
     cdef BufferPool pool
     cdef readonly int batch_size
@@ -63,9 +51,11 @@ cdef class RecordAccumulator:
     cdef double retry_backoff
     cdef double retry_backoff_max
     cdef double delivery_timeout
-    cdef int max_block_ms
-    cdef int max_request_size
-    cdef Py_ssize_t size_fast_limit
+    cdef readonly int max_block_ms
+    cdef readonly int max_request_size
+    cdef readonly Py_ssize_t buffer_memory
+    # Records whose key + value + 128 bytes stay under this fit any request and the pool: no size check needed.
+    cdef readonly Py_ssize_t size_fast_limit
     cdef bint idempotent
     cdef object wakeup
     cdef public object slow_send
@@ -73,12 +63,29 @@ cdef class RecordAccumulator:
     cdef dict node_partitions
     cdef dict drain_index
     cdef set incomplete
-    cdef set muted
     cdef int flushes_in_progress
     cdef readonly bint closed
     cdef readonly object fatal_error     # why appends stopped, when it was not a plain close()
     cdef readonly int64_t producer_id
     cdef readonly int16_t producer_epoch
+
+    # ---- the interface of the append paths (send() here, send_batch() in bulk.pyx)
+    # The topic's state for an append; raises the closed error naming `what`, or KeyError while its metadata
+    # is unknown (the producer fetches it first).
+    cdef TopicState topic_for_append(self, str topic, str what)
+    # RecordTooLargeError naming `which` ("the record", "record 7") when size bytes cannot fit a request or the
+    # whole buffer memory (Java's ensureValidRecordSize).
+    cdef int check_record_size(self, Py_ssize_t size, str which) except -1
+    # Memory for a new batch of `size` bytes, blocking up to max_block_ms; raises the closed error naming `what`.
+    cdef object allocate(self, Py_ssize_t size, str what)
+    cdef void free(self, object buf, Py_ssize_t size)
+    # A new batch for partition p in `buf` (from allocate()), not yet in the accumulator.
+    cdef ProducerBatch new_batch(self, TopicState st, int p, object buf, Py_ssize_t size)
+    # Call inside the critical section, once the batch holds its first record: it becomes its partition's open
+    # batch, queued for the Sender.
+    cdef void add_batch(self, TopicState st, ProducerBatch batch)
+    cdef void wake(self)
+    cdef object closed_error(self, str what)
 
     cdef void _rebuild_node_map(self)
     cpdef FutureRecordMetadata append(self, str topic, int partition, object key, object value, object headers,
@@ -86,20 +93,11 @@ cdef class RecordAccumulator:
     cdef FutureRecordMetadata _append_record(self, TopicState st, int partition, object key, object value,
                                              object headers, object timestamp_ms, object callback)
     cdef int _check_size(self, Py_ssize_t klen, Py_ssize_t vlen, object headers) except -1
-    cdef bint _open_builder(self, list open_batches, int p, PyObject** cur_builder, PyObject** cur_result) noexcept
-    cdef int _check_batch(self, Source* vsrc, Source* ksrc, Py_ssize_t n, Py_ssize_t hpart,
-                          BatchFuture fut) except -1
-    cdef BatchFuture _append_batch(self, TopicState st, BatchFuture fut, Source* vsrc, Source* ksrc,
-                                   Py_ssize_t n, int nparts, int fixed, int32_t* parr, int64_t ts,
-                                   const unsigned char* hp, Py_ssize_t hlen)
-    cdef int _sticky(self, TopicState st, Py_ssize_t klen, Py_ssize_t vlen)
     cdef FutureRecordMetadata _append(self, TopicState st, int partition, int64_t ts,
                                       const unsigned char* kptr, Py_ssize_t klen,
                                       const unsigned char* vptr, Py_ssize_t vlen,
                                       object headers, object callback)
-    cdef void _wake(self)
-    cdef object _closed_error(self, str what)
     cdef double _backoff(self, ProducerBatch batch)
     cdef list _drain_node(self, object node, int max_size, double now)
-    cdef bint _number(self, TopicState st, int p, ProducerBatch batch)
-    cdef void _release_in_flight(self, ProducerBatch batch)
+    cdef bint _number(self, PartitionState ps, ProducerBatch batch)
+    cdef PartitionState _partition_of(self, ProducerBatch batch)

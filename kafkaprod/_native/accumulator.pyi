@@ -1,47 +1,13 @@
 from collections.abc import Callable, Iterable
 from typing import Any
 
+from kafkaprod._native.batch import ProducerBatch
 from kafkaprod._native.buffer_pool import BufferPool
-from kafkaprod._native.future import FutureRecordMetadata, ProduceRequestResult
-from kafkaprod._native.records import MemoryRecordsBuilder
+from kafkaprod._native.future import FutureRecordMetadata
 
 Headers = Iterable[tuple[str, bytes | None]] | None
 
 def monotonic() -> float: ...
-
-class ProducerBatch:
-    topic: str
-    partition: int
-    tp: tuple[str, int]
-    builder: MemoryRecordsBuilder
-    buffer: bytearray | None
-    buffer_size: int
-    result: ProduceRequestResult
-    created: float
-    last_attempt: float
-    drained: float
-    attempts: int
-    retry: bool
-    final_state: int
-    producer_id: int
-    producer_epoch: int
-    base_sequence: int
-    records: memoryview | None
-    closed_for_append: bool
-    #: Broker id of the request carrying the batch; -1 when it is not in flight.
-    sent_to: int
-    @property
-    def record_count(self) -> int: ...
-    @property
-    def estimated_size(self) -> int: ...
-    @property
-    def is_done(self) -> bool: ...
-    @property
-    def has_sequence(self) -> bool: ...
-    def close(self) -> memoryview: ...
-    def set_producer_state(self, producer_id: int, producer_epoch: int, base_sequence: int,
-                           transactional: bool = False) -> None: ...
-    def done(self, base_offset: int, log_append_time: int, error: BaseException | None) -> bool: ...
 
 class RecordAccumulator:
     batch_size: int
@@ -49,6 +15,10 @@ class RecordAccumulator:
     closed: bool
     #: The fatal error that stopped appends, if that (not close()) is why they stopped.
     fatal_error: BaseException | None
+    max_block_ms: int
+    max_request_size: int
+    buffer_memory: int
+    size_fast_limit: int
     producer_id: int
     producer_epoch: int
     slow_send: Callable[..., FutureRecordMetadata] | None
@@ -59,6 +29,7 @@ class RecordAccumulator:
     def partition_count(self, topic: str) -> int: ...
     def set_producer_id(self, producer_id: int, epoch: int) -> None: ...
     def restart_sequences(self, partitions: Iterable[tuple[str, int]], new_producer_id: bool) -> None: ...
+    def has_earlier_pending(self, batch: ProducerBatch) -> bool: ...
     def send(self, topic: str, value: Any = None, key: Any = None, *, partition: int | None = None,
              timestamp_ms: int | None = None, headers: Headers = None,
              callback: Callable[[Any, BaseException | None], None] | None = None) -> FutureRecordMetadata: ...
@@ -72,9 +43,8 @@ class RecordAccumulator:
     def split_and_reenqueue(self, batch: ProducerBatch, records: list[tuple[int, bytes | None, bytes | None, Any]],
                             now: float) -> list[ProducerBatch]: ...
     def deallocate(self, batch: ProducerBatch) -> None: ...
-    def mute(self, tp: tuple[str, int]) -> None: ...
-    def unmute(self, tp: tuple[str, int]) -> None: ...
     def has_undrained(self) -> bool: ...
+    def has_incomplete(self) -> bool: ...
     def begin_flush(self) -> None: ...
     def end_flush(self) -> None: ...
     def incomplete_batches(self) -> list[ProducerBatch]: ...

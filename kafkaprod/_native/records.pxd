@@ -1,8 +1,10 @@
 # C-level interface of the RecordBatch v2 builder, for the accumulator to append records without Python calls.
 cimport cython
+from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_CheckExact, PyBytes_GET_SIZE
 from libc.stdint cimport int16_t, int32_t, int64_t, uint32_t
 
-from kafkaprod._native.bulk cimport Source
+from kafkaprod._native.bulk_input cimport Source
+from kafkaprod._native.varint cimport varint_size
 
 cdef enum:
     # Bytes of the RecordBatch v2 header that precedes the records section.
@@ -13,12 +15,46 @@ cdef enum:
     CODEC_SNAPPY = 2
     CODEC_LZ4 = 3
     CODEC_ZSTD = 4
+    # Longest zig-zag varint/varlong of an int32/int64, for upper-bound estimates.
+    MAX_VARINT = 5
+    MAX_VARLONG = 10
+
+
+# Points ptr/length at the bytes of a key, value or header value without copying (NULL/-1 for None). Returns 1
+# when a buffer view was exported and must be released with PyBuffer_Release; raises TypeError naming `what`
+# for anything that is not bytes-like and contiguous.
+cdef int buffer_view(object obj, Py_buffer* view, const unsigned char** ptr, Py_ssize_t* length,
+                     str what) except -1
+
+cdef inline int bytes_view(object obj, Py_buffer* view, const unsigned char** ptr, Py_ssize_t* length,
+                           str what) except -1:
+    if obj is None:
+        ptr[0] = NULL
+        length[0] = -1
+        return 0
+    if PyBytes_CheckExact(obj):
+        ptr[0] = <const unsigned char*>PyBytes_AS_STRING(obj)
+        length[0] = PyBytes_GET_SIZE(obj)
+        return 0
+    return buffer_view(obj, view, ptr, length, what)
+
+
+# The largest a record can get, batch header included, with headers_part bytes of headers (count varint
+# included; 1 for none): what a new batch for it needs at least.
+cdef inline Py_ssize_t size_upper_bound(Py_ssize_t key_len, Py_ssize_t value_len,
+                                        Py_ssize_t headers_part) noexcept nogil:
+    return (RECORD_BATCH_OVERHEAD + MAX_VARINT + 1 + MAX_VARLONG + MAX_VARINT
+            + varint_size(key_len) + (key_len if key_len > 0 else 0)
+            + varint_size(value_len) + (value_len if value_len > 0 else 0) + headers_part)
 
 
 # The largest a record of these sizes can get, batch header included: what a caller allocates (at least) so
 # that the record fits an empty batch. key_len/value_len -1 mean null.
 cdef Py_ssize_t estimate_size_upper_bound_raw(Py_ssize_t key_len, Py_ssize_t value_len,
                                               object headers) except -1
+
+# headers (any iterable of (str, bytes-like | None) pairs) as a list, after the checks the encoder makes.
+cdef list validated_headers(object headers)
 
 # The headers part of a record (count varint and entries) encoded once, for append_bulk.
 cpdef bytes encode_headers(object headers)
@@ -85,8 +121,25 @@ cdef class MemoryRecordsBuilder:
     cdef Py_ssize_t append_run(self, int64_t timestamp, Source* vsrc, Source* ksrc, Py_ssize_t start,
                                Py_ssize_t stop, const unsigned char* headers_part, Py_ssize_t headers_len,
                                Py_ssize_t* budget, int* why) noexcept
+    cdef bint _fits(self, Py_ssize_t end, int32_t offset_delta) noexcept
+    cdef void _appended(self, int64_t timestamp, int32_t count, Py_ssize_t pos) noexcept
     cpdef object close(self)
     cdef int _store_producer_state(self, producer_id, producer_epoch, base_sequence,
                                    is_transactional) except -1
     cdef void _write_producer_state_and_crc(self) noexcept
     cpdef close_for_appends(self)
+
+
+# What the accumulator reads of a builder, without reaching into its fields.
+cdef inline bint builder_is_full(MemoryRecordsBuilder b) noexcept:
+    """Closed for appends, or holding records up to its write limit (Java's MemoryRecordsBuilder.isFull)."""
+    return b._appends_closed or (b._count > 0 and b._pos >= b._write_limit)
+
+
+cdef inline Py_ssize_t builder_size(MemoryRecordsBuilder b) noexcept:
+    """The built size once closed, the uncompressed size before (Java's estimatedSizeInBytes)."""
+    return b._built_size if b._closed else b._pos
+
+
+cdef inline int32_t builder_count(MemoryRecordsBuilder b) noexcept:
+    return b._count

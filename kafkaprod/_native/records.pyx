@@ -15,9 +15,9 @@ from cpython.unicode cimport PyUnicode_Check
 from libc.stdint cimport INT16_MAX, INT32_MAX, INT64_MAX, INT64_MIN, int16_t, int32_t, int64_t, uint32_t, uint64_t
 from libc.string cimport memcpy
 
-from kafkaprod._native.bulk cimport SRC_LIST, SRC_NONE, SRC_TUPLE, Source, peek_item
+from kafkaprod._native.bulk_input cimport SRC_LIST, SRC_NONE, SRC_TUPLE, Source, peek_item
 from kafkaprod._native.crc32c cimport crc32c_combine, crc32c_update
-from kafkaprod._native.varint cimport varint_size, write_varint
+from kafkaprod._native.varint cimport uvarint_size, varint_size, write_uvarint, write_varint, zigzag64
 
 import sys
 import threading
@@ -85,9 +85,6 @@ cdef enum:
     # one call into the compressor, and each call costs the Sender a GIL round trip -- up to a switch interval
     # (5 ms) when a caller thread is busy -- so a batch is compressed in chunks of up to 1 MiB.
     SNAPPY_BLOCK = 1048576
-    # Longest zig-zag varint/varlong of an int32/int64, for upper-bound estimates.
-    MAX_VARINT = 5
-    MAX_VARLONG = 10
     # Bytes append_run writes between CRC updates: small enough to still be in L1/L2 when checksummed.
     CRC_CHUNK = 16384
 
@@ -136,33 +133,6 @@ cdef int _check_codec_available(int codec) except -1:
     return 0
 
 
-cdef extern from *:
-    """
-    /* Varints for the bulk append: one- and two-byte values (nearly every length and offset delta of small
-       records) are sized and written without a loop. */
-    static inline uint64_t kp_zigzag(int64_t v) { return ((uint64_t)v << 1) ^ (uint64_t)(v >> 63); }
-    static inline int kp_uvarint_size(uint64_t v) {
-        if (v < 0x80) return 1;
-        if (v < 0x4000) return 2;
-        if (v < 0x200000) return 3;
-        int n = 4;
-        v >>= 28;
-        while (v) { v >>= 7; n++; }
-        return n;
-    }
-    static inline unsigned char* kp_put_uvarint(unsigned char* p, uint64_t v) {
-        if (v < 0x80) { p[0] = (unsigned char)v; return p + 1; }
-        if (v < 0x4000) { p[0] = (unsigned char)(v | 0x80); p[1] = (unsigned char)(v >> 7); return p + 2; }
-        while (v >= 0x80) { *p++ = (unsigned char)(v | 0x80); v >>= 7; }
-        *p++ = (unsigned char)v;
-        return p;
-    }
-    """
-    uint64_t kp_zigzag(int64_t v) noexcept nogil
-    int kp_uvarint_size(uint64_t v) noexcept nogil
-    unsigned char* kp_put_uvarint(unsigned char* p, uint64_t v) noexcept nogil
-
-
 # ---------------------------------------------------------------------------------------------------------
 # Big-endian stores into the header.
 
@@ -187,26 +157,23 @@ cdef inline void _be64(unsigned char* p, int64_t v) noexcept nogil:
 # ---------------------------------------------------------------------------------------------------------
 # Byte views of keys, values and header values.
 
-cdef int _get_bytes(object obj, Py_buffer* view, const unsigned char** ptr, Py_ssize_t* length,
-                    str what) except -1:
-    """Points ptr/length at obj's bytes (NULL/-1 for None). Returns 1 if view was filled and must be released.
-
-    Only bytes are read without a buffer export: everything else is pinned by the export, so a bytearray cannot
-    be resized under the pointer.
-    """
-    if obj is None:
-        ptr[0] = NULL
-        length[0] = -1
-        return 0
-    if PyBytes_CheckExact(obj):
-        ptr[0] = <const unsigned char*>PyBytes_AS_STRING(obj)
-        length[0] = PyBytes_GET_SIZE(obj)
-        return 0
+cdef int buffer_view(object obj, Py_buffer* view, const unsigned char** ptr, Py_ssize_t* length,
+                     str what) except -1:
+    """bytes_view for anything but None and exact bytes: exports a buffer, which pins the object (a bytearray
+    cannot be resized under the pointer). Returns 1: the caller releases the view."""
+    if isinstance(obj, str):
+        raise TypeError(f"{what} must be bytes" + (f" (or set a {what}_serializer)" if what in ("key", "value") else "")
+                        + f", got str {obj[:40]!r}")
     try:
         PyObject_GetBuffer(obj, view, PyBUF_SIMPLE)
-    except (TypeError, BufferError):
-        raise TypeError(
-            f"{what} must be bytes, a contiguous bytes-like object or None, not {type(obj).__name__}") from None
+    except TypeError:
+        raise TypeError(f"{what} must be bytes-like or None"
+                        + (f" (or set a {what}_serializer)" if what in ("key", "value") else "")
+                        + f", got {type(obj).__name__}") from None
+    except (BufferError, ValueError) as exc:
+        # A strided memoryview or a non-contiguous array: its bytes are not one run, so they cannot be copied as is.
+        raise TypeError(f"{what} must be a contiguous bytes-like object, got a non-contiguous "
+                        f"{type(obj).__name__} ({exc})") from None
     ptr[0] = <const unsigned char*>view.buf
     length[0] = view.len
     return 1
@@ -242,7 +209,7 @@ cdef Py_ssize_t _headers_part_size(object fast) except -1:
         except UnicodeEncodeError as exc:
             # Lone surrogates: the record would be refused later anyway; say which header it is now.
             raise ValueError(f"header {i} key {hkey!r} cannot be encoded as UTF-8 ({exc.reason})") from None
-        if _get_bytes(hval, &view, &vptr, &vlen, f"header {i} ({hkey!r}) value"):
+        if bytes_view(hval, &view, &vptr, &vlen, f"header {i} ({hkey!r}) value"):
             PyBuffer_Release(&view)
         total += varint_size(klen) + klen + varint_size(vlen) + (vlen if vlen > 0 else 0)
     return total
@@ -260,7 +227,7 @@ cdef unsigned char* _write_headers(unsigned char* p, unsigned char* end, object 
     for i in range(n):
         pair = _header_pair(fast, i)
         kptr = PyUnicode_AsUTF8AndSize(pair[0], &klen)
-        release = _get_bytes(pair[1], &view, &vptr, &vlen, "header value")
+        release = bytes_view(pair[1], &view, &vptr, &vlen, "header value")
         try:
             # The sizes were taken in a first pass; a header that changed since then must not overrun.
             if p + varint_size(klen) + klen + varint_size(vlen) + (vlen if vlen > 0 else 0) > end:
@@ -276,6 +243,12 @@ cdef unsigned char* _write_headers(unsigned char* p, unsigned char* end, object 
             if release:
                 PyBuffer_Release(&view)
     return p
+
+
+cdef list validated_headers(object headers):
+    cdef object fast = _headers_fast(headers)
+    _headers_part_size(fast)
+    return fast if type(fast) is list else list(fast)
 
 
 cpdef bytes encode_headers(object headers):
@@ -296,13 +269,44 @@ cpdef bytes encode_headers(object headers):
     return out
 
 
-cdef inline Py_ssize_t _body_size(int64_t ts_delta, int32_t offset_delta, Py_ssize_t key_len,
-                                  Py_ssize_t value_len, Py_ssize_t headers_part) noexcept nogil:
-    # attributes byte + deltas + key + value + headers; a null key/value is the single byte of varint -1.
-    return (1 + varint_size(ts_delta) + varint_size(offset_delta)
-            + varint_size(key_len) + (key_len if key_len > 0 else 0)
-            + varint_size(value_len) + (value_len if value_len > 0 else 0)
-            + headers_part)
+# ---------------------------------------------------------------------------------------------------------
+# The record encoder: one core for every append path (append_raw, append_bulk, append_run).
+
+cdef inline Py_ssize_t _fixed_size(uint64_t zts, Py_ssize_t key_len, Py_ssize_t value_len,
+                                   Py_ssize_t headers_part) noexcept nogil:
+    # Every byte of a record's body but its offset delta's varint: attributes byte, timestamp delta (zig-zag zts),
+    # key and value with their lengths (null is the single byte of varint -1), and the headers part.
+    return (1 + uvarint_size(zts) + uvarint_size(zigzag64(key_len)) + (key_len if key_len > 0 else 0)
+            + uvarint_size(zigzag64(value_len)) + (value_len if value_len > 0 else 0) + headers_part)
+
+
+cdef inline Py_ssize_t _body_size(Py_ssize_t fixed, int32_t offset_delta) noexcept nogil:
+    return fixed + uvarint_size(<uint64_t>offset_delta << 1)
+
+
+cdef inline Py_ssize_t _framed_size(Py_ssize_t body) noexcept nogil:
+    # The record with its own length varint in front.
+    return uvarint_size(<uint64_t>body << 1) + body
+
+
+cdef inline unsigned char* _write_record(unsigned char* p, Py_ssize_t body, uint64_t zts, int32_t offset_delta,
+                                         const unsigned char* key, Py_ssize_t key_len,
+                                         const unsigned char* value, Py_ssize_t value_len) noexcept nogil:
+    # Writes a record up to its headers part, which the caller writes at the pointer returned.
+    p += write_uvarint(p, <uint64_t>body << 1)
+    p[0] = 0  # record attributes: unused
+    p += 1
+    p += write_uvarint(p, zts)
+    p += write_uvarint(p, <uint64_t>offset_delta << 1)
+    p += write_uvarint(p, zigzag64(key_len))
+    if key_len > 0:
+        memcpy(p, key, key_len)
+        p += key_len
+    p += write_uvarint(p, zigzag64(value_len))
+    if value_len > 0:
+        memcpy(p, value, value_len)
+        p += value_len
+    return p
 
 
 cdef Py_ssize_t estimate_size_upper_bound_raw(Py_ssize_t key_len, Py_ssize_t value_len,
@@ -312,9 +316,7 @@ cdef Py_ssize_t estimate_size_upper_bound_raw(Py_ssize_t key_len, Py_ssize_t val
         raise ValueError(f"key_len/value_len must be -1 (null) or more, got {key_len}/{value_len}")
     if headers is not None:
         hpart = _headers_part_size(_headers_fast(headers))
-    return (RECORD_BATCH_OVERHEAD + MAX_VARINT + 1 + MAX_VARLONG + MAX_VARINT
-            + varint_size(key_len) + (key_len if key_len > 0 else 0)
-            + varint_size(value_len) + (value_len if value_len > 0 else 0) + hpart)
+    return size_upper_bound(key_len, value_len, hpart)
 
 
 def estimate_size_upper_bound(key, value, headers=None) -> int:
@@ -323,9 +325,9 @@ def estimate_size_upper_bound(key, value, headers=None) -> int:
     cdef Py_buffer kv, vv
     cdef const unsigned char* p
     cdef Py_ssize_t kl, vl
-    if _get_bytes(key, &kv, &p, &kl, "key"):
+    if bytes_view(key, &kv, &p, &kl, "key"):
         PyBuffer_Release(&kv)
-    if _get_bytes(value, &vv, &p, &vl, "value"):
+    if bytes_view(value, &vv, &p, &vl, "value"):
         PyBuffer_Release(&vv)
     return estimate_size_upper_bound_raw(kl, vl, headers)
 
@@ -487,11 +489,9 @@ cdef class MemoryRecordsBuilder:
                                 object headers) except -1:
         cdef Py_ssize_t hpart = 1
         cdef int64_t ts_delta = 0 if self._count == 0 else timestamp - self._base_timestamp
-        cdef Py_ssize_t body
         if headers is not None:
             hpart = _headers_part_size(_headers_fast(headers))
-        body = _body_size(ts_delta, self._count, key_len, value_len, hpart)
-        return varint_size(body) + body
+        return _framed_size(_body_size(_fixed_size(zigzag64(ts_delta), key_len, value_len, hpart), self._count))
 
     cdef bint has_room_for_raw(self, int64_t timestamp, Py_ssize_t key_len, Py_ssize_t value_len,
                                object headers) except -1:
@@ -503,12 +503,27 @@ cdef class MemoryRecordsBuilder:
             return end <= self._capacity
         return end <= self._write_limit and end <= self._capacity
 
+    cdef inline bint _fits(self, Py_ssize_t end, int32_t offset_delta) noexcept:
+        # The first record only has to fit the buffer (the caller sized it for that record); later ones must also
+        # stay within the write limit (Java's MemoryRecordsBuilder.hasRoomFor).
+        return end <= self._capacity and (offset_delta == 0 or end <= self._write_limit)
+
+    cdef inline void _appended(self, int64_t timestamp, int32_t count, Py_ssize_t pos) noexcept:
+        # Books records appended up to `count` records and `pos` bytes, the last with `timestamp`.
+        if self._count == 0:
+            self._base_timestamp = timestamp
+            self._max_timestamp = timestamp
+        elif timestamp > self._max_timestamp:
+            self._max_timestamp = timestamp
+        self._count = count
+        self._pos = pos
+
     cdef int append_raw(self, int64_t timestamp, const unsigned char* key, Py_ssize_t key_len,
                         const unsigned char* value, Py_ssize_t value_len, object headers) except -2:
         cdef object fast = None
         cdef Py_ssize_t hpart = 1
-        cdef int64_t ts_delta
         cdef int32_t offset_delta = self._count
+        cdef uint64_t zts
         cdef Py_ssize_t body, size, end
         cdef unsigned char* p
         if self._appends_closed:
@@ -523,45 +538,23 @@ cdef class MemoryRecordsBuilder:
                 hpart = _headers_part_size(fast)
             else:
                 fast = None
-        ts_delta = 0 if offset_delta == 0 else timestamp - self._base_timestamp
-        body = _body_size(ts_delta, offset_delta, key_len, value_len, hpart)
-        size = varint_size(body) + body
+        zts = zigzag64(0 if offset_delta == 0 else timestamp - self._base_timestamp)
+        body = _body_size(_fixed_size(zts, key_len, value_len, hpart), offset_delta)
+        size = _framed_size(body)
         end = self._pos + size
-        if offset_delta == 0:
-            if end > self._capacity:
-                raise ValueError(
-                    f"a record of {size} bytes does not fit an empty batch: the buffer has "
-                    f"{self._capacity - RECORD_BATCH_OVERHEAD} bytes after the {RECORD_BATCH_OVERHEAD}-byte "
-                    f"header (allocate at least estimate_size_upper_bound() bytes)")
-        elif end > self._write_limit or end > self._capacity:
-            return -1
-
-        p = self._buf + self._pos
-        p += write_varint(p, body)
-        p[0] = 0  # record attributes: unused
-        p += 1
-        p += write_varint(p, ts_delta)
-        p += write_varint(p, offset_delta)
-        p += write_varint(p, key_len)
-        if key_len > 0:
-            memcpy(p, key, key_len)
-            p += key_len
-        p += write_varint(p, value_len)
-        if value_len > 0:
-            memcpy(p, value, value_len)
-            p += value_len
+        if not self._fits(end, offset_delta):
+            if offset_delta > 0:
+                return -1
+            raise ValueError(
+                f"a record of {size} bytes does not fit an empty batch: the buffer has "
+                f"{self._capacity - RECORD_BATCH_OVERHEAD} bytes after the {RECORD_BATCH_OVERHEAD}-byte "
+                f"header (allocate at least estimate_size_upper_bound() bytes)")
+        p = _write_record(self._buf + self._pos, body, zts, offset_delta, key, key_len, value, value_len)
         if fast is None:
             p[0] = 0  # header count 0
         else:
             _write_headers(p, self._buf + end, fast)
-
-        if offset_delta == 0:
-            self._base_timestamp = timestamp
-            self._max_timestamp = timestamp
-        elif timestamp > self._max_timestamp:
-            self._max_timestamp = timestamp
-        self._count = offset_delta + 1
-        self._pos = end
+        self._appended(timestamp, offset_delta + 1, end)
         return offset_delta
 
     cdef int append_bulk(self, int64_t timestamp, const unsigned char* key, Py_ssize_t key_len,
@@ -570,12 +563,9 @@ cdef class MemoryRecordsBuilder:
         # The bulk path's append: the caller checked the timestamp and lengths once per call and encoded the
         # call's headers once (headers_part: count varint and entries, NULL for none), so nothing here can fail
         # or touch a Python object. Returns -1 when the record does not fit, also for an empty batch.
-        # The varints use the branch-light helpers above: most of a small record's cost is its five varints.
         cdef int32_t offset_delta = self._count
         cdef int64_t ts_delta = 0 if offset_delta == 0 else timestamp - self._base_timestamp
-        cdef uint64_t zt = kp_zigzag(ts_delta)
-        cdef uint64_t zk = kp_zigzag(key_len)
-        cdef uint64_t zv = kp_zigzag(value_len)
+        cdef uint64_t zts = zigzag64(ts_delta)
         cdef Py_ssize_t hpart = headers_len if headers_part != NULL else 1
         cdef Py_ssize_t body, end
         cdef unsigned char* p
@@ -589,35 +579,17 @@ cdef class MemoryRecordsBuilder:
             self._bulk_value_len = value_len
             self._bulk_hpart = hpart
             self._bulk_ts_delta = ts_delta
-            self._bulk_fixed = (1 + kp_uvarint_size(zt) + kp_uvarint_size(zk) + (key_len if key_len > 0 else 0)
-                                + kp_uvarint_size(zv) + (value_len if value_len > 0 else 0) + hpart)
-        body = self._bulk_fixed + kp_uvarint_size(<uint64_t>offset_delta << 1)
-        end = self._pos + kp_uvarint_size(<uint64_t>body << 1) + body
-        if end > self._capacity or (offset_delta > 0 and end > self._write_limit):
+            self._bulk_fixed = _fixed_size(zts, key_len, value_len, hpart)
+        body = _body_size(self._bulk_fixed, offset_delta)
+        end = self._pos + _framed_size(body)
+        if not self._fits(end, offset_delta):
             return -1
-        p = kp_put_uvarint(self._buf + self._pos, <uint64_t>body << 1)
-        p[0] = 0  # record attributes: unused
-        p = kp_put_uvarint(p + 1, zt)
-        p = kp_put_uvarint(p, <uint64_t>offset_delta << 1)
-        p = kp_put_uvarint(p, zk)
-        if key_len > 0:
-            memcpy(p, key, key_len)
-            p += key_len
-        p = kp_put_uvarint(p, zv)
-        if value_len > 0:
-            memcpy(p, value, value_len)
-            p += value_len
+        p = _write_record(self._buf + self._pos, body, zts, offset_delta, key, key_len, value, value_len)
         if headers_part == NULL:
             p[0] = 0
         else:
             memcpy(p, headers_part, headers_len)
-        if offset_delta == 0:
-            self._base_timestamp = timestamp
-            self._max_timestamp = timestamp
-        elif timestamp > self._max_timestamp:
-            self._max_timestamp = timestamp
-        self._count = offset_delta + 1
-        self._pos = end
+        self._appended(timestamp, offset_delta + 1, end)
         return offset_delta
 
     cdef Py_ssize_t append_run(self, int64_t timestamp, Source* vsrc, Source* ksrc, Py_ssize_t start,
@@ -631,7 +603,7 @@ cdef class MemoryRecordsBuilder:
         cdef Py_ssize_t ck = self._bulk_key_len, cv = self._bulk_value_len, fixed = self._bulk_fixed
         cdef int32_t count = self._count, first_count = self._count
         cdef int64_t ts_delta = 0 if first_count == 0 else timestamp - self._base_timestamp
-        cdef uint64_t zt = kp_zigzag(ts_delta)
+        cdef uint64_t zts = zigzag64(ts_delta)
         cdef const unsigned char* kp
         cdef const unsigned char* vp
         cdef unsigned char* p
@@ -672,25 +644,13 @@ cdef class MemoryRecordsBuilder:
             if kl != ck or vl != cv:
                 ck = kl
                 cv = vl
-                fixed = (1 + kp_uvarint_size(zt) + kp_uvarint_size(kp_zigzag(kl)) + (kl if kl > 0 else 0)
-                         + kp_uvarint_size(kp_zigzag(vl)) + (vl if vl > 0 else 0) + hpart)
-            body = fixed + kp_uvarint_size(<uint64_t>count << 1)
-            end = pos + kp_uvarint_size(<uint64_t>body << 1) + body
+                fixed = _fixed_size(zts, kl, vl, hpart)
+            body = _body_size(fixed, count)
+            end = pos + _framed_size(body)
             if end > capacity or (count > 0 and end > write_limit):
                 why[0] = 1
                 break
-            p = kp_put_uvarint(self._buf + pos, <uint64_t>body << 1)
-            p[0] = 0  # record attributes: unused
-            p = kp_put_uvarint(p + 1, zt)
-            p = kp_put_uvarint(p, <uint64_t>count << 1)
-            p = kp_put_uvarint(p, kp_zigzag(kl))
-            if kl > 0:
-                memcpy(p, kp, kl)
-                p += kl
-            p = kp_put_uvarint(p, kp_zigzag(vl))
-            if vl > 0:
-                memcpy(p, vp, vl)
-                p += vl
+            p = _write_record(self._buf + pos, body, zts, count, kp, kl, vp, vl)
             if headers_part == NULL:
                 p[0] = 0
             else:
@@ -708,13 +668,7 @@ cdef class MemoryRecordsBuilder:
                     why[0] = 2
                     break
         if count > first_count:
-            if first_count == 0:
-                self._base_timestamp = timestamp
-                self._max_timestamp = timestamp
-            elif timestamp > self._max_timestamp:
-                self._max_timestamp = timestamp
-            self._pos = pos
-            self._count = count
+            self._appended(timestamp, count, pos)
         self._bulk_key_len = ck
         self._bulk_value_len = cv
         self._bulk_fixed = fixed
@@ -738,10 +692,10 @@ cdef class MemoryRecordsBuilder:
         cdef const unsigned char* kp
         cdef const unsigned char* vp
         cdef Py_ssize_t kl, vl
-        cdef bint krel = _get_bytes(key, &kv, &kp, &kl, "key")
+        cdef bint krel = bytes_view(key, &kv, &kp, &kl, "key")
         cdef bint vrel = False
         try:
-            vrel = _get_bytes(value, &vv, &vp, &vl, "value")
+            vrel = bytes_view(value, &vv, &vp, &vl, "value")
             return self.append_raw(timestamp_ms, kp, kl, vp, vl, headers)
         finally:
             if vrel:
@@ -754,9 +708,9 @@ cdef class MemoryRecordsBuilder:
         cdef Py_buffer kv, vv
         cdef const unsigned char* p
         cdef Py_ssize_t kl, vl
-        if _get_bytes(key, &kv, &p, &kl, "key"):
+        if bytes_view(key, &kv, &p, &kl, "key"):
             PyBuffer_Release(&kv)
-        if _get_bytes(value, &vv, &p, &vl, "value"):
+        if bytes_view(value, &vv, &p, &vl, "value"):
             PyBuffer_Release(&vv)
         return self.has_room_for_raw(timestamp_ms, kl, vl, headers)
 
@@ -788,7 +742,7 @@ cdef class MemoryRecordsBuilder:
                 vp = <const unsigned char*>_bytes_ptr(v)
                 vl = _bytes_len(v)
             else:
-                vrel = _get_bytes(<object>v, &vv, &vp, &vl, "value")
+                vrel = bytes_view(<object>v, &vv, &vp, &vl, "value")
             try:
                 if kitems != NULL:
                     k = kitems[i]
@@ -796,7 +750,7 @@ cdef class MemoryRecordsBuilder:
                         kp = <const unsigned char*>_bytes_ptr(k)
                         kl = _bytes_len(k)
                     else:
-                        krel = _get_bytes(<object>k, &kv, &kp, &kl, "key")
+                        krel = bytes_view(<object>k, &kv, &kp, &kl, "key")
                 r = self.append_raw(timestamp_ms, kp, kl, vp, vl, None)
             finally:
                 if vrel:

@@ -1,5 +1,6 @@
-# Zig-zag varint/varlong codec of the Kafka record format, as inline C functions: records.pyx cimports these so
-# that encoding a record's length, deltas and sizes compiles down to a few instructions with no calls.
+# Zig-zag varint/varlong codec of the Kafka record format, as inline C functions: the one varint of the compiled
+# modules. records.pyx cimports these so that encoding a record's length, deltas and sizes compiles down to a few
+# instructions with no calls.
 from libc.stdint cimport int32_t, int64_t, uint32_t, uint64_t
 
 
@@ -12,8 +13,14 @@ cdef inline int64_t unzigzag64(uint64_t v) noexcept nogil:
 
 
 cdef inline int uvarint_size(uint64_t v) noexcept nogil:
-    cdef int n = 1
-    while v >= 0x80:
+    # One- and two-byte values -- nearly every length and offset delta of small records -- without a loop.
+    if v < 0x80:
+        return 1
+    if v < 0x4000:
+        return 2
+    cdef int n = 3
+    v >>= 21
+    while v:
         v >>= 7
         n += 1
     return n
@@ -26,6 +33,13 @@ cdef inline int varint_size(int64_t v) noexcept nogil:
 
 cdef inline int write_uvarint(unsigned char* buf, uint64_t v) noexcept nogil:
     """Writes v as an unsigned LEB128 varint; returns the bytes written. buf needs room for 10 bytes."""
+    if v < 0x80:
+        buf[0] = <unsigned char>v
+        return 1
+    if v < 0x4000:
+        buf[0] = <unsigned char>(v | 0x80)
+        buf[1] = <unsigned char>(v >> 7)
+        return 2
     cdef int n = 0
     while v >= 0x80:
         buf[n] = <unsigned char>((v & 0x7F) | 0x80)
