@@ -7,12 +7,9 @@ from kafkaprod._native.bulk cimport Source
 cdef enum:
     # Bytes of the RecordBatch v2 header that precedes the records section.
     RECORD_BATCH_OVERHEAD = 61
-    # Compression codec ids, as carried in bits 0-2 of the batch attributes.
+    # The codec id of uncompressed batches (bits 0-2 of the batch attributes), which the builder tests in C; the
+    # codec table itself is kafkaprod.compression.Codec.
     CODEC_NONE = 0
-    CODEC_GZIP = 1
-    CODEC_SNAPPY = 2
-    CODEC_LZ4 = 3
-    CODEC_ZSTD = 4
 
 
 # The largest a record of these sizes can get, batch header included: what a caller allocates (at least) so
