@@ -60,13 +60,16 @@ class Codec(IntEnum):
 COMPRESSION_TYPES: dict[str, int] = {codec.name.lower(): codec.value for codec in Codec}
 #: Codec ids to setting names (the inverse of COMPRESSION_TYPES).
 CODEC_NAMES: dict[int, str] = {v: k for k, v in COMPRESSION_TYPES.items()}
+# The ids as plain ints for the once-per-batch path, where reading an enum member (Codec.LZ4) costs more than
+# the compare.
+_NONE, _SNAPPY, _LZ4, _ZSTD = Codec.NONE.value, Codec.SNAPPY.value, Codec.LZ4.value, Codec.ZSTD.value
 
 
 def parse_compression_type(value: Any) -> int:
     """The codec id of a ``compression_type`` setting: a name ("none", "gzip", "snappy", "lz4", "zstd"),
     None (no compression) or an id 0-4. Raises ValueError naming the bad value."""
     if value is None:
-        return Codec.NONE.value
+        return _NONE
     if isinstance(value, str):
         codec = COMPRESSION_TYPES.get(value.strip().lower())
         if codec is None:
@@ -90,11 +93,11 @@ def compression_name(codec: int) -> str:
 
 def check_available(codec: int) -> None:
     """Raises ImportError naming the package a codec needs when it is not installed."""
-    if codec == Codec.SNAPPY:
+    if codec == _SNAPPY:
         available = _cramjam is not None or _snappy is not None
-    elif codec == Codec.LZ4:
+    elif codec == _LZ4:
         available = _lz4_frame is not None
-    elif codec == Codec.ZSTD:
+    elif codec == _ZSTD:
         available = _zstd is not None
     else:
         return
@@ -104,13 +107,20 @@ def check_available(codec: int) -> None:
 
 
 # ---------------------------------------------------------------------------------------------------------
-# Compressors. Each takes the records section as a 1-D byte memoryview and returns a bytes-like object.
+# Compressors. Each takes the records section (any contiguous buffer) and returns a bytes-like object.
+
+def _byte_view(data: Any) -> memoryview:
+    view = data if type(data) is memoryview else memoryview(data)
+    if view.ndim != 1 or view.format != "B":
+        view = view.cast("B")
+    return view
+
 
 _GZIP_WBITS = 31  # zlib's "gzip container" mode
 _GZIP_HAS_ONE_SHOT_WBITS = sys.version_info >= (3, 11)
 
 
-def _gzip(level: int, src: memoryview) -> Any:
+def _gzip(level: int, src: Any) -> Any:
     if level < 0:
         level = 6  # java.util.zip's default level, which Kafka's gzip uses unless configured
     if _GZIP_HAS_ONE_SHOT_WBITS:
@@ -129,10 +139,11 @@ _SNAPPY_CHUNK = 1 << 20
 _CHUNK_LENGTH = struct.Struct(">i")
 
 
-def _snappy_xerial(level: int, src: memoryview) -> Any:
+def _snappy_xerial(level: int, src: Any) -> Any:
     """xerial-framed snappy, the framing Java's producer writes and every Kafka reader (Java, librdkafka,
     kafka-python) accepts; the official snappy framing format (python-snappy's StreamCompressor) is not.
     Snappy has no levels."""
+    src = _byte_view(src)
     n = len(src)
     chunks = -(-n // _SNAPPY_CHUNK)
     # Snappy's worst case is 32 + n + n / 6 bytes per block.
@@ -153,7 +164,7 @@ def _snappy_xerial(level: int, src: memoryview) -> Any:
     return out_view[:pos]
 
 
-def _lz4(level: int, src: memoryview) -> Any:
+def _lz4(level: int, src: Any) -> Any:
     # Java's reader decodes each block on its own and rejects linked blocks ("Dependent block stream is
     # unsupported"); it also allows only 64 KiB-4 MiB block sizes. 64 KiB blocks are what Java writes.
     return _lz4_frame.compress(
@@ -164,7 +175,7 @@ def _lz4(level: int, src: memoryview) -> Any:
 _zstd_local = threading.local()
 
 
-def _zstd_compress(level: int, src: memoryview) -> Any:
+def _zstd_compress(level: int, src: Any) -> Any:
     if level < 0:
         level = 3  # zstd's own default, which Kafka uses unless configured
     # Compressor objects keep their working memory between calls but must not be shared between threads.
@@ -177,13 +188,6 @@ def _zstd_compress(level: int, src: memoryview) -> Any:
     return c.compress(src)
 
 
-def _byte_view(data: Any) -> memoryview:
-    view = data if type(data) is memoryview else memoryview(data)
-    if view.ndim != 1 or view.format != "B":
-        view = view.cast("B")
-    return view
-
-
 _COMPRESSORS = {Codec.GZIP.value: _gzip, Codec.SNAPPY.value: _snappy_xerial, Codec.LZ4.value: _lz4,
                 Codec.ZSTD.value: _zstd_compress}
 
@@ -194,13 +198,13 @@ def compress(codec: int, level: int, data: Any) -> Any:
 
     Returns a bytes-like object (bytes, or a memoryview of a bytearray); data itself for codec none.
     """
-    if codec == Codec.NONE:
-        return data
     compressor = _COMPRESSORS.get(codec)
     if compressor is None:
+        if codec == _NONE:
+            return data
         raise ValueError(f"unknown compression codec id {codec}")
     check_available(codec)
-    return compressor(level, _byte_view(data))
+    return compressor(level, data)
 
 
 # ---------------------------------------------------------------------------------------------------------
