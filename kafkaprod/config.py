@@ -11,7 +11,8 @@ import difflib
 from collections.abc import Callable, Mapping
 from typing import Any
 
-_CODECS = ("none", "gzip", "snappy", "lz4", "zstd")
+from kafkaprod.compression import COMPRESSION_TYPES
+
 _INT32_MAX = 2**31 - 1
 
 
@@ -56,9 +57,9 @@ def _acks(name: str, value: Any) -> int:
 def _codec(name: str, value: Any) -> str:
     if value is None:
         return "none"
-    if isinstance(value, str) and value.lower() in _CODECS:
+    if isinstance(value, str) and value.lower() in COMPRESSION_TYPES:
         return value.lower()
-    raise ValueError(f"option {name!r} must be one of {', '.join(_CODECS)}; got {value!r}")
+    raise ValueError(f"option {name!r} must be one of {', '.join(COMPRESSION_TYPES)}; got {value!r}")
 
 
 def _servers(name: str, value: Any) -> tuple[tuple[str, int], ...]:

@@ -47,6 +47,8 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
+from kafkaprod.compression import COMPRESSION_TYPES
+
 log = logging.getLogger("kafkaprod")
 
 DEFAULT_NUM_RECORDS = 5_000_000
@@ -60,7 +62,6 @@ MAX_HELD_FUTURES = 1 << 20
 # A future still unresolved this long after flush() returned means a producer bug, not a slow broker.
 FUTURE_CHECK_TIMEOUT_S = 300.0
 _ACKS = {"all": "all", "-1": -1, "0": 0, "1": 1}
-_CODECS = ("none", "gzip", "snappy", "lz4", "zstd")
 _MIB = float(1 << 20)
 
 
@@ -167,7 +168,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--create-topic", action="store_true",
                         help="create --topic on --bootstrap-servers first (always done on the local broker)")
     parser.add_argument("--acks", choices=sorted(_ACKS), default=None, help="acks (default: the producer's, all)")
-    parser.add_argument("--compression", choices=_CODECS, default=None, help="compression_type (default none)")
+    parser.add_argument("--compression", choices=list(COMPRESSION_TYPES), default=None,
+                        help="compression_type (default none)")
     parser.add_argument("--batch-size", type=_int_arg(1), default=None, help="batch_size in bytes (default: producer's)")
     parser.add_argument("--linger-ms", type=_int_arg(0), default=None, help="linger_ms (default: producer's)")
     parser.add_argument("--throughput", type=_throughput_arg, default=-1.0,

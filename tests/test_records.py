@@ -10,14 +10,8 @@ from hypothesis import strategies as st
 from kafka.record.default_records import DefaultRecordBatch
 from kafka.record.memory_records import MemoryRecords
 
-from kafkaprod._native.records import (
-    COMPRESSION_TYPES,
-    RECORD_BATCH_HEADER_SIZE,
-    MemoryRecordsBuilder,
-    compression_name,
-    estimate_size_upper_bound,
-    parse_compression_type,
-)
+from kafkaprod._native.records import RECORD_BATCH_HEADER_SIZE, MemoryRecordsBuilder, estimate_size_upper_bound
+from kafkaprod.compression import COMPRESSION_TYPES, compression_name, parse_compression_type
 
 CODECS = list(COMPRESSION_TYPES)
 

@@ -9,12 +9,9 @@ from kafkaprod._native.varint cimport varint_size
 cdef enum:
     # Bytes of the RecordBatch v2 header that precedes the records section.
     RECORD_BATCH_OVERHEAD = 61
-    # Compression codec ids, as carried in bits 0-2 of the batch attributes.
+    # The codec id of uncompressed batches (bits 0-2 of the batch attributes), which the builder tests in C; the
+    # codec table itself is kafkaprod.compression.Codec.
     CODEC_NONE = 0
-    CODEC_GZIP = 1
-    CODEC_SNAPPY = 2
-    CODEC_LZ4 = 3
-    CODEC_ZSTD = 4
     # Longest zig-zag varint/varlong of an int32/int64, for upper-bound estimates.
     MAX_VARINT = 5
     MAX_VARLONG = 10

@@ -1,14 +1,13 @@
 from collections.abc import Sequence
 from typing import Final
 
+from kafkaprod.compression import parse_compression_type as parse_compression_type
+
 _BytesLike = bytes | bytearray | memoryview
 _Headers = Sequence[tuple[str, _BytesLike | None]] | None
 
-COMPRESSION_TYPES: Final[dict[str, int]]
 RECORD_BATCH_HEADER_SIZE: Final[int]
 
-def parse_compression_type(value: str | int | None) -> int: ...
-def compression_name(codec: int) -> str: ...
 def encode_headers(headers: _Headers) -> bytes: ...
 def estimate_size_upper_bound(key: _BytesLike | None, value: _BytesLike | None, headers: _Headers = None) -> int: ...
 

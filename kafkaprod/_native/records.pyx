@@ -19,9 +19,10 @@ from kafkaprod._native.bulk_input cimport SRC_LIST, SRC_NONE, SRC_TUPLE, Source,
 from kafkaprod._native.crc32c cimport crc32c_combine, crc32c_update
 from kafkaprod._native.varint cimport uvarint_size, varint_size, write_uvarint, write_varint, zigzag64
 
-import sys
-import threading
-import zlib
+from kafkaprod import compression as _compression
+from kafkaprod.compression import CODEC_NAMES as _CODEC_NAMES
+from kafkaprod.compression import check_available as _check_codec_available
+from kafkaprod.compression import parse_compression_type
 
 cdef extern from "Python.h":
     PyObject* _type_of "(PyObject*)Py_TYPE" (PyObject* o) noexcept nogil
@@ -35,30 +36,6 @@ cdef extern from "Python.h":
     const char* PyUnicode_AsUTF8AndSize(object, Py_ssize_t*) except NULL
     object PyMemoryView_FromMemory(char* mem, Py_ssize_t size, int flags)
     int PyBUF_READ
-
-try:
-    import cramjam as _cramjam
-except ImportError:  # pragma: no cover - python-snappy < 0.7 does not bring cramjam
-    _cramjam = None
-try:
-    import snappy as _snappy
-except ImportError:  # pragma: no cover
-    _snappy = None
-try:
-    import lz4.frame as _lz4_frame
-except ImportError:  # pragma: no cover
-    _lz4_frame = None
-try:
-    import zstandard as _zstd
-except ImportError:  # pragma: no cover
-    _zstd = None
-
-#: Compression names (the ``compression_type`` setting) to the codec ids of the batch attributes.
-COMPRESSION_TYPES = {"none": CODEC_NONE, "gzip": CODEC_GZIP, "snappy": CODEC_SNAPPY, "lz4": CODEC_LZ4,
-                     "zstd": CODEC_ZSTD}
-_CODEC_NAMES = {v: k for k, v in COMPRESSION_TYPES.items()}
-# The package each codec needs, for the error when it is missing.
-_CODEC_PACKAGES = {CODEC_SNAPPY: "python-snappy", CODEC_LZ4: "lz4", CODEC_ZSTD: "zstandard"}
 
 RECORD_BATCH_HEADER_SIZE = RECORD_BATCH_OVERHEAD
 
@@ -80,57 +57,8 @@ cdef enum:
     # Releasing and re-taking the GIL costs more than a CRC of a small batch, and a thread that drops the GIL
     # may wait a whole switch interval to get it back; only batches this large are checksummed without it.
     NOGIL_CRC_MIN = 65536
-    # xerial framing: (length, snappy block) chunks. Java's producer writes 32 KiB chunks, but every reader
-    # (snappy-java's SnappyInputStream, librdkafka, kafka-python) takes a chunk of any length. Each chunk is
-    # one call into the compressor, and each call costs the Sender a GIL round trip -- up to a switch interval
-    # (5 ms) when a caller thread is busy -- so a batch is compressed in chunks of up to 1 MiB.
-    SNAPPY_BLOCK = 1048576
     # Bytes append_run writes between CRC updates: small enough to still be in L1/L2 when checksummed.
     CRC_CHUNK = 16384
-
-_XERIAL_HEADER = b"\x82SNAPPY\x00\x00\x00\x00\x01\x00\x00\x00\x01"
-_GZIP_WBITS = 31  # zlib's "gzip container" mode
-_GZIP_HAS_ONE_SHOT_WBITS = sys.version_info >= (3, 11)
-_zstd_local = threading.local()
-
-
-def parse_compression_type(value) -> int:
-    """The codec id of a ``compression_type`` setting: a name ("none", "gzip", "snappy", "lz4", "zstd"),
-    None (no compression) or an id 0-4. Raises ValueError naming the bad value."""
-    if value is None:
-        return CODEC_NONE
-    if isinstance(value, str):
-        codec = COMPRESSION_TYPES.get(value.strip().lower())
-        if codec is None:
-            raise ValueError(
-                f"unknown compression_type {value!r}; expected one of {', '.join(COMPRESSION_TYPES)}")
-        return codec
-    if isinstance(value, int) and not isinstance(value, bool) and value in _CODEC_NAMES:
-        return value
-    raise ValueError(
-        f"unknown compression_type {value!r}; expected one of {', '.join(COMPRESSION_TYPES)} (or ids 0-4)")
-
-
-def compression_name(int codec) -> str:
-    """The setting name of a codec id (the inverse of parse_compression_type)."""
-    try:
-        return _CODEC_NAMES[codec]
-    except KeyError:
-        raise ValueError(f"unknown compression codec id {codec}") from None
-
-
-cdef int _check_codec_available(int codec) except -1:
-    cdef object missing = None
-    if codec == CODEC_SNAPPY and _cramjam is None and _snappy is None:
-        missing = _CODEC_PACKAGES[codec]
-    elif codec == CODEC_LZ4 and _lz4_frame is None:
-        missing = _CODEC_PACKAGES[codec]
-    elif codec == CODEC_ZSTD and _zstd is None:
-        missing = _CODEC_PACKAGES[codec]
-    if missing is not None:
-        raise ImportError(
-            f"compression_type {_CODEC_NAMES[codec]!r} needs the {missing} package, which is not installed")
-    return 0
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -330,74 +258,6 @@ def estimate_size_upper_bound(key, value, headers=None) -> int:
     if bytes_view(value, &vv, &p, &vl, "value"):
         PyBuffer_Release(&vv)
     return estimate_size_upper_bound_raw(kl, vl, headers)
-
-
-# ---------------------------------------------------------------------------------------------------------
-# Compression of the records section. Each codec library releases the GIL while it compresses.
-
-cdef object _gzip(object src, int level):
-    if level < 0:
-        level = 6  # java.util.zip's default level, which Kafka's gzip uses unless configured
-    if _GZIP_HAS_ONE_SHOT_WBITS:
-        return zlib.compress(src, level, _GZIP_WBITS)
-    c = zlib.compressobj(level, zlib.DEFLATED, _GZIP_WBITS)
-    return c.compress(src) + c.flush()
-
-
-cdef object _snappy_xerial(object src, Py_ssize_t n):
-    """xerial-framed snappy, the framing Java's producer writes and every Kafka reader (Java, librdkafka,
-    kafka-python) accepts; the official snappy framing format (python-snappy's StreamCompressor) is not."""
-    cdef Py_ssize_t blocks = (n + SNAPPY_BLOCK - 1) // SNAPPY_BLOCK
-    cdef Py_ssize_t cap = 16 + blocks * 4 + n + n // 6 + 32 * blocks
-    cdef Py_ssize_t pos = 16, start, clen
-    cdef bytearray out = PyByteArray_FromStringAndSize(NULL, cap)
-    cdef unsigned char* o = <unsigned char*>PyByteArray_AS_STRING(out)
-    cdef object out_view = memoryview(out)
-    out_view[:16] = _XERIAL_HEADER
-    for start in range(0, n, SNAPPY_BLOCK):
-        block = src[start:start + SNAPPY_BLOCK]
-        if _cramjam is not None:
-            clen = _cramjam.snappy.compress_raw_into(block, out_view[pos + 4:])
-        else:
-            compressed = _snappy.compress(bytes(block))
-            clen = len(compressed)
-            out_view[pos + 4:pos + 4 + clen] = compressed
-        _be32(o + pos, <uint32_t>clen)
-        pos += 4 + clen
-    return out_view[:pos]
-
-
-cdef object _lz4(object src, int level):
-    # Java's reader decodes each block on its own and rejects linked blocks ("Dependent block stream is
-    # unsupported"); it also allows only 64 KiB-4 MiB block sizes. 64 KiB blocks are what Java writes.
-    return _lz4_frame.compress(
-        src, compression_level=level if level >= 0 else 0, block_size=_lz4_frame.BLOCKSIZE_MAX64KB,
-        block_linked=False, content_checksum=False, store_size=False)
-
-
-cdef object _zstd_compress(object src, int level):
-    if level < 0:
-        level = 3  # zstd's own default, which Kafka uses unless configured
-    # Compressor objects keep their working memory between calls but must not be shared between threads.
-    cache = getattr(_zstd_local, "compressors", None)
-    if cache is None:
-        cache = _zstd_local.compressors = {}
-    c = cache.get(level)
-    if c is None:
-        c = cache[level] = _zstd.ZstdCompressor(level=level)
-    return c.compress(src)
-
-
-cdef object _compress(int codec, int level, object src, Py_ssize_t n):
-    if codec == CODEC_GZIP:
-        return _gzip(src, level)
-    if codec == CODEC_SNAPPY:
-        return _snappy_xerial(src, n)
-    if codec == CODEC_LZ4:
-        return _lz4(src, level)
-    if codec == CODEC_ZSTD:
-        return _zstd_compress(src, level)
-    raise ValueError(f"unknown compression codec id {codec}")
 
 
 cdef int64_t _check_range(object value, int64_t lo, int64_t hi, str name) except? -2:
@@ -794,7 +654,7 @@ cdef class MemoryRecordsBuilder:
             src = PyMemoryView_FromMemory(<char*>self._buf + RECORD_BATCH_OVERHEAD, records_len, PyBUF_READ)
             self._closing = True
             try:
-                compressed = _compress(self._codec, self._level, src, records_len)
+                compressed = _compression.compress(self._codec, self._level, src)
             finally:
                 src.release()
                 self._closing = False
