@@ -1,8 +1,9 @@
 """What the producer knows of the cluster: brokers, topics, partitions and their leaders.
 
-``Cluster`` is an immutable snapshot (the seed's Cluster); ``Metadata`` holds the current one, its version, and
-the refresh bookkeeping that the Sender thread acts on and that ``send()`` waits on (the seed's Metadata with
-requestUpdate()/awaitUpdate()).
+``Cluster`` is an immutable snapshot (the Java client's Cluster), made from a Metadata answer by
+``Cluster.from_metadata_response`` (Java's MetadataResponse.buildCluster); ``Metadata`` holds the current one,
+its version, and the refresh bookkeeping that the Sender thread acts on and that ``send()`` waits on (Java's
+Metadata with requestUpdate()/awaitUpdate()).
 """
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ import time
 from collections.abc import Iterable
 from typing import NamedTuple
 
-from kafkaprod.errors import KafkaTimeoutError, ProducerClosedError
+from kafkaprod.errors import ErrorCode, KafkaTimeoutError, ProducerClosedError
 
 log = logging.getLogger("kafkaprod")
 
@@ -74,6 +75,33 @@ class Cluster:
         # Bootstrap brokers get negative ids, as in the Java client, so they never collide with real broker ids.
         return cls([Node(-(i + 1), host, port) for i, (host, port) in enumerate(servers)], [])
 
+    @classmethod
+    def from_metadata_response(cls, body: dict) -> Cluster:
+        """The cluster a decoded Metadata answer describes (Java's MetadataResponse.buildCluster).
+
+        Topics answered with an error have no partitions here; those refused as TOPIC_AUTHORIZATION_FAILED or
+        INVALID_TOPIC_EXCEPTION are listed in ``unauthorized_topics`` / ``invalid_topics``, the others (say
+        LEADER_NOT_AVAILABLE while a topic is being created) are simply asked for again at the next refresh.
+        """
+        nodes = [Node(b["node_id"], b["host"], b["port"], b.get("rack")) for b in body.get("brokers", ())]
+        parts: list[PartitionInfo] = []
+        unauthorized, invalid = [], []
+        for t in body.get("topics", ()):
+            code, name = t.get("error_code", ErrorCode.NONE), t.get("name")
+            if code == ErrorCode.TOPIC_AUTHORIZATION_FAILED:
+                unauthorized.append(name)
+                continue
+            if code == ErrorCode.INVALID_TOPIC_EXCEPTION:
+                invalid.append(name)
+                continue
+            if code != ErrorCode.NONE or name is None:
+                log.debug("metadata for topic %r: error %d", name, code)
+                continue
+            for p in t.get("partitions", ()):
+                parts.append(PartitionInfo(name, p["partition_index"], p["leader_id"], p.get("leader_epoch", -1),
+                                           tuple(p.get("replica_nodes", ())), tuple(p.get("isr_nodes", ()))))
+        return cls(nodes, parts, unauthorized, invalid, body.get("cluster_id"), body.get("controller_id", -1))
+
     @property
     def topics(self) -> frozenset[str]:
         return frozenset(self._by_topic)
@@ -102,6 +130,15 @@ class Cluster:
 
     def node(self, node_id: int) -> Node | None:
         return self.nodes.get(node_id)
+
+    def leaders(self, topic: str) -> list[int]:
+        """The topic's leader broker ids by partition index, -1 where a partition has no leader among this
+        cluster's brokers (or was not in the answer): what RecordAccumulator.update_topic takes."""
+        infos = self._by_topic.get(topic, ())
+        leaders = [-1] * (max((p.partition for p in infos), default=-1) + 1)
+        for p in infos:
+            leaders[p.partition] = p.leader if p.leader in self.nodes else -1
+        return leaders
 
     def __repr__(self) -> str:
         return f"Cluster(nodes={sorted(self.nodes)}, topics={sorted(self._by_topic)})"

@@ -15,7 +15,7 @@ from typing import Any
 from kafkaprod import errors
 from kafkaprod.protocol.messages import INIT_PRODUCER_ID, METADATA, PRODUCE
 from kafkaprod._native.accumulator import RecordAccumulator, monotonic
-from kafkaprod.metadata import Cluster, Metadata, Node, PartitionInfo
+from kafkaprod.metadata import Cluster, Metadata
 from kafkaprod.metrics import ProducerMetrics
 from kafkaprod.network import ClientResponse, NetworkClient
 
@@ -156,37 +156,16 @@ class Sender(threading.Thread):
             log.info("metadata request to broker %d failed: %s", resp.node_id, resp.error)
             self.metadata.failed_update(now)
             return
-        body = resp.body
-        nodes = [Node(b["node_id"], b["host"], b["port"], b.get("rack")) for b in body.get("brokers", ())]
-        parts: list[PartitionInfo] = []
-        unauthorized, invalid = [], []
-        for t in body.get("topics", ()):
-            code, name = t.get("error_code", 0), t.get("name")
-            if code == E.TOPIC_AUTHORIZATION_FAILED:
-                unauthorized.append(name)
-                continue
-            if code == E.INVALID_TOPIC_EXCEPTION:
-                invalid.append(name)
-                continue
-            if code != 0 or name is None:
-                log.debug("metadata for topic %r: error %d", name, code)
-                continue
-            for p in t.get("partitions", ()):
-                parts.append(PartitionInfo(name, p["partition_index"], p["leader_id"], p.get("leader_epoch", -1),
-                                           tuple(p.get("replica_nodes", ())), tuple(p.get("isr_nodes", ()))))
-        cluster = Cluster(nodes, parts, unauthorized, invalid, body.get("cluster_id"), body.get("controller_id", -1))
-        for node in nodes:
+        cluster = Cluster.from_metadata_response(resp.body)
+        for node in cluster.nodes.values():
             self.client.set_node(node.id, node.host, node.port)
         self._known_nodes = set(cluster.nodes)
         for topic in cluster.topics:
-            infos = cluster.partitions_for_topic(topic) or ()
-            leaders = [-1] * (max((p.partition for p in infos), default=-1) + 1)
-            for p in infos:
-                leaders[p.partition] = p.leader if p.leader in cluster.nodes else -1
-            self.acc.update_topic(topic, leaders)
+            self.acc.update_topic(topic, cluster.leaders(topic))
         self.metadata.update(cluster, now)
-        if unauthorized:
-            self.metadata.fail_waiters(errors.broker_error(E.TOPIC_AUTHORIZATION_FAILED, f"topics {sorted(unauthorized)}"))
+        if cluster.unauthorized_topics:
+            self.metadata.fail_waiters(errors.broker_error(
+                E.TOPIC_AUTHORIZATION_FAILED, f"topics {sorted(cluster.unauthorized_topics)}"))
 
     # ---- idempotence ----------------------------------------------------------------------------------------------
     def _maybe_init_producer_id(self, now: float) -> float:
