@@ -30,6 +30,14 @@ _FATAL_FOR_IDEMPOTENCE = frozenset({E.CLUSTER_AUTHORIZATION_FAILED, E.UNSUPPORTE
                                     E.TRANSACTIONAL_ID_AUTHORIZATION_FAILED, E.PRODUCER_FENCED})
 
 
+# What is in flight is tracked in two places, each for its own reason, and in no third:
+# - NetworkClient, per connection: requests by correlation id, to match answers to requests, time them out after
+#   request_timeout_ms and cap them at max_in_flight_requests_per_connection;
+# - the accumulator, per partition: how many of its batches are on the wire and to which broker, so that a later or
+#   renumbered batch never overtakes them, and a drain waits for them after a leader change.
+# Whether anything at all is still pending (the close loop, aborts) is the accumulator's set of incomplete batches.
+
+
 class Sender(threading.Thread):
     def __init__(
         self,
@@ -57,7 +65,6 @@ class Sender(threading.Thread):
         self._known_nodes: set[int] = set()
         self._init_pid_in_flight = False
         self._init_pid_not_before = 0.0
-        self._in_flight: dict[tuple[str, int], list] = {}  # tp -> batches sent and not answered, in order
         # Idempotence recovery asked for by this loop's answers, applied at the start of the next loop: the
         # partitions whose sequences restart from 0, and whether a new producer id must be fetched first.
         self._restart: set[tuple[str, int]] = set()
@@ -73,7 +80,7 @@ class Sender(threading.Thread):
             while self.running:
                 self.run_once()
             # close(): keep sending until everything queued and in flight is finished, unless forced.
-            while not self.force_close and (self.acc.has_undrained() or self._in_flight_count() > 0):
+            while not self.force_close and self.acc.has_incomplete():
                 self.run_once()
             if self.force_close:
                 self._abort_all(errors.ProducerClosedError("the producer was closed with pending records (close(timeout) ran out)"))
@@ -128,9 +135,6 @@ class Sender(threading.Thread):
         if not self.running:
             poll_timeout = min(poll_timeout, 0.05)
         self.client.poll(poll_timeout)
-
-    def _in_flight_count(self) -> int:
-        return sum(len(v) for v in self._in_flight.values())
 
     # ---- metadata -------------------------------------------------------------------------------------------------
     def _maybe_update_metadata(self, now: float) -> float:
@@ -244,8 +248,6 @@ class Sender(threading.Thread):
             records = batch.close()
             by_topic.setdefault(batch.topic, []).append({"index": batch.partition, "records": records})
             by_tp[batch.tp] = batch
-            if self.acks != 0:
-                self._in_flight.setdefault(batch.tp, []).append(batch)
         body = {
             "transactional_id": None,
             "acks": self.acks,
@@ -294,7 +296,6 @@ class Sender(threading.Thread):
         if err is not None and err.errno == E.DUPLICATE_SEQUENCE_NUMBER:  # already written: a success
             err = None
         if err is not None and err.errno == E.MESSAGE_TOO_LARGE and batch.record_count > 1:
-            self._forget_in_flight(batch)
             self._split(batch, now)
             return
         if err is not None and self.idempotent and err.errno in _FATAL_FOR_IDEMPOTENCE:
@@ -304,11 +305,9 @@ class Sender(threading.Thread):
             log.debug("retrying %r after %s", batch, err)
             if err.errno in _METADATA_ERRORS or isinstance(err, errors.NetworkExceptionError):
                 self.metadata.request_update()
-            self._forget_in_flight(batch)
             self.metrics.record_retry(batch.record_count)
             self.acc.reenqueue(batch, now)
             return
-        self._forget_in_flight(batch)
         if err is not None:
             self.metrics.record_errors(batch.record_count)
             if self.idempotent and batch.has_sequence and not batch.is_done:
@@ -334,32 +333,12 @@ class Sender(threading.Thread):
             # Behind an earlier batch of the partition that is being retried: retried too, keeping its number,
             # and written once the earlier one is. Otherwise the broker misses sequences that will never come
             # (a batch failed or expired): the partition restarts its numbering and the batch is retried.
-            if not self._earlier_unresolved(batch):
+            # An earlier batch is usually back in the queue for a retry (answered before this one, since answers
+            # come in order); a batch that was itself retried is taken to be behind one too.
+            if not (batch.retry or self.acc.has_earlier_pending(batch)):
                 self._request_restart(batch, "OUT_OF_ORDER_SEQUENCE_NUMBER with no earlier batch pending")
             return True
         return False
-
-    def _earlier_unresolved(self, batch) -> bool:
-        # Earlier sequences of the partition that are not acknowledged yet: in flight, or back in the queue for a
-        # retry (answered before this batch, so no longer in flight -- the usual case, since answers come in
-        # order). Rare path (OUT_OF_ORDER_SEQUENCE_NUMBER only), so a scan of the incomplete batches is fine.
-        if batch.retry:
-            return True
-        tp, seq = batch.tp, batch.base_sequence
-        pid, epoch = batch.producer_id, batch.producer_epoch
-        return any(b is not batch and b.tp == tp and 0 <= b.base_sequence < seq and not b.is_done
-                   and b.producer_id == pid and b.producer_epoch == epoch
-                   for b in self.acc.incomplete_batches())
-
-    def _forget_in_flight(self, batch) -> None:
-        lst = self._in_flight.get(batch.tp)
-        if lst:
-            try:
-                lst.remove(batch)
-            except ValueError:
-                pass
-            if not lst:
-                del self._in_flight[batch.tp]
 
     def _split(self, batch, now: float) -> None:
         from kafkaprod.splitter import split_batch  # rare path: MESSAGE_TOO_LARGE
@@ -380,13 +359,10 @@ class Sender(threading.Thread):
             self.acc.deallocate(batch)
 
     def _abort_all(self, err: Exception) -> None:
+        # Queued batches leave their queues (so that nothing drains them again) and fail; then every other batch not
+        # yet deallocated -- in flight, or between an answer and its retry -- fails, oldest first.
         for batch in self.acc.abort_undrained(err):
             self.acc.deallocate(batch)
-        for lst in list(self._in_flight.values()):
-            for batch in list(lst):
-                batch.done(-1, -1, err)
-                self.acc.deallocate(batch)
-        self._in_flight.clear()
-        for batch in self.acc.incomplete_batches():
+        for batch in sorted(self.acc.incomplete_batches(), key=lambda b: (b.created, b.base_sequence)):
             batch.done(-1, -1, err)
             self.acc.deallocate(batch)
