@@ -25,11 +25,6 @@ class Node(NamedTuple):
     rack: str | None = None
 
 
-class TopicPartition(NamedTuple):
-    topic: str
-    partition: int
-
-
 class PartitionInfo(NamedTuple):
     topic: str
     partition: int
@@ -40,7 +35,11 @@ class PartitionInfo(NamedTuple):
 
 
 class Cluster:
-    """An immutable view of brokers and partitions, with the lookups the send path needs precomputed."""
+    """An immutable view of brokers and partitions, with the lookups the send path needs precomputed.
+
+    A custom ``partitioner`` gets the current one: ``partitions_for_topic``, ``available_partitions_for_topic`` and
+    ``partition_count`` are the lookups the Java client's own partitioners make.
+    """
 
     def __init__(
         self,
@@ -60,15 +59,9 @@ class Cluster:
         for info in partitions:
             by_topic.setdefault(info.topic, []).append(info)
         self._by_topic = {t: tuple(sorted(ps, key=lambda p: p.partition)) for t, ps in by_topic.items()}
-        self._by_tp = {TopicPartition(p.topic, p.partition): p for ps in self._by_topic.values() for p in ps}
         self._available = {
             t: tuple(p for p in ps if p.leader >= 0 and p.leader in self.nodes) for t, ps in self._by_topic.items()
         }
-        by_node: dict[int, list[PartitionInfo]] = {}
-        for p in self._by_tp.values():
-            if p.leader >= 0:
-                by_node.setdefault(p.leader, []).append(p)
-        self._by_node = {n: tuple(ps) for n, ps in by_node.items()}
 
     @classmethod
     def bootstrap(cls, servers: Iterable[tuple[str, int]]) -> Cluster:
@@ -116,21 +109,6 @@ class Cluster:
         ps = self._by_topic.get(topic)
         return None if ps is None else len(ps)
 
-    def partition(self, tp: TopicPartition) -> PartitionInfo | None:
-        return self._by_tp.get(tp)
-
-    def leader_for(self, tp: TopicPartition) -> Node | None:
-        info = self._by_tp.get(tp)
-        if info is None or info.leader < 0:
-            return None
-        return self.nodes.get(info.leader)
-
-    def partitions_for_node(self, node_id: int) -> tuple[PartitionInfo, ...]:
-        return self._by_node.get(node_id, ())
-
-    def node(self, node_id: int) -> Node | None:
-        return self.nodes.get(node_id)
-
     def leaders(self, topic: str) -> list[int]:
         """The topic's leader broker ids by partition index, -1 where a partition has no leader among this
         cluster's brokers (or was not in the answer): what RecordAccumulator.update_topic takes."""
@@ -150,7 +128,6 @@ class Metadata:
     def __init__(self, bootstrap: Iterable[tuple[str, int]], refresh_backoff_ms: int, metadata_max_age_ms: int) -> None:
         self._cond = threading.Condition()
         self._cluster = Cluster.bootstrap(bootstrap)
-        self._bootstrapped = False
         self._version = 0
         self._need_update = True
         self._topics: dict[str, float] = {}  # topic -> last time a send asked for it (monotonic s)
@@ -165,14 +142,6 @@ class Metadata:
     @property
     def cluster(self) -> Cluster:
         return self._cluster
-
-    @property
-    def version(self) -> int:
-        return self._version
-
-    @property
-    def bootstrapped(self) -> bool:
-        return self._bootstrapped
 
     def topics(self) -> list[str]:
         with self._cond:
@@ -219,7 +188,6 @@ class Metadata:
     def update(self, cluster: Cluster, now: float) -> None:
         with self._cond:
             self._cluster = cluster
-            self._bootstrapped = True
             self._need_update = False
             self._version += 1
             self._last_refresh = self._last_success = now
