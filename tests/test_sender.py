@@ -178,6 +178,11 @@ class Harness:
         [request] = [r for r in self.run() if r.api is PRODUCE]
         return request
 
+    def send(self, partition: int, count: int = 1) -> tuple[list, Request]:
+        """Appends count records to partition and runs one loop, which sends them in one Produce request."""
+        futures = self.append(partition, count)
+        return futures, self.produce()
+
 
 @pytest.fixture
 def clock(monkeypatch):
@@ -243,8 +248,7 @@ def test_init_producer_id_is_answered_before_any_produce_request():
 def test_not_leader_or_follower_retries_the_batch_with_its_sequence_and_refreshes_metadata():
     h = Harness()
     h.start()
-    futures = h.append(0, 2)
-    first = h.produce()
+    futures, first = h.send(0, 2)
     assert on_wire(first) == {0: (PID, 0, 0, 2)}
 
     first.answer(produce_body(first, {0: ErrorCode.NOT_LEADER_OR_FOLLOWER}))
@@ -261,8 +265,7 @@ def test_not_leader_or_follower_retries_the_batch_with_its_sequence_and_refreshe
 def test_duplicate_sequence_number_counts_as_success():
     h = Harness()
     h.start()
-    [future] = h.append(1)
-    produce = h.produce()
+    [future], produce = h.send(1)
 
     produce.answer(produce_body(produce, {1: ErrorCode.DUPLICATE_SEQUENCE_NUMBER}))
 
@@ -275,8 +278,7 @@ def test_duplicate_sequence_number_counts_as_success():
 def test_message_too_large_splits_a_multi_record_batch_into_two_keeping_its_sequence_range():
     h = Harness()
     h.start()
-    futures = h.append(0, 4)
-    whole = h.produce()
+    futures, whole = h.send(0, 4)
     assert on_wire(whole) == {0: (PID, 0, 0, 4)}
 
     whole.answer(produce_body(whole, {0: ErrorCode.MESSAGE_TOO_LARGE}))
@@ -291,8 +293,7 @@ def test_message_too_large_splits_a_multi_record_batch_into_two_keeping_its_sequ
 def test_batch_past_delivery_timeout_expires_and_its_partition_restarts_numbering(clock):
     h = Harness(delivery_timeout_ms=30_000)
     h.start()
-    [future] = h.append(0)
-    first = h.produce()
+    [future], first = h.send(0)
     first.answer(produce_body(first, {0: ErrorCode.NOT_LEADER_OR_FOLLOWER}))  # back in the queue, numbered
     h.client.down.add(0)  # ... and its leader unreachable from now on
 
@@ -313,11 +314,9 @@ def test_batch_past_delivery_timeout_expires_and_its_partition_restarts_numberin
 def test_unknown_producer_id_fetches_a_new_producer_id_and_the_partition_numbers_from_zero():
     h = Harness()
     h.start()
-    h.append(0, 3)
-    acknowledged = h.produce()
+    _, acknowledged = h.send(0, 3)
     acknowledged.answer(produce_body(acknowledged))
-    futures = h.append(0, 2)
-    lost = h.produce()
+    futures, lost = h.send(0, 2)
     assert on_wire(lost) == {0: (PID, 0, 3, 2)}
 
     lost.answer(produce_body(lost, {0: ErrorCode.UNKNOWN_PRODUCER_ID}))
@@ -335,10 +334,8 @@ def test_unknown_producer_id_fetches_a_new_producer_id_and_the_partition_numbers
 def test_out_of_order_sequence_behind_a_pending_earlier_batch_is_retried_keeping_its_number():
     h = Harness()
     h.start()
-    earlier = h.append(0)
-    first = h.produce()
-    later = h.append(0)
-    second = h.produce()
+    earlier, first = h.send(0)
+    later, second = h.send(0)
     assert (on_wire(first), on_wire(second)) == ({0: (PID, 0, 0, 1)}, {0: (PID, 0, 1, 1)})
 
     first.answer(produce_body(first, {0: ErrorCode.NOT_LEADER_OR_FOLLOWER}))
@@ -355,11 +352,9 @@ def test_out_of_order_sequence_behind_a_pending_earlier_batch_is_retried_keeping
 def test_out_of_order_sequence_with_no_earlier_batch_pending_restarts_the_partition_under_a_new_producer_id():
     h = Harness()
     h.start()
-    h.append(0)
-    first = h.produce()
+    _, first = h.send(0)
     first.answer(produce_body(first))
-    [future] = h.append(0)
-    second = h.produce()
+    [future], second = h.send(0)
 
     second.answer(produce_body(second, {0: ErrorCode.OUT_OF_ORDER_SEQUENCE_NUMBER}))
     [init] = h.run()
@@ -375,10 +370,8 @@ def test_out_of_order_sequence_with_no_earlier_batch_pending_restarts_the_partit
 def test_producer_fenced_fails_every_pending_record_and_refuses_later_appends():
     h = Harness()
     h.start({0: 0, 1: 1})
-    fenced = h.append(0)
-    to_broker_0 = h.produce()
-    in_flight = h.append(1)
-    to_broker_1 = h.produce()
+    fenced, to_broker_0 = h.send(0)
+    in_flight, to_broker_1 = h.send(1)
     queued = h.append(0)
 
     to_broker_0.answer(produce_body(to_broker_0, {0: ErrorCode.PRODUCER_FENCED}))
