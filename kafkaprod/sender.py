@@ -6,8 +6,9 @@ asks the accumulator which leaders have sendable batches, keeps those whose conn
 ProduceRequest's worth of batches per broker, expires queued batches past delivery_timeout_ms, sends the
 requests, and polls the network. Each Produce answer completes, retries, splits (MESSAGE_TOO_LARGE) or fails its
 batches; where idempotence decides -- whether a numbered batch may be retried, what a failure means for its
-partition's sequences, which errors end the producer -- the TransactionManager is asked. All of its Python work is
-per request or per batch, never per record.
+partition's sequences, which errors end the producer -- the TransactionManager is asked, and once it holds a fatal
+error the loop only fails whatever is pending and stops. All of its Python work is per request or per batch, never
+per record.
 """
 from __future__ import annotations
 
