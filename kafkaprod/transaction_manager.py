@@ -25,8 +25,8 @@ from kafkaprod.protocol.messages import INIT_PRODUCER_ID
 log = logging.getLogger("kafkaprod")
 
 E = errors.ErrorCode
-# Produce errors that end an idempotent producer, as TransactionManager.maybeTransitionToErrorState: no retry or
-# new producer id helps.
+# Produce errors that end an idempotent producer, as in Java's TransactionManager.maybeTransitionToErrorState: no
+# retry or new producer id helps.
 _FATAL_FOR_IDEMPOTENCE = frozenset({E.CLUSTER_AUTHORIZATION_FAILED, E.UNSUPPORTED_VERSION,
                                     E.TRANSACTIONAL_ID_AUTHORIZATION_FAILED, E.PRODUCER_FENCED})
 
