@@ -1,8 +1,9 @@
 """What the producer knows of the cluster: brokers, topics, partitions and their leaders.
 
-``Cluster`` is an immutable snapshot (the seed's Cluster); ``Metadata`` holds the current one, its version, and
-the refresh bookkeeping that the Sender thread acts on and that ``send()`` waits on (the seed's Metadata with
-requestUpdate()/awaitUpdate()).
+``Cluster`` is an immutable snapshot (the Java client's Cluster), made from a Metadata answer by
+``Cluster.from_metadata_response`` (Java's MetadataResponse.buildCluster); ``Metadata`` holds the current one,
+its version, and the refresh bookkeeping that the Sender thread acts on and that ``send()`` waits on (Java's
+Metadata with requestUpdate()/awaitUpdate()).
 """
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ import time
 from collections.abc import Iterable
 from typing import NamedTuple
 
-from kafkaprod.errors import KafkaTimeoutError, ProducerClosedError
+from kafkaprod.errors import ErrorCode, KafkaTimeoutError, ProducerClosedError
 
 log = logging.getLogger("kafkaprod")
 
@@ -22,11 +23,6 @@ class Node(NamedTuple):
     host: str
     port: int
     rack: str | None = None
-
-
-class TopicPartition(NamedTuple):
-    topic: str
-    partition: int
 
 
 class PartitionInfo(NamedTuple):
@@ -39,7 +35,11 @@ class PartitionInfo(NamedTuple):
 
 
 class Cluster:
-    """An immutable view of brokers and partitions, with the lookups the send path needs precomputed."""
+    """An immutable view of brokers and partitions, with the lookups the send path needs precomputed.
+
+    A custom ``partitioner`` gets the current one: ``partitions_for_topic``, ``available_partitions_for_topic`` and
+    ``partition_count`` are the lookups the Java client's own partitioners make.
+    """
 
     def __init__(
         self,
@@ -59,20 +59,41 @@ class Cluster:
         for info in partitions:
             by_topic.setdefault(info.topic, []).append(info)
         self._by_topic = {t: tuple(sorted(ps, key=lambda p: p.partition)) for t, ps in by_topic.items()}
-        self._by_tp = {TopicPartition(p.topic, p.partition): p for ps in self._by_topic.values() for p in ps}
         self._available = {
             t: tuple(p for p in ps if p.leader >= 0 and p.leader in self.nodes) for t, ps in self._by_topic.items()
         }
-        by_node: dict[int, list[PartitionInfo]] = {}
-        for p in self._by_tp.values():
-            if p.leader >= 0:
-                by_node.setdefault(p.leader, []).append(p)
-        self._by_node = {n: tuple(ps) for n, ps in by_node.items()}
 
     @classmethod
     def bootstrap(cls, servers: Iterable[tuple[str, int]]) -> Cluster:
         # Bootstrap brokers get negative ids, as in the Java client, so they never collide with real broker ids.
         return cls([Node(-(i + 1), host, port) for i, (host, port) in enumerate(servers)], [])
+
+    @classmethod
+    def from_metadata_response(cls, body: dict) -> Cluster:
+        """The cluster a decoded Metadata answer describes (Java's MetadataResponse.buildCluster).
+
+        Topics answered with an error have no partitions here; those refused as TOPIC_AUTHORIZATION_FAILED or
+        INVALID_TOPIC_EXCEPTION are listed in ``unauthorized_topics`` / ``invalid_topics``, the others (say
+        LEADER_NOT_AVAILABLE while a topic is being created) are simply asked for again at the next refresh.
+        """
+        nodes = [Node(b["node_id"], b["host"], b["port"], b.get("rack")) for b in body.get("brokers", ())]
+        parts: list[PartitionInfo] = []
+        unauthorized, invalid = [], []
+        for t in body.get("topics", ()):
+            code, name = t.get("error_code", ErrorCode.NONE), t.get("name")
+            if code == ErrorCode.TOPIC_AUTHORIZATION_FAILED:
+                unauthorized.append(name)
+                continue
+            if code == ErrorCode.INVALID_TOPIC_EXCEPTION:
+                invalid.append(name)
+                continue
+            if code != ErrorCode.NONE or name is None:
+                log.debug("metadata for topic %r: error %d", name, code)
+                continue
+            for p in t.get("partitions", ()):
+                parts.append(PartitionInfo(name, p["partition_index"], p["leader_id"], p.get("leader_epoch", -1),
+                                           tuple(p.get("replica_nodes", ())), tuple(p.get("isr_nodes", ()))))
+        return cls(nodes, parts, unauthorized, invalid, body.get("cluster_id"), body.get("controller_id", -1))
 
     @property
     def topics(self) -> frozenset[str]:
@@ -88,20 +109,14 @@ class Cluster:
         ps = self._by_topic.get(topic)
         return None if ps is None else len(ps)
 
-    def partition(self, tp: TopicPartition) -> PartitionInfo | None:
-        return self._by_tp.get(tp)
-
-    def leader_for(self, tp: TopicPartition) -> Node | None:
-        info = self._by_tp.get(tp)
-        if info is None or info.leader < 0:
-            return None
-        return self.nodes.get(info.leader)
-
-    def partitions_for_node(self, node_id: int) -> tuple[PartitionInfo, ...]:
-        return self._by_node.get(node_id, ())
-
-    def node(self, node_id: int) -> Node | None:
-        return self.nodes.get(node_id)
+    def leaders(self, topic: str) -> list[int]:
+        """The topic's leader broker ids by partition index, -1 where a partition has no leader among this
+        cluster's brokers (or was not in the answer): what RecordAccumulator.update_topic takes."""
+        infos = self._by_topic.get(topic, ())
+        leaders = [-1] * (max((p.partition for p in infos), default=-1) + 1)
+        for p in infos:
+            leaders[p.partition] = p.leader if p.leader in self.nodes else -1
+        return leaders
 
     def __repr__(self) -> str:
         return f"Cluster(nodes={sorted(self.nodes)}, topics={sorted(self._by_topic)})"
@@ -113,7 +128,6 @@ class Metadata:
     def __init__(self, bootstrap: Iterable[tuple[str, int]], refresh_backoff_ms: int, metadata_max_age_ms: int) -> None:
         self._cond = threading.Condition()
         self._cluster = Cluster.bootstrap(bootstrap)
-        self._bootstrapped = False
         self._version = 0
         self._need_update = True
         self._topics: dict[str, float] = {}  # topic -> last time a send asked for it (monotonic s)
@@ -128,14 +142,6 @@ class Metadata:
     @property
     def cluster(self) -> Cluster:
         return self._cluster
-
-    @property
-    def version(self) -> int:
-        return self._version
-
-    @property
-    def bootstrapped(self) -> bool:
-        return self._bootstrapped
 
     def topics(self) -> list[str]:
         with self._cond:
@@ -182,7 +188,6 @@ class Metadata:
     def update(self, cluster: Cluster, now: float) -> None:
         with self._cond:
             self._cluster = cluster
-            self._bootstrapped = True
             self._need_update = False
             self._version += 1
             self._last_refresh = self._last_success = now

@@ -114,9 +114,6 @@ class NetworkClient:
             self._close(conn, "address changed")
         self._conns[node_id] = _Connection(node_id, host, port)
 
-    def nodes(self) -> list[int]:
-        return list(self._conns)
-
     def is_ready(self, node_id: int) -> bool:
         conn = self._conns.get(node_id)
         return conn is not None and conn.state == READY and len(conn.in_flight) + self._queued(conn) < self.max_in_flight
@@ -124,16 +121,6 @@ class NetworkClient:
     def is_connected(self, node_id: int) -> bool:
         conn = self._conns.get(node_id)
         return conn is not None and conn.state == READY
-
-    def connection_failed(self, node_id: int) -> bool:
-        conn = self._conns.get(node_id)
-        return conn is not None and conn.state == DISCONNECTED and conn.failures > 0
-
-    def in_flight_count(self, node_id: int | None = None) -> int:
-        if node_id is None:
-            return sum(len(c.in_flight) + self._queued(c) for c in self._conns.values())
-        conn = self._conns.get(node_id)
-        return 0 if conn is None else len(conn.in_flight) + self._queued(conn)
 
     @staticmethod
     def _queued(conn: _Connection) -> int:
@@ -472,11 +459,6 @@ class NetworkClient:
                 if inf.deadline <= now:
                     self._close(conn, f"request (api {inf.api_key}) timed out after {self.request_timeout * 1000:.0f} ms", timed_out=True)
                     break
-
-    def disconnect(self, node_id: int, reason: str = "requested") -> None:
-        conn = self._conns.get(node_id)
-        if conn is not None and conn.sock is not None:
-            self._close(conn, reason)
 
     def _close(self, conn: _Connection, reason: str, failed: bool = False, timed_out: bool = False) -> None:
         if conn.sock is not None:

@@ -1,33 +1,44 @@
-"""Sender: the I/O thread that moves batches from the accumulator to the brokers (the seed's Sender).
+"""Sender: the I/O thread that moves batches from the accumulator to the brokers (the Java client's Sender).
 
-One loop, as in the seed: refresh metadata when due -> ask the accumulator which brokers have sendable data ->
-check connections -> drain batches per broker -> expire batches past delivery_timeout_ms -> one ProduceRequest
-per broker -> poll the network -> complete, retry or fail batches from the responses. All of its Python work
-is per request or per batch, never per record.
+Each loop (``run_once``, Java's Sender.runOnce) asks for metadata when it is due; lets the TransactionManager
+apply the sequence restarts the last answers asked for and sends its InitProducerId when the producer needs an id;
+asks the accumulator which leaders have sendable batches, keeps those whose connection is ready, drains one
+ProduceRequest's worth of batches per broker, expires queued batches past delivery_timeout_ms, sends the
+requests, and polls the network. Each Produce answer completes, retries, splits (MESSAGE_TOO_LARGE) or fails its
+batches; where idempotence decides -- whether a numbered batch may be retried, what a failure means for its
+partition's sequences, which errors end the producer -- the TransactionManager is asked, and once it holds a fatal
+error the loop only fails whatever is pending and stops. All of its Python work is per request or per batch, never
+per record.
 """
 from __future__ import annotations
 
 import logging
 import threading
-import time
 from typing import Any
 
 from kafkaprod import errors
-from kafkaprod.protocol.messages import INIT_PRODUCER_ID, METADATA, PRODUCE
 from kafkaprod._native.accumulator import RecordAccumulator, monotonic
-from kafkaprod.metadata import Cluster, Metadata, Node, PartitionInfo
+from kafkaprod.metadata import Cluster, Metadata
 from kafkaprod.metrics import ProducerMetrics
 from kafkaprod.network import ClientResponse, NetworkClient
+from kafkaprod.protocol.messages import METADATA, PRODUCE
+from kafkaprod.transaction_manager import TransactionManager
 
 log = logging.getLogger("kafkaprod")
 
 E = errors.ErrorCode
-# Partition errors after which the leader may have moved: refresh metadata before the retry.
+# Partition errors after which the leader may have moved (of Java's InvalidMetadataException family, NetworkException
+# among them): refresh metadata before the retry.
 _METADATA_ERRORS = frozenset({E.UNKNOWN_TOPIC_OR_PARTITION, E.LEADER_NOT_AVAILABLE, E.NOT_LEADER_OR_FOLLOWER,
-                              E.FENCED_LEADER_EPOCH, E.UNKNOWN_LEADER_EPOCH, E.UNKNOWN_TOPIC_ID})
-# Produce errors that end an idempotent producer, as in the Java client: no retry or new producer id helps.
-_FATAL_FOR_IDEMPOTENCE = frozenset({E.CLUSTER_AUTHORIZATION_FAILED, E.UNSUPPORTED_VERSION,
-                                    E.TRANSACTIONAL_ID_AUTHORIZATION_FAILED, E.PRODUCER_FENCED})
+                              E.FENCED_LEADER_EPOCH, E.UNKNOWN_LEADER_EPOCH, E.UNKNOWN_TOPIC_ID,
+                              E.NETWORK_EXCEPTION})
+
+# What is in flight is tracked in two places, each for its own reason, and in no third:
+# - NetworkClient, per connection: requests by correlation id, to match answers to requests, time them out after
+#   request_timeout_ms and cap them at max_in_flight_requests_per_connection;
+# - the accumulator, per partition: how many of its batches are on the wire and to which broker, so that a later or
+#   renumbered batch never overtakes them, and a drain waits for them after a leader change.
+# Whether anything at all is still pending (the close loop, aborts) is the accumulator's set of incomplete batches.
 
 
 class Sender(threading.Thread):
@@ -44,8 +55,10 @@ class Sender(threading.Thread):
         self.metadata = metadata
         self.acc = accumulator
         self.metrics = metrics
+        # As in the Java client, there is a TransactionManager only with idempotence (or, later, transactions).
+        self.tm = (TransactionManager(accumulator, metrics, config.retry_backoff_ms)
+                   if config.enable_idempotence else None)
         self.acks = config.acks
-        self.idempotent = config.enable_idempotence
         self.retries = config.retries
         self.request_timeout_ms = config.request_timeout_ms
         self.delivery_timeout = config.delivery_timeout_ms / 1000.0
@@ -54,26 +67,17 @@ class Sender(threading.Thread):
         self.running = True
         self.force_close = False
         self._metadata_in_flight = False
-        self._known_nodes: set[int] = set()
-        self._init_pid_in_flight = False
-        self._init_pid_not_before = 0.0
-        self._in_flight: dict[tuple[str, int], list] = {}  # tp -> batches sent and not answered, in order
-        # Idempotence recovery asked for by this loop's answers, applied at the start of the next loop: the
-        # partitions whose sequences restart from 0, and whether a new producer id must be fetched first.
-        self._restart: set[tuple[str, int]] = set()
-        self._new_producer_id = False
-        self._fatal: Exception | None = None
         for node in metadata.cluster.nodes.values():
             client.set_node(node.id, node.host, node.port)
 
-    # ---- the loop -------------------------------------------------------------------------------------------------
+    # ---- the loop ------------------------------------------------------------------------------------------------
     def run(self) -> None:
         log.debug("sender thread started")
         try:
             while self.running:
                 self.run_once()
             # close(): keep sending until everything queued and in flight is finished, unless forced.
-            while not self.force_close and (self.acc.has_undrained() or self._in_flight_count() > 0):
+            while not self.force_close and self.acc.has_incomplete():
                 self.run_once()
             if self.force_close:
                 self._abort_all(errors.ProducerClosedError("the producer was closed with pending records (close(timeout) ran out)"))
@@ -96,12 +100,15 @@ class Sender(threading.Thread):
 
     def run_once(self) -> None:
         now = monotonic()
+        tm = self.tm
+        if tm is not None and tm.fatal_error is not None:
+            self._stop_fatal(tm.fatal_error)
+            return
         poll_timeout = self._maybe_update_metadata(now)
-        if self._restart:
-            self._restart_sequences()
-        if self.idempotent and self.acc.producer_id < 0:
+        if tm is not None:
+            tm.restart_sequences_if_needed()
             # Nothing is drained without a producer id, so nothing else would wake the loop for the next try.
-            poll_timeout = min(poll_timeout, self._maybe_init_producer_id(now))
+            poll_timeout = min(poll_timeout, self._maybe_send_transactional_request(now))
         ready_nodes, next_delay, unknown = self.acc.ready(now)
         if unknown:
             self.metadata.request_update()
@@ -110,8 +117,9 @@ class Sender(threading.Thread):
                 # computed before the request, and nothing else may wake it -- the batch would wait for the
                 # periodic refresh (metadata_max_age_ms) after its partition got a leader again.
                 poll_timeout = min(poll_timeout, self.metadata.time_to_next_update(now))
+        known = self.metadata.cluster.nodes
         for node in list(ready_nodes):
-            if node not in self._known_nodes:
+            if node not in known:
                 ready_nodes.discard(node)
                 continue
             if not self.client.ready(node, now):
@@ -129,10 +137,7 @@ class Sender(threading.Thread):
             poll_timeout = min(poll_timeout, 0.05)
         self.client.poll(poll_timeout)
 
-    def _in_flight_count(self) -> int:
-        return sum(len(v) for v in self._in_flight.values())
-
-    # ---- metadata -------------------------------------------------------------------------------------------------
+    # ---- metadata ------------------------------------------------------------------------------------------------
     def _maybe_update_metadata(self, now: float) -> float:
         wait = self.metadata.time_to_next_update(now)
         if wait > 0 or self._metadata_in_flight:
@@ -156,108 +161,43 @@ class Sender(threading.Thread):
             log.info("metadata request to broker %d failed: %s", resp.node_id, resp.error)
             self.metadata.failed_update(now)
             return
-        body = resp.body
-        nodes = [Node(b["node_id"], b["host"], b["port"], b.get("rack")) for b in body.get("brokers", ())]
-        parts: list[PartitionInfo] = []
-        unauthorized, invalid = [], []
-        for t in body.get("topics", ()):
-            code, name = t.get("error_code", 0), t.get("name")
-            if code == E.TOPIC_AUTHORIZATION_FAILED:
-                unauthorized.append(name)
-                continue
-            if code == E.INVALID_TOPIC_EXCEPTION:
-                invalid.append(name)
-                continue
-            if code != 0 or name is None:
-                log.debug("metadata for topic %r: error %d", name, code)
-                continue
-            for p in t.get("partitions", ()):
-                parts.append(PartitionInfo(name, p["partition_index"], p["leader_id"], p.get("leader_epoch", -1),
-                                           tuple(p.get("replica_nodes", ())), tuple(p.get("isr_nodes", ()))))
-        cluster = Cluster(nodes, parts, unauthorized, invalid, body.get("cluster_id"), body.get("controller_id", -1))
-        for node in nodes:
+        cluster = Cluster.from_metadata_response(resp.body)
+        for node in cluster.nodes.values():
             self.client.set_node(node.id, node.host, node.port)
-        self._known_nodes = set(cluster.nodes)
         for topic in cluster.topics:
-            infos = cluster.partitions_for_topic(topic) or ()
-            leaders = [-1] * (max((p.partition for p in infos), default=-1) + 1)
-            for p in infos:
-                leaders[p.partition] = p.leader if p.leader in cluster.nodes else -1
-            self.acc.update_topic(topic, leaders)
+            self.acc.update_topic(topic, cluster.leaders(topic))
         self.metadata.update(cluster, now)
-        if unauthorized:
-            self.metadata.fail_waiters(errors.broker_error(E.TOPIC_AUTHORIZATION_FAILED, f"topics {sorted(unauthorized)}"))
+        if cluster.unauthorized_topics:
+            self.metadata.fail_waiters(errors.broker_error(
+                E.TOPIC_AUTHORIZATION_FAILED, f"topics {sorted(cluster.unauthorized_topics)}"))
 
-    # ---- idempotence ----------------------------------------------------------------------------------------------
-    def _maybe_init_producer_id(self, now: float) -> float:
-        """Sends InitProducerId when due; returns the seconds until it should be tried again."""
-        if self._fatal is not None:
-            return float("inf")
-        if self._init_pid_in_flight:
-            return float("inf")  # its answer (or the connection closing) wakes the poll
-        if now < self._init_pid_not_before:
-            return self._init_pid_not_before - now
-        node = self.client.least_loaded_node(now, [n for n in self._known_nodes] or None)
+    # ---- the TransactionManager's requests -----------------------------------------------------------------------
+    def _maybe_send_transactional_request(self, now: float) -> float:
+        """Sends the TransactionManager's request when one is due (Java's
+        Sender.maybeSendAndPollTransactionalRequest); returns the seconds until it should be tried again."""
+        wait = self.tm.time_to_next_request(now)
+        if wait > 0:
+            return wait
+        node = self.client.least_loaded_node(now, list(self.metadata.cluster.nodes) or None)
         if node is None:
             return self.retry_backoff  # every broker is backing off from a failed connection
         if not self.client.ready(node, now):
             # Connecting (I/O wakes the poll sooner), backing off after a failed connect, or busy.
             return max(self.client.connection_delay(node, now), 0.005)
-        self._init_pid_in_flight = True
-        body = {"transactional_id": None, "transaction_timeout_ms": 2147483647, "producer_id": -1, "producer_epoch": -1}
-        self.client.send(node, INIT_PRODUCER_ID, body, on_done=self._on_init_producer_id, now=now)
+        api, body, on_done = self.tm.next_request()
+        self.client.send(node, api, body, on_done=on_done, now=now)
         return float("inf")
 
-    def _on_init_producer_id(self, resp: ClientResponse) -> None:
-        self._init_pid_in_flight = False
-        body = resp.body
-        if body is None or body.get("error_code", 0) != 0:
-            code = None if body is None else body["error_code"]
-            err = resp.error if body is None else errors.broker_error(code)
-            log.info("InitProducerId failed: %s", err)
-            if code is not None and not err.retriable:
-                self._stop_fatal(err)
-                return
-            self._init_pid_not_before = monotonic() + self.retry_backoff
-            return
-        # Sequences restart from 0 under the new id partition by partition, in the accumulator's drain.
-        self.acc.set_producer_id(body["producer_id"], body["producer_epoch"])
-        log.info("idempotent producer id %d epoch %d", body["producer_id"], body["producer_epoch"])
-
     def _stop_fatal(self, err: Exception) -> None:
-        # Nothing will ever be sent. Refuse appends first (naming the cause), so no record can be queued after
-        # the abort below and wait forever, then fail what is queued and in flight, and stop.
-        log.error("idempotent producer stopped by a fatal error: %s", err)
-        self._fatal = err
+        # Nothing will ever be sent (Java's Sender.runOnce with a TransactionManager in FATAL_ERROR). Refuse appends
+        # first (naming the cause), so no record can be queued after the abort below and wait forever, then fail
+        # what is queued and in flight, and stop. Harmless when repeated.
         self.acc.close(err)
         self.metadata.fail_waiters(err)
         self._abort_all(err)
         self.running = False
 
-    def _is_current(self, batch) -> bool:
-        return batch.producer_id == self.acc.producer_id and batch.producer_epoch == self.acc.producer_epoch
-
-    def _request_restart(self, batch, why: object) -> None:
-        """The batch's partition must number its batches from 0 again; under a new producer id if the batch was
-        numbered under the current one (a gap, or state the broker lost, there). The Java client's
-        requestIdempotentEpochBumpForPartition (see RecordAccumulator.restart_sequences for why a new id)."""
-        # DEBUG: in an outage every expiring batch comes here; the new producer id is logged once, at INFO.
-        log.debug("%r: %s; its partition's sequences restart%s", batch, why,
-                 " under a new producer id" if self._is_current(batch) else "")
-        self._restart.add(batch.tp)
-        if self._is_current(batch):
-            self._new_producer_id = True
-
-    def _restart_sequences(self) -> None:
-        if self._new_producer_id:
-            self.metrics.record_producer_id_reset()
-            log.info("idempotent producer id %d given up; fetching a new one (sequences restart for %d "
-                     "partition(s))", self.acc.producer_id, len(self._restart))
-        self.acc.restart_sequences(list(self._restart), self._new_producer_id)
-        self._restart.clear()
-        self._new_producer_id = False
-
-    # ---- produce --------------------------------------------------------------------------------------------------
+    # ---- produce -------------------------------------------------------------------------------------------------
     def _send_produce(self, node: int, batches: list, now: float) -> None:
         by_topic: dict[str, list] = {}
         by_tp = {}
@@ -265,8 +205,6 @@ class Sender(threading.Thread):
             records = batch.close()
             by_topic.setdefault(batch.topic, []).append({"index": batch.partition, "records": records})
             by_tp[batch.tp] = batch
-            if self.acks != 0:
-                self._in_flight.setdefault(batch.tp, []).append(batch)
         body = {
             "transactional_id": None,
             "acks": self.acks,
@@ -301,9 +239,9 @@ class Sender(threading.Thread):
                 if batch is None:
                     continue
                 seen.add(tp)
-                code = p.get("error_code", 0)
+                code = p.get("error_code", E.NONE)
                 err = None
-                if code != 0:
+                if code != E.NONE:
                     msg = p.get("error_message") or ""
                     err = errors.broker_error(code, f"{name}[{p['index']}] {msg}".strip())
                 self._complete_batch(batch, err, p.get("base_offset", -1), p.get("log_append_time_ms", -1), now)
@@ -312,75 +250,40 @@ class Sender(threading.Thread):
                 self._complete_batch(batch, errors.ProtocolError(f"the produce response did not mention {tp[0]}[{tp[1]}]"), -1, -1, now)
 
     def _complete_batch(self, batch, err, base_offset: int, log_append_time: int, now: float) -> None:
+        """One batch's answer (Java's Sender.completeBatch): success, a split, a retry, or a failure."""
         if err is not None and err.errno == E.DUPLICATE_SEQUENCE_NUMBER:  # already written: a success
             err = None
-        if err is not None and err.errno == E.MESSAGE_TOO_LARGE and batch.record_count > 1:
-            self._forget_in_flight(batch)
+        if err is None:
+            if batch.done(base_offset, log_append_time, None):
+                self.metrics.record_done(batch)
+            self.acc.deallocate(batch)
+        elif err.errno == E.MESSAGE_TOO_LARGE and batch.record_count > 1 and not batch.is_done:
             self._split(batch, now)
-            return
-        if err is not None and self.idempotent and err.errno in _FATAL_FOR_IDEMPOTENCE:
-            self._stop_fatal(err)
-            return
-        if err is not None and self._can_retry(batch, err, now):
+        elif self._can_retry(batch, err, now):
             log.debug("retrying %r after %s", batch, err)
-            if err.errno in _METADATA_ERRORS or isinstance(err, errors.NetworkExceptionError):
+            if err.errno in _METADATA_ERRORS:
                 self.metadata.request_update()
-            self._forget_in_flight(batch)
             self.metrics.record_retry(batch.record_count)
             self.acc.reenqueue(batch, now)
-            return
-        self._forget_in_flight(batch)
-        if err is not None:
-            self.metrics.record_errors(batch.record_count)
-            if self.idempotent and batch.has_sequence and not batch.is_done:
-                # Its sequences will never be written: the batches after it must not wait behind the gap.
-                self._request_restart(batch, f"failed with {type(err).__name__}")
-        if batch.done(base_offset, log_append_time, err):
-            self.metrics.record_done(batch)
-        self.acc.deallocate(batch)
+        else:
+            self._fail_batch(batch, err)
 
     def _can_retry(self, batch, err, now: float) -> bool:
+        # Java's Sender.canRetry: attempts and time left here, the error's own verdict from the TransactionManager.
         if batch.is_done or batch.attempts >= self.retries or now - batch.created >= self.delivery_timeout:
             return False
-        if err.retriable:
-            return True
-        if not (self.idempotent and batch.has_sequence):
-            return False
-        if err.errno == E.UNKNOWN_PRODUCER_ID:
-            # The broker lost this producer's state for the partition (log truncated or deleted): numbering
-            # from 0 again, under a new producer id, is accepted; the batch is retried with its new number.
-            self._request_restart(batch, "UNKNOWN_PRODUCER_ID")
-            return True
-        if err.errno == E.OUT_OF_ORDER_SEQUENCE_NUMBER:
-            # Behind an earlier batch of the partition that is being retried: retried too, keeping its number,
-            # and written once the earlier one is. Otherwise the broker misses sequences that will never come
-            # (a batch failed or expired): the partition restarts its numbering and the batch is retried.
-            if not self._earlier_unresolved(batch):
-                self._request_restart(batch, "OUT_OF_ORDER_SEQUENCE_NUMBER with no earlier batch pending")
-            return True
-        return False
+        return err.retriable if self.tm is None else self.tm.can_retry(batch, err)
 
-    def _earlier_unresolved(self, batch) -> bool:
-        # Earlier sequences of the partition that are not acknowledged yet: in flight, or back in the queue for a
-        # retry (answered before this batch, so no longer in flight -- the usual case, since answers come in
-        # order). Rare path (OUT_OF_ORDER_SEQUENCE_NUMBER only), so a scan of the incomplete batches is fine.
-        if batch.retry:
-            return True
-        tp, seq = batch.tp, batch.base_sequence
-        pid, epoch = batch.producer_id, batch.producer_epoch
-        return any(b is not batch and b.tp == tp and 0 <= b.base_sequence < seq and not b.is_done
-                   and b.producer_id == pid and b.producer_epoch == epoch
-                   for b in self.acc.incomplete_batches())
-
-    def _forget_in_flight(self, batch) -> None:
-        lst = self._in_flight.get(batch.tp)
-        if lst:
-            try:
-                lst.remove(batch)
-            except ValueError:
-                pass
-            if not lst:
-                del self._in_flight[batch.tp]
+    def _fail_batch(self, batch, err: Exception) -> None:
+        # Java's Sender.failBatch: the records fail once; the TransactionManager learns of it (a gap in the
+        # partition's sequences, or an error that ends the producer -- then everything pending fails with it).
+        self.metrics.record_errors(batch.record_count)
+        tm = self.tm
+        if batch.done(-1, -1, err) and tm is not None:
+            tm.handle_failed_batch(batch, err)
+        self.acc.deallocate(batch)
+        if tm is not None and tm.fatal_error is not None:
+            self._stop_fatal(tm.fatal_error)
 
     def _split(self, batch, now: float) -> None:
         from kafkaprod.splitter import split_batch  # rare path: MESSAGE_TOO_LARGE
@@ -389,25 +292,16 @@ class Sender(threading.Thread):
         split_batch(self.acc, batch, now)
 
     def _expire(self, now: float) -> None:
-        expired = self.acc.expired_batches(now)
-        for batch in expired:
-            err = errors.KafkaTimeoutError(
+        for batch in self.acc.expired_batches(now):
+            self._fail_batch(batch, errors.KafkaTimeoutError(
                 f"{batch.record_count} record(s) for {batch.topic}[{batch.partition}] expired: "
-                f"{(now - batch.created) * 1000:.0f} ms since the batch was created, past delivery_timeout_ms")
-            self.metrics.record_errors(batch.record_count)
-            if self.idempotent and batch.has_sequence:
-                self._request_restart(batch, "expired after it had been sent")
-            batch.done(-1, -1, err)
-            self.acc.deallocate(batch)
+                f"{(now - batch.created) * 1000:.0f} ms since the batch was created, past delivery_timeout_ms"))
 
     def _abort_all(self, err: Exception) -> None:
+        # Queued batches leave their queues (so that nothing drains them again) and fail; then every other batch not
+        # yet deallocated -- in flight, or between an answer and its retry -- fails, oldest first.
         for batch in self.acc.abort_undrained(err):
             self.acc.deallocate(batch)
-        for lst in list(self._in_flight.values()):
-            for batch in list(lst):
-                batch.done(-1, -1, err)
-                self.acc.deallocate(batch)
-        self._in_flight.clear()
-        for batch in self.acc.incomplete_batches():
+        for batch in sorted(self.acc.incomplete_batches(), key=lambda b: (b.created, b.base_sequence)):
             batch.done(-1, -1, err)
             self.acc.deallocate(batch)
