@@ -510,7 +510,6 @@ cdef class RecordAccumulator:
                 continue
             ps.queue.popleft()
             batch.closed_for_append = True
-            batch.drained = now
             batch.sent_to = node
             ps.in_flight.append(batch)
             size += est
@@ -603,16 +602,6 @@ cdef class RecordAccumulator:
             batch.buffer = None
             self.free(buf, batch.buffer_size)
 
-    def has_undrained(self):
-        cdef TopicState st
-        cdef PartitionState ps
-        with cython.critical_section(self):
-            for st in self.topics.values():
-                for ps in st.partitions:
-                    if ps.queue:
-                        return True
-        return False
-
     def has_incomplete(self):
         """Whether any batch is not finished yet: queued, in flight, or waiting for a retry."""
         with cython.critical_section(self):
@@ -686,25 +675,3 @@ cdef class RecordAccumulator:
         for batch in out:
             batch.done(-1, -1, error)
         return out
-
-    # ---- what the Sender asks -----------------------------------------------------------------------------------------
-    def has_incomplete(self):
-        """Whether any batch was created and not yet deallocated: queued, in flight, or waiting for a retry."""
-        with cython.critical_section(self):
-            return bool(self.incomplete)
-
-    def has_earlier_pending(self, ProducerBatch batch):
-        """Whether a batch of the same partition, numbered under the same producer id and epoch with a lower base
-        sequence, is not done yet (in flight, or queued for a retry). The Java client asks the converse,
-        TransactionManager.isNextSequence: whether the batch directly follows the last acknowledged sequence.
-
-        Rare path (OUT_OF_ORDER_SEQUENCE_NUMBER only), so a scan of the incomplete batches is fine.
-        """
-        cdef ProducerBatch b
-        with cython.critical_section(self):
-            for b in self.incomplete:
-                if (b is not batch and b.partition == batch.partition and b.topic == batch.topic
-                        and 0 <= b.base_sequence < batch.base_sequence and b.final_state == 0
-                        and b.producer_id == batch.producer_id and b.producer_epoch == batch.producer_epoch):
-                    return True
-        return False

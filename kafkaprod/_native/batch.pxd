@@ -23,7 +23,6 @@ cdef class ProducerBatch:
     cdef readonly ProduceRequestResult result
     cdef readonly double created
     cdef public double last_attempt
-    cdef public double drained
     cdef public int attempts
     cdef public bint retry
     cdef public int final_state          # BATCH_PENDING, BATCH_SUCCEEDED or BATCH_FAILED

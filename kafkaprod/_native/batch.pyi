@@ -13,7 +13,6 @@ class ProducerBatch:
     result: ProduceRequestResult
     created: float
     last_attempt: float
-    drained: float
     attempts: int
     retry: bool
     final_state: int

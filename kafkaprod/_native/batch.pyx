@@ -28,7 +28,6 @@ cdef class ProducerBatch:
         self.result = ProduceRequestResult(topic, partition)
         self.created = now
         self.last_attempt = now
-        self.drained = 0.0
         self.attempts = 0
         self.retry = False
         self.final_state = BATCH_PENDING
