@@ -8,13 +8,13 @@ from typing import Any
 
 def start_broker() -> AbstractContextManager[Any]:
     """A context manager for a local Tansu broker; entering it gives an object with ``.bootstrap_servers``."""
-    from kafkaprod.broker import TansuBroker
+    from kafkaprod.tools.broker import TansuBroker
 
     return TansuBroker()
 
 
 def create_topics(bootstrap_servers: str, topics: dict[str, int]) -> None:
-    from kafkaprod.broker import create_topics as create
+    from kafkaprod.tools.broker import create_topics as create
 
     create(bootstrap_servers, topics)
 
@@ -22,7 +22,7 @@ def create_topics(bootstrap_servers: str, topics: dict[str, int]) -> None:
 def delete_topic(bootstrap_servers: str, topic: str, timeout: float = 30.0) -> None:
     # Tansu's memory storage keeps every record in RAM; dropping each run's topic keeps the broker's footprint
     # (and so its speed) the same for the first and the last run.
-    from kafkaprod.broker import delete_topics
+    from kafkaprod.tools.broker import delete_topics
 
     delete_topics(bootstrap_servers, [topic], timeout)
 
@@ -45,7 +45,7 @@ def broker_pid(broker: Any) -> int | None:
 
 
 def count_records(bootstrap_servers: str, topic: str, timeout: float = 30.0) -> int:
-    """Records in ``topic``, read from the records themselves (see kafkaprod.broker.count_records for why)."""
-    from kafkaprod.broker import count_records as count
+    """Records in ``topic``, read from the records themselves (see kafkaprod.tools.broker.count_records for why)."""
+    from kafkaprod.tools.broker import count_records as count
 
     return count(bootstrap_servers, topic, timeout)

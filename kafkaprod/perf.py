@@ -630,7 +630,7 @@ def _drop_oldest(held: list[Any], stats: Stats) -> None:
 def _local_broker() -> Iterator[Any]:
     # The one place that starts a broker for the tool.
     try:
-        from kafkaprod.broker import TansuBroker
+        from kafkaprod.tools.broker import TansuBroker
     except ImportError as exc:
         raise SystemExit(f"kafkaprod-perf: cannot start a local broker ({exc}); pass --bootstrap-servers") from None
     with TansuBroker() as broker:
@@ -638,7 +638,7 @@ def _local_broker() -> Iterator[Any]:
 
 
 def _create_topic(bootstrap_servers: str, topic: str, partitions: int) -> None:
-    from kafkaprod.broker import create_topics
+    from kafkaprod.tools.broker import create_topics
 
     create_topics(bootstrap_servers, {topic: partitions})
 

@@ -101,7 +101,7 @@ def run_child(spec: dict[str, Any], timeout: float = 3600.0) -> dict[str, Any]:
 
 def compare(args: Any, bootstrap_servers: str, progress: Callable[[str], None]) -> dict[str, Any]:
     """Run every installed client ``args.rounds`` times, alternating; returns rows, runs, skipped and error."""
-    from kafkaprod.broker import count_records, create_topics, delete_topics
+    from kafkaprod.tools.broker import count_records, create_topics, delete_topics
     from kafkaprod.perf import producer_options
 
     clients, skipped = installed_clients()
