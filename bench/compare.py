@@ -39,6 +39,7 @@ from bench import ceiling  # noqa: E402
 from kafkaprod.tools.compare import (  # noqa: E402
     CLIENTS,
     CODECS,
+    DELIVERY_MODES,
     Workload,
     fmt,
     line_up,
@@ -98,6 +99,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--idempotence", action="store_true", help="enable idempotence (needs --acks all)")
     parser.add_argument("--linger-ms", type=non_negative_int, default=5, help="linger (default 5 ms)")
     parser.add_argument("--batch-size", type=positive_int, default=1_000_000, help="batch bytes (default 1000000)")
+    parser.add_argument("--delivery", choices=DELIVERY_MODES, default="none",
+                        help="none (default: fire and forget), callback (a delivery callback per record) or future "
+                             "(every future resolved after the flush); a failed record fails the run")
     parser.add_argument("--bootstrap-servers", default=None,
                         help="use these brokers instead of starting a local Tansu (topics are still created and deleted)")
     parser.add_argument("--ratio-base", choices=CLIENTS, default="kafkaprod",
@@ -136,6 +140,7 @@ def parse_args(argv: list[str] | None = None) -> tuple[argparse.Namespace, Workl
         idempotence=args.idempotence,
         linger_ms=args.linger_ms,
         batch_size=args.batch_size,
+        delivery=args.delivery,
         client_records=dict(args.client_records),
     )
     return args, workload

@@ -306,3 +306,39 @@ def test_compare_children_import_the_parents_kafkaprod_even_when_started_inside_
         compare.run_child({"client": "no-such-client"}, timeout=120)  # fails, but only once it is running
     assert "the source tree was imported" not in str(failed.value)
     assert "no-such-client" in str(failed.value) or "KeyError" in str(failed.value)
+
+
+def test_delivery_mode_applies_only_with_compare(capsys):
+    assert perf.parse_args(["--compare"]).delivery == "none"
+    assert perf.parse_args(["--compare", "--delivery", "future"]).delivery == "future"
+    assert "--delivery" in refused(capsys, ["--delivery", "callback"])
+    assert "--delivery" in refused(capsys, ["--compare", "--delivery", "sometimes"])
+
+
+def test_a_failed_record_fails_a_callback_run_and_is_counted():
+    from kafkaprod.tools.runners import DeliveryError, Outcomes
+
+    outcomes = Outcomes("callback")
+    outcomes.on_kafkaprod(object(), None)
+    outcomes.on_kafkaprod(None, TimeoutError("expired"))
+    with pytest.raises(DeliveryError, match="1 of 2 records failed.*TimeoutError: expired"):
+        outcomes.report(2)
+    fine = Outcomes("future")
+    fine.on_confluent(None, object())
+    assert fine.report(1) == {"delivery": "future", "delivered": 1, "failed": 0}
+    assert Outcomes("none").report(5) == {"delivery": "none"}
+
+
+def test_the_child_runner_imports_only_the_standard_library_until_it_runs_a_client():
+    # A baseline interpreter (an older kafkaprod, without kafkaprod.tools) runs this file by path.
+    import subprocess
+    import sys
+
+    from kafkaprod.tools import compare
+
+    code = ("import runpy, sys; runpy.run_path(sys.argv[1]); "
+            "print(sorted({m.split('.')[0] for m in sys.modules} & {'kafkaprod', 'confluent_kafka', 'aiokafka', "
+            "'kafka'}))")
+    out = subprocess.run([sys.executable, "-c", code, str(compare.RUNNER)], capture_output=True, text=True,
+                         check=True)
+    assert out.stdout.strip() == "[]"

@@ -17,6 +17,11 @@ call), ``confluent`` (confluent-kafka's ``Producer.produce()``), ``confluent-bat
   machine hits every client alike; the tables show medians over rounds.
 - Inside the child: one warm-up record first, then the window is first send to the end of the final flush;
   CPU is user+sys of the whole child (all threads) over the window; peak RSS is the child's lifetime peak.
+- The delivery mode (:attr:`Workload.delivery`) says what the sending loop does about each record's outcome:
+  ``none`` drops what send returns (fire and forget); ``callback`` gives every record a delivery callback;
+  ``future`` keeps every future and resolves each after the final flush (confluent-kafka, which has no futures,
+  uses its delivery callback). With callback or future the window also covers counting every outcome, and a run
+  with a failed record fails. runners.py says what each client calls.
 - After every run the records in the topic are counted on the broker; anything but the records sent plus the
   warm-up stops the comparison, since a number for lost or duplicated records measures nothing. A client whose
   child fails (a peer that cannot run with these settings on this broker, say) is named and dropped from later
@@ -42,10 +47,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from kafkaprod.tools.runners import CLIENTS, DEFAULT_CHUNK, DEFAULT_KEY_COUNT, MODULES
+from kafkaprod.tools.runners import CLIENTS, DEFAULT_CHUNK, DEFAULT_KEY_COUNT, DELIVERY_MODES, MODULES
 
 __all__ = [
-    "BULK_CLIENTS", "CLIENTS", "CODECS", "PER_RECORD_CLIENTS", "SHARED_OPTIONS", "ComparisonError", "Contender",
+    "BULK_CLIENTS", "CLIENTS", "CODECS", "DELIVERY_MODES", "PER_RECORD_CLIENTS", "SHARED_OPTIONS", "ComparisonError", "Contender",
     "CountMismatch",
     "Lineup", "Results", "Workload", "client_settings", "format_table", "installed_clients", "line_up",
     "non_negative_int", "positive_int", "run_child", "run_once", "run_rounds", "summarize",
@@ -115,6 +120,7 @@ class Workload:
     batch_size: int = 1_000_000
     max_request_size: int = BENCH_MAX_REQUEST_SIZE
     chunk: int = DEFAULT_CHUNK  # records per call of the bulk clients
+    delivery: str = "none"  # one of DELIVERY_MODES
     client_records: dict[str, int] = field(default_factory=dict)  # records per run for some clients
 
     def records_for(self, client: str) -> int:
@@ -125,7 +131,7 @@ class Workload:
         return (f"{self.record_size}-byte values, {keys}, {self.partitions} partitions, acks={self.acks}, "
                 f"idempotence {'on' if self.idempotence else 'off'}, linger {self.linger_ms} ms, "
                 f"batch size {self.batch_size:,} B, compression {self.compression}, "
-                f"max request size {self.max_request_size:,} B")
+                f"max request size {self.max_request_size:,} B, delivery {self.delivery}")
 
     def spec(self, client: str, topic: str, bootstrap_servers: str, num_records: int) -> dict[str, Any]:
         """The child's instructions for one run (JSON)."""
@@ -134,7 +140,7 @@ class Workload:
             "record_size": self.record_size, "key_size": self.key_size, "key_count": self.key_count,
             "compression": self.compression, "partitions": self.partitions, "acks": self.acks,
             "idempotence": self.idempotence, "linger_ms": self.linger_ms, "batch_size": self.batch_size,
-            "max_request_size": self.max_request_size, "chunk": self.chunk,
+            "max_request_size": self.max_request_size, "chunk": self.chunk, "delivery": self.delivery,
         }
 
 

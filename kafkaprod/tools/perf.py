@@ -97,6 +97,7 @@ class PerfArgs:
     verbose: bool
     compare: bool = False  # run every installed peer client too (kafkaprod.tools.compare)
     rounds: int = 1  # with compare: runs per client, alternating
+    delivery: str = "none"  # with compare: what the send loops do about each record's outcome
     bulk: int | None = None  # records per send_batch() call; None: one send() per record
 
 
@@ -184,6 +185,10 @@ def build_parser() -> argparse.ArgumentParser:
                              "installed), each in a fresh process on a fresh topic, and print a ratio table")
     parser.add_argument("--rounds", type=compare.int_arg(1), default=None,
                         help="with --compare: runs per client, alternating; the table shows medians (default 1)")
+    parser.add_argument("--delivery", choices=compare.DELIVERY_MODES, default=None,
+                        help="with --compare: none (default: fire and forget), callback (a delivery callback per "
+                             "record) or future (every future resolved after the flush); with callback or future a "
+                             "failed record fails the run")
     return parser
 
 
@@ -217,8 +222,10 @@ def parse_args(argv: Sequence[str] | None = None) -> PerfArgs:
         extra[snake] = value
     if ns.compare:
         _check_compare(parser, ns, extra)
-    elif ns.rounds is not None:
-        parser.error("--rounds only applies with --compare")
+    else:
+        for flag in ("rounds", "delivery"):
+            if getattr(ns, flag) is not None:
+                parser.error(f"--{flag} only applies with --compare")
     sample_every = ns.latency_sample_every
     if sample_every is None:
         sample_every = max(1, ns.num_records // TARGET_LATENCY_SAMPLES)
@@ -244,6 +251,7 @@ def parse_args(argv: Sequence[str] | None = None) -> PerfArgs:
         verbose=ns.verbose,
         compare=ns.compare,
         rounds=1 if ns.rounds is None else ns.rounds,
+        delivery=ns.delivery or "none",
         bulk=ns.bulk,
     )
 
@@ -651,7 +659,7 @@ def compare_workload(args: PerfArgs) -> compare.Workload:
         key_count=DEFAULT_KEY_COUNT, compression=settings["compression"], partitions=args.partitions,
         acks=str(settings["acks"]), idempotence=settings["idempotence"], linger_ms=settings["linger_ms"],
         batch_size=settings["batch_size"], max_request_size=settings["max_request_size"],
-        chunk=args.bulk or DEFAULT_BULK_CHUNK)
+        chunk=args.bulk or DEFAULT_BULK_CHUNK, delivery=args.delivery)
 
 
 def run_compare(args: PerfArgs) -> int:

@@ -23,14 +23,27 @@ Every client runs the same shape of work, so that only the client differs:
    the topic, so the parent expects ``num_records + 1`` records there;
 3. the timed window: CPU time (``getrusage(RUSAGE_SELF)``: user+sys of every thread of this process, including
    librdkafka's C threads and the producers' I/O threads) and wall time are read just before the first send and
-   just after the final flush returned, i.e. after the last acknowledgement;
+   just after the final flush returned, i.e. after the last acknowledgement (with ``callback`` or ``future``
+   delivery: once every record's outcome has been counted too);
 4. close the producer (outside the window).
 
-The per-record loop calls the client's fire-and-forget send with positional ``(topic, value[, key])`` and drops
-what it returns: no per-record callback and no future bookkeeping, for any client. The bulk clients
-(``kafkaprod-batch``: ``send_batch()``; ``confluent-batch``: ``produce_batch()``) send ``chunk`` records per call,
-their lists (and confluent's message dicts) built before the window. Whether every record arrived is checked by
-the parent, on the broker, after the run.
+The per-record loop calls the client's own send with positional ``(topic, value[, key])``. What it does about
+each record's outcome is the delivery mode (``spec["delivery"]``):
+
+- ``none`` (default): fire and forget; whatever send returns is dropped, for every client. Whether every record
+  arrived is checked by the parent, on the broker, after the run.
+- ``callback``: a delivery callback per record: kafkaprod ``send(..., callback=cb)``, confluent-kafka
+  ``produce(..., on_delivery=cb)``, kafka-python ``send(...).add_callback(cb).add_errback(eb)``, aiokafka
+  ``(await send(...)).add_done_callback(cb)``.
+- ``future``: every returned future is kept and, after the final flush, resolved one by one: kafkaprod and
+  kafka-python ``get()``, aiokafka ``await``; confluent-kafka has no futures and passes ``on_delivery`` as in
+  ``callback``.
+
+The bulk clients (``kafkaprod-batch``: ``send_batch()``; ``confluent-batch``: ``produce_batch()``) send ``chunk``
+records per call, their lists (and confluent's message dicts) built before the window. With ``callback`` or
+``future`` kafkaprod-batch keeps every call's BatchFuture and calls its ``get()`` after the flush, and
+confluent-batch passes the call's ``on_delivery``. In those modes delivered and failed records are counted (per
+record) and the run fails if any record failed or went unreported.
 """
 from __future__ import annotations
 
@@ -41,6 +54,7 @@ import json
 import os
 import resource
 import sys
+import threading
 import time
 from collections.abc import Callable
 from typing import Any
@@ -49,6 +63,8 @@ CLIENTS = ("kafkaprod", "confluent", "aiokafka", "kafka-python", "kafkaprod-batc
 #: The module each client imports.
 MODULES = {"kafkaprod": "kafkaprod", "confluent": "confluent_kafka", "aiokafka": "aiokafka", "kafka-python": "kafka",
            "kafkaprod-batch": "kafkaprod", "confluent-batch": "confluent_kafka"}
+#: What the sending loop does about each record's outcome (see the module docstring).
+DELIVERY_MODES = ("none", "callback", "future")
 #: Records per call of the bulk APIs (kafkaprod's send_batch, confluent-kafka's produce_batch) by default.
 DEFAULT_CHUNK = 10_000
 #: Distinct keys the keyed records cycle through by default.
@@ -231,8 +247,112 @@ def _settle_collector() -> None:
     gc.collect()
 
 
+class DeliveryError(Exception):
+    """Records of the run failed, or their outcomes never arrived (callback and future modes)."""
+
+
+class Outcomes:
+    """Delivered and failed records, counted by the delivery callbacks or from the futures (not in mode none).
+
+    Each client calls its callbacks on one thread (kafkaprod's and kafka-python's I/O thread, the thread serving
+    confluent-kafka's poll()/flush(), aiokafka's event loop), so the counts need no lock -- except kafka-python's,
+    whose add_callback() runs the callback at once, on the sending thread, when the record is already done.
+    """
+
+    def __init__(self, mode: str) -> None:
+        self.mode = mode
+        self.delivered = 0
+        self.failed = 0
+        self.first_errors: list[str] = []
+        self._lock = threading.Lock()
+
+    def fail(self, error: object, records: int = 1) -> None:
+        self.failed += records
+        if len(self.first_errors) < 5:
+            self.first_errors.append(f"{type(error).__name__}: {error}")
+
+    def on_kafkaprod(self, metadata: Any, exception: BaseException | None) -> None:
+        if exception is None:
+            self.delivered += 1
+        else:
+            self.fail(exception)
+
+    def on_confluent(self, err: Any, msg: Any) -> None:
+        if err is None:
+            self.delivered += 1
+        else:
+            self.fail(err)
+
+    def on_kafka_python_success(self, metadata: Any) -> None:
+        with self._lock:
+            self.delivered += 1
+
+    def on_kafka_python_failure(self, exception: BaseException) -> None:
+        with self._lock:
+            self.fail(exception)
+
+    def on_aiokafka(self, future: Any) -> None:
+        exception = future.exception() if not future.cancelled() else asyncio.CancelledError()
+        if exception is None:
+            self.delivered += 1
+        else:
+            self.fail(exception)
+
+    def settled(self, n: int) -> bool:
+        return self.delivered + self.failed >= n
+
+    def wait(self, n: int, timeout: float = _FLUSH_TIMEOUT_S) -> None:
+        """Until all n outcomes are counted: callbacks may still be running when flush() returns."""
+        deadline = time.monotonic() + timeout
+        while not self.settled(n) and time.monotonic() < deadline:
+            time.sleep(0.0005)
+
+    async def wait_async(self, n: int, timeout: float = _FLUSH_TIMEOUT_S) -> None:
+        deadline = time.monotonic() + timeout
+        while not self.settled(n) and time.monotonic() < deadline:
+            await asyncio.sleep(0)
+
+    def get_each(self, futures: list[Any]) -> None:
+        """Every record future's get() (kafkaprod, kafka-python), after the final flush."""
+        for future in futures:
+            try:
+                future.get(timeout=_FLUSH_TIMEOUT_S)
+            except Exception as exc:  # every failure kind counts; the first ones are named
+                self.fail(exc)
+            else:
+                self.delivered += 1
+
+    def get_each_batch(self, futures: list[Any]) -> None:
+        """Every BatchFuture's get() (kafkaprod send_batch), after the final flush; failures counted per record."""
+        for future in futures:
+            try:
+                future.get(_FLUSH_TIMEOUT_S)
+            except Exception as exc:
+                try:
+                    failed = len(future.failed_indices(0))
+                except Exception:  # not even done: every record of the call counts as failed
+                    failed = len(future)
+                self.delivered += len(future) - failed
+                self.fail(exc, failed)
+            else:
+                self.delivered += len(future)
+
+    def report(self, n: int) -> dict[str, Any]:
+        """The run's delivery fields; DeliveryError when any record failed or went unreported."""
+        if self.mode == "none":
+            return {"delivery": "none"}
+        if self.failed or self.delivered != n:
+            raise DeliveryError(f"{self.failed:,} of {n:,} records failed, {self.delivered:,} delivered "
+                                f"(delivery {self.mode}); first errors: {self.first_errors}")
+        return {"delivery": self.mode, "delivered": self.delivered, "failed": self.failed}
+
+
+# The per-record loops, one per call shape. Each calls the client's own method directly, with positional
+# (topic, value[, key]), so that the loop adds as little as possible to what is measured.
+
+
 def _send_each(send: Callable[..., Any], topic: str, records: Records) -> None:
-    """The per-record loop of the clients whose send() returns at once (kafkaprod, kafka-python)."""
+    """Fire and forget (kafkaprod, kafka-python): whatever send() returns is dropped."""
     value = records.value
     if records.keys is None:
         for _ in itertools.repeat(None, records.n):
@@ -240,6 +360,66 @@ def _send_each(send: Callable[..., Any], topic: str, records: Records) -> None:
     else:
         for key in records.key_stream():
             send(topic, value, key)
+
+
+def _send_each_holding(send: Callable[..., Any], topic: str, records: Records) -> list[Any]:
+    """Every future send() returns is kept (kafkaprod, kafka-python)."""
+    value = records.value
+    held: list[Any] = []
+    hold = held.append
+    if records.keys is None:
+        for _ in itertools.repeat(None, records.n):
+            hold(send(topic, value))
+    else:
+        for key in records.key_stream():
+            hold(send(topic, value, key))
+    return held
+
+
+def _send_each_kafkaprod_callback(send: Callable[..., Any], topic: str, records: Records,
+                                  outcomes: Outcomes) -> None:
+    value, callback = records.value, outcomes.on_kafkaprod
+    if records.keys is None:
+        for _ in itertools.repeat(None, records.n):
+            send(topic, value, callback=callback)
+    else:
+        for key in records.key_stream():
+            send(topic, value, key, callback=callback)
+
+
+def _send_each_kafka_python_callback(send: Callable[..., Any], topic: str, records: Records,
+                                     outcomes: Outcomes) -> None:
+    value, ok, failed = records.value, outcomes.on_kafka_python_success, outcomes.on_kafka_python_failure
+    if records.keys is None:
+        for _ in itertools.repeat(None, records.n):
+            send(topic, value).add_callback(ok).add_errback(failed)
+    else:
+        for key in records.key_stream():
+            send(topic, value, key).add_callback(ok).add_errback(failed)
+
+
+def _run_sync(producer: Any, spec: dict[str, Any], records: Records, window: Window,
+              send_with_callback: Callable[[Callable[..., Any], str, Records, Outcomes], None]) -> dict[str, Any]:
+    """The run of a client whose send() returns a future at once (kafkaprod, kafka-python), in every mode."""
+    topic, mode = spec["topic"], spec["delivery"]
+    producer.send(topic, records.value, records.first_key).get(timeout=_WARMUP_TIMEOUT_S)
+    outcomes = Outcomes(mode)
+    send = producer.send
+    window.start()
+    if mode == "none":
+        _send_each(send, topic, records)
+        producer.flush()
+    elif mode == "future":
+        futures = _send_each_holding(send, topic, records)
+        producer.flush()
+        outcomes.get_each(futures)
+    else:
+        send_with_callback(send, topic, records, outcomes)
+        producer.flush()
+        outcomes.wait(records.n)
+    window.stop()
+    producer.close()
+    return outcomes.report(records.n)
 
 
 def _kafkaprod(spec: dict[str, Any]) -> Any:
@@ -252,32 +432,31 @@ def _kafkaprod(spec: dict[str, Any]) -> Any:
 
 
 def run_kafkaprod(spec: dict[str, Any], records: Records, window: Window) -> dict[str, Any]:
-    producer = _kafkaprod(spec)
-    topic = spec["topic"]
-    producer.send(topic, records.value, records.first_key).get(timeout=_WARMUP_TIMEOUT_S)
-    window.start()
-    _send_each(producer.send, topic, records)
-    producer.flush()
-    window.stop()
-    producer.close()
-    return {}
+    return _run_sync(_kafkaprod(spec), spec, records, window, _send_each_kafkaprod_callback)
 
 
 def run_kafkaprod_batch(spec: dict[str, Any], records: Records, window: Window) -> dict[str, Any]:
     producer = _kafkaprod(spec)
-    topic = spec["topic"]
+    topic, mode = spec["topic"], spec["delivery"]
     chunks = records.chunks(spec["chunk"])
     _settle_collector()
     producer.send(topic, records.value, records.first_key).get(timeout=_WARMUP_TIMEOUT_S)
+    outcomes = Outcomes(mode)
     send_batch = producer.send_batch
     window.start()
-    # One call per chunk; the returned futures are dropped like the per-record loops drop theirs.
-    for values, keys in chunks:
-        send_batch(topic, values, keys=keys)
-    producer.flush()
+    if mode == "none":
+        # One call per chunk; the returned futures are dropped like the per-record loops drop theirs.
+        for values, keys in chunks:
+            send_batch(topic, values, keys=keys)
+        producer.flush()
+    else:
+        # callback and future alike: the one BatchFuture of every call is kept and its get() called.
+        futures = [send_batch(topic, values, keys=keys) for values, keys in chunks]
+        producer.flush()
+        outcomes.get_each_batch(futures)
     window.stop()
     producer.close()
-    return {}
+    return outcomes.report(records.n)
 
 
 def _confluent(spec: dict[str, Any], records: Records, errors: list[str]) -> Any:
@@ -296,15 +475,18 @@ def _confluent(spec: dict[str, Any], records: Records, errors: list[str]) -> Any
     return producer
 
 
-def _confluent_flushed(producer: Any, window: Window, errors: list[str]) -> dict[str, Any]:
+def _confluent_flushed(producer: Any, window: Window, outcomes: Outcomes, n: int,
+                       errors: list[str]) -> dict[str, Any]:
     from confluent_kafka import KafkaException
 
-    left = producer.flush(_FLUSH_TIMEOUT_S)
+    left = producer.flush(_FLUSH_TIMEOUT_S)  # serves the delivery callbacks still due
+    if outcomes.mode != "none":
+        outcomes.wait(n)
     window.stop()
     if left:
         raise KafkaException(f"{left} records still undelivered after flush({_FLUSH_TIMEOUT_S:.0f}); "
                              f"errors: {errors[:5]}")
-    return {"client_errors": errors}
+    return {**outcomes.report(n), "client_errors": errors}
 
 
 def run_confluent(spec: dict[str, Any], records: Records, window: Window) -> dict[str, Any]:
@@ -312,14 +494,34 @@ def run_confluent(spec: dict[str, Any], records: Records, window: Window) -> dic
     producer = _confluent(spec, records, errors)
     produce, poll = producer.produce, producer.poll
     topic, value = spec["topic"], records.value
+    # confluent-kafka has no futures: callback and future both pass on_delivery.
+    outcomes = Outcomes(spec["delivery"])
+    on_delivery = outcomes.on_confluent
     window.start()
     # produce() raises BufferError when librdkafka's queue (queue.buffering.max.messages/kbytes) is full; serving
     # delivery reports with poll() makes room. This is the documented way to push records as fast as it takes them.
-    if records.keys is None:
+    if outcomes.mode == "none":
+        if records.keys is None:
+            for _ in itertools.repeat(None, records.n):
+                while True:
+                    try:
+                        produce(topic, value)
+                        break
+                    except BufferError:
+                        poll(0.0005)
+        else:
+            for key in records.key_stream():
+                while True:
+                    try:
+                        produce(topic, value, key)
+                        break
+                    except BufferError:
+                        poll(0.0005)
+    elif records.keys is None:
         for _ in itertools.repeat(None, records.n):
             while True:
                 try:
-                    produce(topic, value)
+                    produce(topic, value, on_delivery=on_delivery)
                     break
                 except BufferError:
                     poll(0.0005)
@@ -327,11 +529,11 @@ def run_confluent(spec: dict[str, Any], records: Records, window: Window) -> dic
         for key in records.key_stream():
             while True:
                 try:
-                    produce(topic, value, key)
+                    produce(topic, value, key, on_delivery=on_delivery)
                     break
                 except BufferError:
                     poll(0.0005)
-    return _confluent_flushed(producer, window, errors)
+    return _confluent_flushed(producer, window, outcomes, records.n, errors)
 
 
 def run_confluent_batch(spec: dict[str, Any], records: Records, window: Window) -> dict[str, Any]:
@@ -346,13 +548,16 @@ def run_confluent_batch(spec: dict[str, Any], records: Records, window: Window) 
     _settle_collector()
     produce_batch, poll = producer.produce_batch, producer.poll
     queue_full = KafkaError._QUEUE_FULL
+    outcomes = Outcomes(spec["delivery"])
+    # callback and future alike: the call's on_delivery, for every message of it.
+    options = {} if outcomes.mode == "none" else {"on_delivery": outcomes.on_confluent}
     window.start()
     # produce_batch queues what fits in librdkafka's queue and marks the rest with an '_error' (QUEUE_FULL);
     # serving delivery reports with poll() makes room, then the rest is offered again.
     for chunk in chunks:
         while True:
             try:
-                accepted = produce_batch(topic, chunk)
+                accepted = produce_batch(topic, chunk, **options)
             except BufferError:
                 poll(0.0005)
                 continue
@@ -367,7 +572,7 @@ def run_confluent_batch(spec: dict[str, Any], records: Records, window: Window) 
                     rest.append(message)
             chunk = rest
             poll(0.0005)
-    return _confluent_flushed(producer, window, errors)
+    return _confluent_flushed(producer, window, outcomes, records.n, errors)
 
 
 def run_kafka_python(spec: dict[str, Any], records: Records, window: Window) -> dict[str, Any]:
@@ -377,18 +582,13 @@ def run_kafka_python(spec: dict[str, Any], records: Records, window: Window) -> 
         bootstrap_servers=spec["bootstrap_servers"], acks=_acks(spec), enable_idempotence=spec["idempotence"],
         linger_ms=spec["linger_ms"], batch_size=spec["batch_size"], max_request_size=spec["max_request_size"],
         compression_type=_codec(spec), client_id=spec["client_id"])
-    topic = spec["topic"]
-    producer.send(topic, records.value, records.first_key).get(timeout=_WARMUP_TIMEOUT_S)
-    window.start()
-    _send_each(producer.send, topic, records)
-    producer.flush()
-    window.stop()
-    producer.close()
-    return {}
+    return _run_sync(producer, spec, records, window, _send_each_kafka_python_callback)
 
 
 def run_aiokafka(spec: dict[str, Any], records: Records, window: Window) -> dict[str, Any]:
     from aiokafka import AIOKafkaProducer
+
+    outcomes = Outcomes(spec["delivery"])
 
     async def main() -> None:
         producer = AIOKafkaProducer(
@@ -397,25 +597,51 @@ def run_aiokafka(spec: dict[str, Any], records: Records, window: Window) -> dict
             compression_type=_codec(spec), client_id=spec["client_id"])
         await producer.start()
         try:
-            topic, value = spec["topic"], records.value
+            topic, value, n = spec["topic"], records.value, records.n
             await asyncio.wait_for(await producer.send(topic, value, records.first_key), _WARMUP_TIMEOUT_S)
             send = producer.send
+            held: list[Any] = []
+            hold, on_done = held.append, outcomes.on_aiokafka
             window.start()
             # send() is a coroutine that returns once the record is in a batch (waiting for room when the
             # partition's queue is full) and hands back a delivery future; flush() waits for all batches.
-            if records.keys is None:
-                for _ in itertools.repeat(None, records.n):
-                    await send(topic, value)
+            if outcomes.mode == "none":
+                if records.keys is None:
+                    for _ in itertools.repeat(None, n):
+                        await send(topic, value)
+                else:
+                    for key in records.key_stream():
+                        await send(topic, value, key)
+            elif outcomes.mode == "future":
+                if records.keys is None:
+                    for _ in itertools.repeat(None, n):
+                        hold(await send(topic, value))
+                else:
+                    for key in records.key_stream():
+                        hold(await send(topic, value, key))
+            elif records.keys is None:
+                for _ in itertools.repeat(None, n):
+                    (await send(topic, value)).add_done_callback(on_done)
             else:
                 for key in records.key_stream():
-                    await send(topic, value, key)
+                    (await send(topic, value, key)).add_done_callback(on_done)
             await producer.flush()
+            if outcomes.mode == "future":
+                for future in held:
+                    try:
+                        await future
+                    except Exception as exc:  # every failure kind counts; the first ones are named
+                        outcomes.fail(exc)
+                    else:
+                        outcomes.delivered += 1
+            elif outcomes.mode == "callback":
+                await outcomes.wait_async(n)  # done callbacks run on the loop's next turns
             window.stop()
         finally:
             await producer.stop()
 
     asyncio.run(main())
-    return {}
+    return outcomes.report(records.n)
 
 
 RUNNERS: dict[str, Callable[[dict[str, Any], Records, Window], dict[str, Any]]] = {
@@ -429,8 +655,11 @@ RUNNERS: dict[str, Callable[[dict[str, Any], Records, Window], dict[str, Any]]] 
 
 
 def run(spec: dict[str, Any]) -> dict[str, Any]:
-    """One run as the spec says; the window's measurements, the client's extras and which client it was."""
+    """One run as the spec says; the window's measurements, the delivery counts and which client it was."""
     runner = RUNNERS[spec["client"]]
+    spec.setdefault("delivery", "none")
+    if spec["delivery"] not in DELIVERY_MODES:
+        raise ValueError(f"unknown delivery mode {spec['delivery']!r}; known: {', '.join(DELIVERY_MODES)}")
     records = Records(spec)
     window = Window(spec.get("broker_pid"))
     extras = runner(spec, records, window)
