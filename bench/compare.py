@@ -12,6 +12,7 @@ kafka-python. The bulk clients' inputs (lists, dicts) are built before the timed
     python bench/compare.py                                   # all installed clients, 3 rounds of 1M records
     python bench/compare.py --clients confluent,aiokafka --rounds 5 --json bench/results/run.json
     python bench/compare.py --workload keyed-lz4              # 16-byte keys, lz4
+    python bench/compare.py --clients kafkaprod,confluent --baseline ../old/.venv/bin/python   # before/after
 
 The method (fresh child process and fresh topic per run, alternating rounds, one warm-up record, window = first
 send to the end of the final flush, records counted on the broker after every run) is described in
@@ -27,6 +28,7 @@ import os
 import platform
 import shlex
 import sys
+from collections.abc import Sequence
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -37,14 +39,17 @@ if not __package__:  # run as `python bench/compare.py`: make `bench.*` importab
 
 from bench import ceiling  # noqa: E402
 from kafkaprod.tools.compare import (  # noqa: E402
+    BASELINE_SUFFIX,
     CLIENTS,
     CODECS,
     DELIVERY_MODES,
+    KAFKAPROD_CLIENTS,
     Workload,
     fmt,
     line_up,
     non_negative_int,
     positive_int,
+    python_arg,
     run_rounds,
     summarize,
 )
@@ -104,7 +109,11 @@ def build_parser() -> argparse.ArgumentParser:
                              "(every future resolved after the flush); a failed record fails the run")
     parser.add_argument("--bootstrap-servers", default=None,
                         help="use these brokers instead of starting a local Tansu (topics are still created and deleted)")
-    parser.add_argument("--ratio-base", choices=CLIENTS, default="kafkaprod",
+    parser.add_argument("--baseline", type=python_arg, default=None, metavar="PYTHON",
+                        help="also run every selected kafkaprod client with this interpreter's kafkaprod (e.g. an "
+                             "older build's venv/bin/python), as kafkaprod@baseline, alternating with the others")
+    parser.add_argument("--ratio-base", choices=[*CLIENTS, *(c + BASELINE_SUFFIX for c in KAFKAPROD_CLIENTS)],
+                        default="kafkaprod", metavar="CLIENT",
                         help="the client the ratio columns divide by the others (default kafkaprod)")
     parser.add_argument("--timeout", type=positive_int, default=1800, help="seconds before a run is killed (default 1800)")
     parser.add_argument("--json", type=Path, default=None, metavar="PATH", help="also write all runs and medians here")
@@ -183,7 +192,8 @@ def machine_info() -> dict[str, Any]:
 
 
 def render_markdown(meta: dict[str, Any], workload: Workload, rows: list[dict[str, Any]], runs: list[dict[str, Any]],
-                    skipped: dict[str, str], ratio_base: str, failed: dict[str, str] | None = None) -> str:
+                    skipped: dict[str, str], ratio_base: str, failed: dict[str, str] | None = None,
+                    notes: Sequence[str] = ()) -> str:
     m = meta["machine"]
     lines = [
         "## Producer throughput: kafkaprod and peers on Tansu",
@@ -201,6 +211,8 @@ def render_markdown(meta: dict[str, Any], workload: Workload, rows: list[dict[st
         "the machine's busy time in the window (other processes: noise); MB = 2^20 bytes of key+value; peak RSS = "
         "the child's lifetime peak",
     ]
+    for note in notes:
+        lines.append(f"- {note}")
     for client, why in skipped.items():
         lines.append(f"- skipped {client}: {why}")
     for client, why in (failed or {}).items():
@@ -255,9 +267,11 @@ def main(argv: list[str] | None = None) -> int:
         draw_from_files(args.chart_from, args.chart)
         print(f"wrote {args.chart}", file=sys.stderr)
         return 0
-    lineup = line_up(args.clients)
+    lineup = line_up(args.clients, args.baseline)
     for client, why in lineup.skipped.items():
         print(f"note: skipping {client}: {why}", file=sys.stderr)
+    for note in lineup.notes:
+        print(f"note: {note}", file=sys.stderr)
     if not lineup.contenders:
         print("error: none of the selected clients can be imported", file=sys.stderr)
         return 2
@@ -285,7 +299,8 @@ def main(argv: list[str] | None = None) -> int:
         meta["loadavg_at_end"] = os.getloadavg()
     rows = summarize(results.runs, labels, args.ratio_base)
     add_ceiling_fraction(rows)
-    print(render_markdown(meta, workload, rows, results.runs, lineup.skipped, args.ratio_base, results.failed))
+    print(render_markdown(meta, workload, rows, results.runs, lineup.skipped, args.ratio_base, results.failed,
+                          [*lineup.builds(), *lineup.notes]))
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps({"meta": meta, "workload": asdict(workload), "skipped": lineup.skipped,

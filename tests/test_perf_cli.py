@@ -342,3 +342,21 @@ def test_the_child_runner_imports_only_the_standard_library_until_it_runs_a_clie
     out = subprocess.run([sys.executable, "-c", code, str(compare.RUNNER)], capture_output=True, text=True,
                          check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_baseline_runs_each_kafkaprod_client_again_under_its_interpreter_right_after_its_own(capsys):
+    import sys
+
+    from kafkaprod.tools import compare
+
+    assert perf.parse_args(["--compare", "--baseline", sys.executable]).baseline == sys.executable
+    assert "--baseline" in refused(capsys, ["--baseline", sys.executable])
+    assert "--baseline" in refused(capsys, ["--compare", "--baseline", "/no/such/python"])
+    # This interpreter as its own baseline: the rows are labelled apart, and the note says they are one build.
+    lineup = compare.line_up(["kafkaprod", "kafkaprod-batch"], sys.executable)
+    assert [(c.label, c.client, c.baseline) for c in lineup.contenders] == [
+        ("kafkaprod", "kafkaprod", False), ("kafkaprod@baseline", "kafkaprod", True),
+        ("kafkaprod-batch", "kafkaprod-batch", False), ("kafkaprod-batch@baseline", "kafkaprod-batch", True)]
+    assert "PYTHONPATH" not in compare.child_env(lineup.contenders[1])
+    assert len(lineup.notes) == 2 and "the same kafkaprod" in lineup.notes[0]
+    assert compare.topic_name("p", "kafkaprod@baseline", 2).startswith("p-kafkaprod-baseline-r2-")

@@ -27,6 +27,11 @@ call), ``confluent`` (confluent-kafka's ``Producer.produce()``), ``confluent-bat
   child fails (a peer that cannot run with these settings on this broker, say) is named and dropped from later
   rounds; the others go on.
 - Ratios divide one client (kafkaprod by default) by every other: records/s and CPU per record.
+- A baseline build (``--baseline PYTHON``): every selected kafkaprod client runs a second time, as
+  ``kafkaprod@baseline`` (``kafkaprod-batch@baseline``), under that interpreter, with whatever kafkaprod it has
+  installed -- an older one, without this module, say. It runs the same runners.py by path (stdlib only), takes
+  its turn right after the build under test in every round, and gets no PYTHONPATH, so the two rows of a
+  before/after comparison come from one run on one broker.
 
 Topic creation, deletion and counting use confluent-kafka's admin client and consumer, so it must be installed.
 """
@@ -36,6 +41,7 @@ import argparse
 import importlib.util
 import json
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -50,16 +56,19 @@ from typing import Any
 from kafkaprod.tools.runners import CLIENTS, DEFAULT_CHUNK, DEFAULT_KEY_COUNT, DELIVERY_MODES, MODULES
 
 __all__ = [
-    "BULK_CLIENTS", "CLIENTS", "CODECS", "DELIVERY_MODES", "PER_RECORD_CLIENTS", "SHARED_OPTIONS", "ComparisonError", "Contender",
-    "CountMismatch",
-    "Lineup", "Results", "Workload", "client_settings", "format_table", "installed_clients", "line_up",
-    "non_negative_int", "positive_int", "run_child", "run_once", "run_rounds", "summarize",
+    "BASELINE_SUFFIX", "BULK_CLIENTS", "CLIENTS", "CODECS", "DELIVERY_MODES", "KAFKAPROD_CLIENTS",
+    "PER_RECORD_CLIENTS", "SHARED_OPTIONS", "ComparisonError", "Contender", "CountMismatch", "Lineup", "Results",
+    "Workload", "client_settings", "format_table", "installed_clients", "line_up", "non_negative_int",
+    "positive_int", "python_arg", "run_child", "run_once", "run_rounds", "summarize",
 ]
 
 #: The child every client runs in, started by path.
 RUNNER = Path(__file__).resolve().with_name("runners.py")
 PER_RECORD_CLIENTS = ("kafkaprod", "confluent", "aiokafka", "kafka-python")
 BULK_CLIENTS = ("kafkaprod-batch", "confluent-batch")
+#: The clients that run a second time, as CLIENT@baseline, under a baseline interpreter.
+KAFKAPROD_CLIENTS = ("kafkaprod", "kafkaprod-batch")
+BASELINE_SUFFIX = "@baseline"
 CODECS = ("none", "gzip", "snappy", "lz4", "zstd")
 #: kafkaprod-perf -X options that every client can be given the same way; any other -X would only change kafkaprod.
 SHARED_OPTIONS = frozenset({"enable_idempotence", "max_request_size"})
@@ -123,8 +132,10 @@ class Workload:
     delivery: str = "none"  # one of DELIVERY_MODES
     client_records: dict[str, int] = field(default_factory=dict)  # records per run for some clients
 
-    def records_for(self, client: str) -> int:
-        return self.client_records.get(client, self.num_records)
+    def records_for(self, label: str, client: str | None = None) -> int:
+        """Records per run for a row: its own count, else its client's (``kafkaprod`` for
+        ``kafkaprod@baseline``), else ``num_records``."""
+        return self.client_records.get(label, self.client_records.get(client or label, self.num_records))
 
     def describe(self) -> str:
         keys = f"{self.key_size}-byte keys ({self.key_count:,} distinct, cycled)" if self.key_size else "no keys"
@@ -175,6 +186,7 @@ class Contender:
     client: str
     python: str = sys.executable
     command: tuple[str, ...] = (str(RUNNER),)
+    baseline: bool = False  # runs the kafkaprod ``python`` has installed, not the one this process imported
 
 
 def _package_root() -> str:
@@ -186,10 +198,24 @@ def _package_root() -> str:
 
 
 def child_env(contender: Contender) -> dict[str, str]:
-    """The child's environment: this process's, with the kafkaprod it imported first on the import path."""
+    """The child's environment: this process's, with the kafkaprod it imported first on the import path; for a
+    baseline, without any PYTHONPATH, so that its interpreter imports its own installed kafkaprod."""
     env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [_package_root(), env.get("PYTHONPATH")]))
+    if contender.baseline:
+        env.pop("PYTHONPATH", None)
+    else:
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [_package_root(), env.get("PYTHONPATH")]))
     return env
+
+
+def python_arg(text: str) -> str:
+    """An argparse type: an interpreter, by path or by name on PATH (not resolved: a virtual environment's python
+    is a link whose own location selects the environment)."""
+    path = text if os.sep in text else (shutil.which(text) or text)
+    path = os.path.abspath(os.path.expanduser(path))
+    if not (os.path.isfile(path) and os.access(path, os.X_OK)):
+        raise argparse.ArgumentTypeError(f"{text!r} is not an executable interpreter")
+    return path
 
 
 def installed_clients(clients: Sequence[str] = PER_RECORD_CLIENTS) -> tuple[list[str], dict[str, str]]:
@@ -224,26 +250,47 @@ def probe(contender: Contender, timeout: float = 120.0) -> dict[str, str]:
 
 @dataclass
 class Lineup:
-    """The contenders that can run, what each one imports, and why the others were skipped."""
+    """The contenders that can run, what each one imports, why the others were skipped, and notes."""
 
     contenders: list[Contender]
     info: dict[str, dict[str, str]]
     skipped: dict[str, str]
+    notes: list[str] = field(default_factory=list)
+
+    def builds(self) -> list[str]:
+        """Which kafkaprod each kafkaprod row runs, when a baseline takes part (their versions may be equal)."""
+        if not any(contender.baseline for contender in self.contenders):
+            return []
+        return [f"{label}: kafkaprod {info.get('version', '?')} from {info.get('path', '?')} "
+                f"(python {info.get('python', '?')})"
+                for label, info in self.info.items() if label.split("@")[0] in KAFKAPROD_CLIENTS]
 
 
-def line_up(clients: Sequence[str]) -> Lineup:
-    """The selected clients that import here, probed in a child each (in the order given)."""
+def line_up(clients: Sequence[str], baseline_python: str | None = None) -> Lineup:
+    """The selected clients that import here, probed in a child each (in the order given); with
+    ``baseline_python`` every kafkaprod client once more under that interpreter, right after its own."""
     found, skipped = installed_clients(clients)
-    contenders, info = [], {}
-    for client in found:
-        contender = Contender(client, client)
+    lineup = Lineup([], {}, skipped)
+
+    def enter(contender: Contender) -> None:
         try:
-            info[client] = probe(contender)
+            lineup.info[contender.label] = probe(contender)
         except ComparisonError as exc:
-            skipped[client] = str(exc)
-            continue
-        contenders.append(contender)
-    return Lineup(contenders, info, skipped)
+            skipped[contender.label] = str(exc)
+        else:
+            lineup.contenders.append(contender)
+
+    for client in clients:
+        if client in found:
+            enter(Contender(client, client))
+        if baseline_python is not None and client in KAFKAPROD_CLIENTS:
+            enter(Contender(client + BASELINE_SUFFIX, client, python=baseline_python, baseline=True))
+    for client in KAFKAPROD_CLIENTS:
+        ours, theirs = lineup.info.get(client), lineup.info.get(client + BASELINE_SUFFIX)
+        if ours and theirs and ours.get("path") == theirs.get("path"):
+            lineup.notes.append(f"{client}{BASELINE_SUFFIX} imports the same kafkaprod as {client} "
+                                f"({ours.get('path')}): the two rows measure one build twice")
+    return lineup
 
 
 # ------------------------------------------------------------------------------------------------ one run
@@ -286,7 +333,7 @@ def run_once(contender: Contender, workload: Workload, bootstrap_servers: str, r
     """
     from kafkaprod.tools.broker import count_records, create_topics, delete_topics
 
-    num_records = workload.records_for(contender.label)
+    num_records = workload.records_for(contender.label, contender.client)
     topic = topic_name(topic_prefix, contender.label, round_no)
     spec = workload.spec(contender.client, topic, bootstrap_servers, num_records)
     spec.update(broker_pid=broker_pid, client_id=f"{topic_prefix}-{contender.client}", **(extra_spec or {}))
@@ -305,7 +352,8 @@ def run_once(contender: Contender, workload: Workload, bootstrap_servers: str, r
     if stored != expected:
         raise CountMismatch(f"{contender.label} round {round_no}: topic {topic} holds {stored:,} records, expected "
                             f"{expected:,} ({num_records:,} + 1 warm-up); lost or duplicated records")
-    result.update(client=contender.label, round=round_no, records_verified=stored, child_wall_s=wall)
+    result.update(client=contender.label, round=round_no, records_verified=stored, child_wall_s=wall,
+                  baseline=contender.baseline)
     return result
 
 
@@ -373,7 +421,10 @@ def summarize(runs: Sequence[dict[str, Any]], clients: Sequence[str] | None = No
         mine = [run for run in runs if run["client"] == client]
         if not mine:
             continue
-        row: dict[str, Any] = {"client": client, "version": mine[0].get("version", "?"), "runs": len(mine),
+        version = str(mine[0].get("version", "?"))
+        if mine[0].get("librdkafka"):
+            version += f" (librdkafka {mine[0]['librdkafka']})"
+        row: dict[str, Any] = {"client": client, "version": version, "runs": len(mine),
                                "records": sorted({run["records"] for run in mine if "records" in run})}
         for key in ("records_per_s", "mb_per_s", "cpu_s", "cpu_us_per_record", "peak_rss_mb", "broker_cpu_s"):
             values = [run[key] for run in mine if run.get(key) is not None]

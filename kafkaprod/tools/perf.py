@@ -6,6 +6,7 @@ The counterpart of Java's ``kafka-producer-perf-test``, with the same output sha
     kafkaprod-perf --num-records 200000 --acks all --compression lz4 --bootstrap-servers kafka1:9092
     python -m kafkaprod.tools.perf --throughput 10000 --json
     kafkaprod-perf --compare --num-records 1000000    # the same records with every installed peer client too
+    kafkaprod-perf --compare --delivery callback --baseline ../old/.venv/bin/python   # and an older kafkaprod
 
 ``--compare`` is run by the comparison harness, :mod:`kafkaprod.tools.compare` (each client in a fresh process,
 a ratio table); bench/compare.py in the source tree runs the same harness with more options.
@@ -98,6 +99,7 @@ class PerfArgs:
     compare: bool = False  # run every installed peer client too (kafkaprod.tools.compare)
     rounds: int = 1  # with compare: runs per client, alternating
     delivery: str = "none"  # with compare: what the send loops do about each record's outcome
+    baseline: str | None = None  # with compare: an interpreter whose kafkaprod runs too, as kafkaprod@baseline
     bulk: int | None = None  # records per send_batch() call; None: one send() per record
 
 
@@ -189,6 +191,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help="with --compare: none (default: fire and forget), callback (a delivery callback per "
                              "record) or future (every future resolved after the flush); with callback or future a "
                              "failed record fails the run")
+    parser.add_argument("--baseline", type=compare.python_arg, default=None, metavar="PYTHON",
+                        help="with --compare: also run kafkaprod with this interpreter's kafkaprod (e.g. an older "
+                             "build's venv/bin/python), as kafkaprod@baseline, alternating with the others")
     return parser
 
 
@@ -223,7 +228,7 @@ def parse_args(argv: Sequence[str] | None = None) -> PerfArgs:
     if ns.compare:
         _check_compare(parser, ns, extra)
     else:
-        for flag in ("rounds", "delivery"):
+        for flag in ("rounds", "delivery", "baseline"):
             if getattr(ns, flag) is not None:
                 parser.error(f"--{flag} only applies with --compare")
     sample_every = ns.latency_sample_every
@@ -252,6 +257,7 @@ def parse_args(argv: Sequence[str] | None = None) -> PerfArgs:
         compare=ns.compare,
         rounds=1 if ns.rounds is None else ns.rounds,
         delivery=ns.delivery or "none",
+        baseline=ns.baseline,
         bulk=ns.bulk,
     )
 
@@ -675,7 +681,8 @@ def run_compare(args: PerfArgs) -> int:
         return 1
     workload = compare_workload(args)
     # With --bulk the bulk APIs run too, args.bulk records per call.
-    lineup = compare.line_up([*compare.PER_RECORD_CLIENTS, *(compare.BULK_CLIENTS if args.bulk else ())])
+    lineup = compare.line_up([*compare.PER_RECORD_CLIENTS, *(compare.BULK_CLIENTS if args.bulk else ())],
+                             args.baseline)
     labels = [contender.label for contender in lineup.contenders]
     try:
         if args.bootstrap_servers is not None:
@@ -691,11 +698,13 @@ def run_compare(args: PerfArgs) -> int:
     rows = compare.summarize(results.runs, labels)
     if args.json:
         print(json.dumps({"workload": dataclasses.asdict(workload), "rounds": args.rounds, "clients": lineup.info,
-                          "skipped": lineup.skipped, "failed": results.failed, "rows": rows, "runs": results.runs,
-                          "error": results.error}))
+                          "notes": lineup.notes, "skipped": lineup.skipped, "failed": results.failed, "rows": rows,
+                          "runs": results.runs, "error": results.error}))
     else:
         print(f"{args.num_records:,} records: {workload.describe()}; medians of {args.rounds} alternating "
               f"round(s), each run a fresh process and topic")
+        for line in [*lineup.builds(), *lineup.notes]:
+            print(line)
         for client, why in lineup.skipped.items():
             print(f"skipped {client}: {why}")
         for client, why in results.failed.items():
