@@ -12,7 +12,9 @@ run it, whatever kafkaprod that interpreter has (or none, for a peer client).
 The records, the harness's one payload scheme (``kafkaprod-perf`` without ``--compare`` makes the same ones):
 every value is the same ``record_size`` bytes of uppercase letters (:func:`make_value`: deterministic, and about as
 compressible as text, like the random letters of Java's ``ProducerPerformance``); with ``key_size`` > 0 the keys
-cycle through ``key_count`` distinct keys of ``key_size`` bytes (:func:`make_keys`).
+cycle through ``key_count`` distinct keys of ``key_size`` bytes (:func:`make_keys`). This is the scheme of the
+former bench/runners.py, kept over kafkaprod-perf's former one (seeded random letters, zero-padded decimal keys)
+so that the README's published benchmark numbers and bench/ceiling.py's replay stay comparable.
 
 Every client runs the same shape of work, so that only the client differs:
 
