@@ -303,9 +303,8 @@ def run_child(spec: dict[str, Any], timeout: float = DEFAULT_TIMEOUT_S, *,
     with tempfile.TemporaryDirectory(prefix="kafkaprod-compare-") as tmp:
         result_path = Path(tmp) / "result.json"
         try:
-            # The child starts in the empty temporary directory: nothing there can shadow the kafkaprod it should
-            # import (a script's own directory heads sys.path, not the working directory, but its imports may
-            # still look there).
+            # The child starts in an empty directory, so that nothing in the caller's working directory (a source
+            # checkout without a build, say) can stand in for the kafkaprod it should import.
             proc = subprocess.run([contender.python, *contender.command, json.dumps(spec), str(result_path)],
                                   capture_output=True, text=True, env=child_env(contender), cwd=tmp,
                                   timeout=timeout)
