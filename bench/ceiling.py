@@ -5,7 +5,7 @@
     python bench/ceiling.py --bootstrap-servers host:9092 --json bench/results/ceiling.json
     python bench/compare.py --ceiling                         # the same, as a row next to the clients
 
-What a run does (a fresh process, started like a client's by compare.run_once):
+What a run does (a fresh process, started like a client's by kafkaprod.tools.compare.run_once):
 
 1. Before the window: one plain socket to the broker, ApiVersions to pick the Produce version (the highest both
    this broker and kafkaprod's encoder speak), Metadata to check that this broker leads every partition of the
@@ -22,7 +22,7 @@ What a run does (a fresh process, started like a client's by compare.run_once):
 
 Nothing in the window encodes a record, so the number is the broker's and the socket's limit on this machine,
 a little above what a perfect client could reach (such a client would also spend CPU building the batches,
-which on 2 cores takes CPU away from the broker). compare.py counts the records on the broker after every run.
+which on 2 cores takes CPU away from the broker). The harness counts the records on the broker after every run.
 """
 from __future__ import annotations
 
@@ -39,10 +39,19 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
-if not __package__:  # run as `python bench/ceiling.py`: make `bench.*` importable like `python -m bench.ceiling`
-    sys.path.insert(0, str(ROOT))
+if not __package__:  # run as `python bench/ceiling.py`: the source tree first, as bench/compare.py puts it, so
+    sys.path.insert(0, str(ROOT))  # that an in-place build of kafkaprod is the one measured
 
-from bench.runners import Window, make_keys, make_value  # noqa: E402
+from kafkaprod.tools.compare import (  # noqa: E402
+    CODECS,
+    ComparisonError,
+    Contender,
+    Workload,
+    non_negative_int,
+    positive_int,
+    run_once,
+)
+from kafkaprod.tools.runners import Window, make_keys, make_value  # noqa: E402
 
 CLIENT = "ceiling"
 DEFAULT_MAX_IN_FLIGHT = 5
@@ -346,40 +355,41 @@ def client_version() -> dict[str, str]:
     return {"version": f"replay, kafkaprod {kafkaprod.__version__} encoder", "path": str(Path(__file__).resolve())}
 
 
+def contender() -> Contender:
+    """The replay as the comparison harness runs it: this file in a fresh child, like a client."""
+    return Contender(CLIENT, CLIENT, command=(str(Path(__file__).resolve()), "--run"))
+
+
 # ------------------------------------------------------------------------------------------------ command line
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from bench.compare import CODECS, _non_negative_int, _positive_int
-
     parser = argparse.ArgumentParser(
         prog="bench/ceiling.py",
         description="Replay ready-encoded ProduceRequests at a Tansu broker as fast as the socket takes them: "
                     "the most any producer can get from it. Each run is a fresh process and topic, records are "
                     "counted on the broker after each run.")
-    parser.add_argument("--batch-size", type=_positive_int, action="append", default=None, metavar="BYTES",
+    parser.add_argument("--batch-size", type=positive_int, action="append", default=None, metavar="BYTES",
                         help="batch bytes; repeat for several data points (default 1000000)")
-    parser.add_argument("--rounds", type=_positive_int, default=3, help="runs per batch size, alternating (default 3)")
-    parser.add_argument("--num-records", type=_positive_int, default=1_000_000, help="records per run (default 1000000)")
-    parser.add_argument("--record-size", type=_positive_int, default=100, help="value bytes per record (default 100)")
-    parser.add_argument("--key-size", type=_non_negative_int, default=0, help="key bytes, 0 for none (default 0)")
-    parser.add_argument("--key-count", type=_positive_int, default=10_000, help="distinct keys cycled (default 10000)")
+    parser.add_argument("--rounds", type=positive_int, default=3, help="runs per batch size, alternating (default 3)")
+    parser.add_argument("--num-records", type=positive_int, default=1_000_000, help="records per run (default 1000000)")
+    parser.add_argument("--record-size", type=positive_int, default=100, help="value bytes per record (default 100)")
+    parser.add_argument("--key-size", type=non_negative_int, default=0, help="key bytes, 0 for none (default 0)")
+    parser.add_argument("--key-count", type=positive_int, default=10_000, help="distinct keys cycled (default 10000)")
     parser.add_argument("--compression", choices=CODECS, default="none", help="codec of the batches (default none)")
-    parser.add_argument("--partitions", type=_positive_int, default=6, help="partitions of the topic (default 6)")
+    parser.add_argument("--partitions", type=positive_int, default=6, help="partitions of the topic (default 6)")
     parser.add_argument("--acks", choices=("all", "-1", "1"), default="1", help="acks (default 1; 0 has no answers)")
     parser.add_argument("--idempotence", action="store_true", help="producer id and sequences (needs --acks all)")
-    parser.add_argument("--max-in-flight", type=_positive_int, default=DEFAULT_MAX_IN_FLIGHT,
+    parser.add_argument("--max-in-flight", type=positive_int, default=DEFAULT_MAX_IN_FLIGHT,
                         help=f"unanswered requests at most (default {DEFAULT_MAX_IN_FLIGHT}, as kafkaprod and Java)")
     parser.add_argument("--bootstrap-servers", default=None, help="an existing broker instead of a local Tansu")
-    parser.add_argument("--timeout", type=_positive_int, default=600, help="seconds before a run is killed")
+    parser.add_argument("--timeout", type=positive_int, default=600, help="seconds before a run is killed")
     parser.add_argument("--json", type=Path, default=None, metavar="PATH", help="also write the runs here")
     return parser
 
 
 def parse_args(argv: list[str] | None = None) -> tuple[argparse.Namespace, list[Any]]:
-    """The options and one compare.Workload per batch size."""
-    from bench.compare import Workload
-
+    """The options and one harness Workload per batch size."""
     parser = build_parser()
     args = parser.parse_args(argv)
     acks = "all" if args.acks == "-1" else args.acks
@@ -431,10 +441,9 @@ def render_markdown(rows: list[dict[str, Any]], records: int, max_in_flight: int
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    if argv[:1] == ["--run"]:  # the child compare.run_once starts: --run SPEC_JSON RESULT_PATH
+    if argv[:1] == ["--run"]:  # the child the harness's run_once starts: --run SPEC_JSON RESULT_PATH
         return _child(argv[1:])
-    from bench import brokers
-    from bench.compare import BenchmarkError, run_once
+    from kafkaprod.tools.broker import TansuBroker
 
     args, workloads = parse_args(argv)
     runs: list[dict[str, Any]] = []
@@ -443,8 +452,8 @@ def main(argv: list[str] | None = None) -> int:
     def rounds(bootstrap: str, pid: int | None) -> None:
         for round_no in range(1, args.rounds + 1):
             for workload in workloads:
-                run = run_once(CLIENT, workload, bootstrap, pid, round_no, args.timeout,
-                               extra_spec={"max_in_flight": args.max_in_flight})
+                run = run_once(contender(), workload, bootstrap, round_no, broker_pid=pid, timeout=args.timeout,
+                               topic_prefix="bench", extra_spec={"max_in_flight": args.max_in_flight})
                 run["batch_size"] = workload.batch_size
                 runs.append(run)
                 print(f"round {round_no} batch {workload.batch_size:>9,} B: {run['records_per_s']:,.0f} records/s, "
@@ -455,9 +464,9 @@ def main(argv: list[str] | None = None) -> int:
         if args.bootstrap_servers:
             rounds(args.bootstrap_servers, None)
         else:
-            with brokers.start_broker() as broker:
-                rounds(broker.bootstrap_servers, brokers.broker_pid(broker))
-    except BenchmarkError as exc:
+            with TansuBroker() as broker:
+                rounds(broker.bootstrap_servers, broker.pid)
+    except ComparisonError as exc:
         error = str(exc)
     rows = summarize(runs)
     print(render_markdown(rows, args.num_records, args.max_in_flight))

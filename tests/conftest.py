@@ -19,7 +19,7 @@ import pytest
 from mock_cluster import MockCluster
 
 if TYPE_CHECKING:
-    from kafkaprod.broker import TansuBroker
+    from kafkaprod.tools.broker import TansuBroker
 
 MOCK_BROKERS = 3
 
@@ -42,7 +42,7 @@ def unique_topic_name(prefix: str = "t") -> str:
 @pytest.fixture(scope="session")
 def tansu() -> Iterator[TansuBroker]:
     # Imported here, not at module level, so unit tests still run where the peers are missing.
-    from kafkaprod.broker import TansuBroker
+    from kafkaprod.tools.broker import TansuBroker
 
     broker = TansuBroker()
     broker.start()

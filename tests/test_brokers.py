@@ -20,7 +20,7 @@ import pytest
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, Message, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient
 
-from kafkaprod.broker import (
+from kafkaprod.tools.broker import (
     BrokerStartError,
     TansuBroker,
     TopicSetupError,
@@ -231,7 +231,7 @@ def test_stopped_tansu_leaves_no_process_port_or_temp_dir() -> None:
 
 _OWNER_SCRIPT = """
 import sys, time
-from kafkaprod.broker import TansuBroker
+from kafkaprod.tools.broker import TansuBroker
 broker = TansuBroker().start()
 print(broker.pid, broker.log_path.parent, flush=True)
 if sys.argv[1] == "hang":

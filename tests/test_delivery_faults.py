@@ -561,7 +561,7 @@ def proxied_tansu():
     """A Tansu broker of its own that advertises a cutting proxy's port: every client connection goes through it.
 
     Unlike the mock, Tansu checks idempotent sequences: it refuses a batch that leaves a gap."""
-    from kafkaprod.broker import TansuBroker
+    from kafkaprod.tools.broker import TansuBroker
 
     proxy = CuttingProxy(target_port=0)
     broker = TansuBroker(advertised_port=proxy.port)

@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from kafkaprod import perf
+from kafkaprod.tools import perf
 
 
 def refused(capsys: pytest.CaptureFixture[str], argv: list[str]) -> str:
@@ -221,7 +221,7 @@ def test_compare_accepts_options_every_client_gets():
 
 
 def test_every_client_gets_the_settings_kafkaprod_resolves_from_the_flags():
-    from kafkaprod.perf_compare import client_settings
+    from kafkaprod.tools.compare import client_settings
 
     defaults = client_settings(perf.producer_options(perf.parse_args(["--compare"]), "h:1"))
     assert defaults == {"acks": "all", "idempotence": True, "linger_ms": 5, "batch_size": 16384,
@@ -236,17 +236,17 @@ def test_every_client_gets_the_settings_kafkaprod_resolves_from_the_flags():
 def test_missing_peer_packages_are_skipped_with_their_name(monkeypatch):
     import importlib.util
 
-    from kafkaprod import perf_compare
+    from kafkaprod.tools import compare
 
     real = importlib.util.find_spec
     monkeypatch.setattr(importlib.util, "find_spec", lambda name: None if name == "aiokafka" else real(name))
-    found, skipped = perf_compare.installed_clients()
+    found, skipped = compare.installed_clients()
     assert "aiokafka" not in found and "kafkaprod" in found
     assert "aiokafka" in skipped["aiokafka"]
 
 
 def test_compare_table_divides_kafkaprod_by_each_client_over_medians():
-    from kafkaprod import perf_compare
+    from kafkaprod.tools import compare
 
     def run(client, rate, cpu_us):
         return {"client": client, "version": "v", "records_per_s": rate, "mb_per_s": rate / 10000,
@@ -254,18 +254,18 @@ def test_compare_table_divides_kafkaprod_by_each_client_over_medians():
 
     runs = [run("kafkaprod", 400.0, 1.0), run("confluent", 100.0, 4.0), run("kafkaprod", 600.0, 1.0),
             run("confluent", 300.0, 4.0), run("kafkaprod", 500.0, 3.0)]
-    rows = perf_compare.summarize(runs)
+    rows = compare.summarize(runs)
     assert [(r["client"], r["runs"], r["records_per_s"]) for r in rows] == [("kafkaprod", 3, 500.0),
                                                                           ("confluent", 2, 200.0)]
     assert rows[1]["ratio_records_per_s"] == 2.5
     assert rows[1]["ratio_cpu_per_record"] == 0.25
-    table = perf_compare.format_table(rows).splitlines()
+    table = compare.format_table(rows).splitlines()
     assert table[0].startswith("| client | version | runs | records/s |")
     assert table[3] == "| confluent | v | 2 | 200 | 0.0 | 4.00 | 4.00 | 40 | 2.50 | 0.25 |"
 
 
 def test_a_failed_client_is_named_by_the_exception_its_child_raised():
-    from kafkaprod.perf_compare import _last_line
+    from kafkaprod.tools.compare import _last_line
 
     text = ("aiokafka: child exited 1:\n  File \"x.py\", line 3\n"
             "aiokafka.errors.UnknownError: [Error -1] UnknownError\nUnclosed AIOKafkaProducer\nproducer: <obj>")
@@ -296,13 +296,67 @@ def test_compare_children_import_the_parents_kafkaprod_even_when_started_inside_
                                                                                              monkeypatch):
     # `kafkaprod-perf --compare` run from a checkout's root, with kafkaprod installed rather than built in place:
     # the checkout's uncompiled package must not shadow the installed one in the children.
-    from kafkaprod import perf_compare
+    from kafkaprod.tools import compare
 
     shadow = tmp_path / "kafkaprod"
     shadow.mkdir()
     (shadow / "__init__.py").write_text("raise ImportError('the source tree was imported')\n")
     monkeypatch.chdir(tmp_path)
-    with pytest.raises(perf_compare.ComparisonError) as failed:
-        perf_compare.run_child({"client": "no-such-client"}, timeout=120)  # fails, but only once it is running
+    with pytest.raises(compare.ComparisonError) as failed:
+        compare.run_child({"client": "no-such-client"}, timeout=120)  # fails, but only once it is running
     assert "the source tree was imported" not in str(failed.value)
     assert "no-such-client" in str(failed.value) or "KeyError" in str(failed.value)
+
+
+def test_delivery_mode_applies_only_with_compare(capsys):
+    assert perf.parse_args(["--compare"]).delivery == "none"
+    assert perf.parse_args(["--compare", "--delivery", "future"]).delivery == "future"
+    assert "--delivery" in refused(capsys, ["--delivery", "callback"])
+    assert "--delivery" in refused(capsys, ["--compare", "--delivery", "sometimes"])
+
+
+def test_a_failed_record_fails_a_callback_run_and_is_counted():
+    from kafkaprod.tools.runners import DeliveryError, Outcomes
+
+    outcomes = Outcomes("callback")
+    outcomes.on_kafkaprod(object(), None)
+    outcomes.on_kafkaprod(None, TimeoutError("expired"))
+    with pytest.raises(DeliveryError, match="1 of 2 records failed.*TimeoutError: expired"):
+        outcomes.report(2)
+    fine = Outcomes("future")
+    fine.on_confluent(None, object())
+    assert fine.report(1) == {"delivery": "future", "delivered": 1, "failed": 0}
+    assert Outcomes("none").report(5) == {"delivery": "none"}
+
+
+def test_the_child_runner_imports_only_the_standard_library_until_it_runs_a_client():
+    # A baseline interpreter (an older kafkaprod, without kafkaprod.tools) runs this file by path.
+    import subprocess
+    import sys
+
+    from kafkaprod.tools import compare
+
+    code = ("import runpy, sys; runpy.run_path(sys.argv[1]); "
+            "print(sorted({m.split('.')[0] for m in sys.modules} & {'kafkaprod', 'confluent_kafka', 'aiokafka', "
+            "'kafka'}))")
+    out = subprocess.run([sys.executable, "-c", code, str(compare.RUNNER)], capture_output=True, text=True,
+                         check=True)
+    assert out.stdout.strip() == "[]"
+
+
+def test_baseline_runs_each_kafkaprod_client_again_under_its_interpreter_right_after_its_own(capsys):
+    import sys
+
+    from kafkaprod.tools import compare
+
+    assert perf.parse_args(["--compare", "--baseline", sys.executable]).baseline == sys.executable
+    assert "--baseline" in refused(capsys, ["--baseline", sys.executable])
+    assert "--baseline" in refused(capsys, ["--compare", "--baseline", "/no/such/python"])
+    # This interpreter as its own baseline: the rows are labelled apart, and the note says they are one build.
+    lineup = compare.line_up(["kafkaprod", "kafkaprod-batch"], sys.executable)
+    assert [(c.label, c.client, c.baseline) for c in lineup.contenders] == [
+        ("kafkaprod", "kafkaprod", False), ("kafkaprod@baseline", "kafkaprod", True),
+        ("kafkaprod-batch", "kafkaprod-batch", False), ("kafkaprod-batch@baseline", "kafkaprod-batch", True)]
+    assert "PYTHONPATH" not in compare.child_env(lineup.contenders[1])
+    assert len(lineup.notes) == 2 and "the same kafkaprod" in lineup.notes[0]
+    assert compare.topic_name("p", "kafkaprod@baseline", 2).startswith("p-kafkaprod-baseline-r2-")

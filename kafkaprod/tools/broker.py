@@ -16,7 +16,6 @@ import re
 import shutil
 import signal
 import socket
-import struct
 import subprocess
 import sys
 import tempfile
@@ -27,6 +26,10 @@ import weakref
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import IO, Any
+
+from kafkaprod.errors import ProtocolError
+from kafkaprod.protocol import decode_response, encode_request, read_correlation_id
+from kafkaprod.protocol.messages import API_VERSIONS
 
 __all__ = [
     "BrokerError",
@@ -42,7 +45,8 @@ __all__ = [
 log = logging.getLogger("kafkaprod")
 
 _LOOPBACK = "127.0.0.1"
-_API_VERSIONS_KEY = 18
+# ApiVersions v0: the version every Kafka broker answers, before it knows what the client speaks.
+_PROBE_VERSION = 0
 # Attempts at a fresh free port when the one picked was taken between choosing it and Tansu binding it.
 _PORT_ATTEMPTS = 3
 # Environment variables Tansu reads as defaults for options this module does not pass on its command line;
@@ -94,13 +98,6 @@ def _free_port(host: str) -> int:
         return sock.getsockname()[1]
 
 
-def _api_versions_request(correlation_id: int, client_id: bytes) -> bytes:
-    # ApiVersions v0: request header v1 (api_key, api_version, correlation_id, nullable client_id) and an
-    # empty body; every Kafka broker must answer it before anything else, so it proves the broker is serving.
-    body = struct.pack(">hhih", _API_VERSIONS_KEY, 0, correlation_id, len(client_id)) + client_id
-    return struct.pack(">i", len(body)) + body
-
-
 def _recv_exactly(sock: socket.socket, size: int) -> bytes:
     chunks = bytearray()
     while len(chunks) < size:
@@ -112,31 +109,33 @@ def _recv_exactly(sock: socket.socket, size: int) -> bytes:
 
 
 def fetch_api_versions(host: str, port: int, timeout: float = 5.0) -> dict[int, tuple[int, int]]:
-    """Ask a broker for its supported API versions with a raw ApiVersions v0 request.
+    """Ask a broker for its supported API versions with an ApiVersions v0 request.
 
+    v0 has an empty body and every Kafka broker must answer it before anything else, so an answer proves the
+    broker is serving. The request is encoded and the answer decoded by :mod:`kafkaprod.protocol`.
     Returns ``{api_key: (min_version, max_version)}``. Raises ``OSError`` if the broker cannot be reached and
     :class:`BrokerError` if it answers with an error code or a malformed response.
     """
     correlation_id = 0x6B70  # any value; checked in the response to reject a stray peer
+    request = b"".join(encode_request(API_VERSIONS.key, _PROBE_VERSION, correlation_id, "kafkaprod-probe", {}))
     with socket.create_connection((host, port), timeout=timeout) as sock:
         sock.settimeout(timeout)
-        sock.sendall(_api_versions_request(correlation_id, b"kafkaprod-probe"))
-        (size,) = struct.unpack(">i", _recv_exactly(sock, 4))
+        sock.sendall(request)
+        size = int.from_bytes(_recv_exactly(sock, 4), "big", signed=True)
         if not 10 <= size <= 1 << 20:
             raise BrokerError(f"{host}:{port} sent an ApiVersions response of implausible size {size}")
-        payload = _recv_exactly(sock, size)
-    got_correlation, error_code, count = struct.unpack_from(">ihi", payload, 0)
+        frame = _recv_exactly(sock, size)
+    got_correlation = read_correlation_id(frame)
     if got_correlation != correlation_id:
         raise BrokerError(f"{host}:{port} answered correlation id {got_correlation}, expected {correlation_id}")
-    if error_code != 0:
-        raise BrokerError(f"{host}:{port} answered ApiVersions v0 with error code {error_code}")
-    if count < 0 or 10 + 6 * count > size:
-        raise BrokerError(f"{host}:{port} sent a truncated ApiVersions response ({count} keys in {size} bytes)")
-    versions: dict[int, tuple[int, int]] = {}
-    for index in range(count):
-        api_key, min_version, max_version = struct.unpack_from(">hhh", payload, 10 + 6 * index)
-        versions[api_key] = (min_version, max_version)
-    return versions
+    try:
+        answer = decode_response(API_VERSIONS.key, _PROBE_VERSION, frame)
+    except (ProtocolError, ValueError) as exc:
+        raise BrokerError(f"{host}:{port} sent a malformed ApiVersions v{_PROBE_VERSION} response: {exc}") from exc
+    if answer["error_code"] != 0:
+        raise BrokerError(f"{host}:{port} answered ApiVersions v{_PROBE_VERSION} with error code "
+                          f"{answer['error_code']}")
+    return {api["api_key"]: (api["min_version"], api["max_version"]) for api in answer["api_keys"]}
 
 
 def _kill_and_reap(proc: subprocess.Popen[bytes], log_file: IO[bytes] | None) -> None:

