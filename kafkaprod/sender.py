@@ -22,6 +22,7 @@ from kafkaprod.metadata import Cluster, Metadata
 from kafkaprod.metrics import ProducerMetrics
 from kafkaprod.network import ClientResponse, NetworkClient
 from kafkaprod.protocol.messages import METADATA, PRODUCE
+from kafkaprod.splitter import split_batch
 from kafkaprod.transaction_manager import TransactionManager
 
 log = logging.getLogger("kafkaprod")
@@ -286,8 +287,6 @@ class Sender(threading.Thread):
             self._stop_fatal(tm.fatal_error)
 
     def _split(self, batch, now: float) -> None:
-        from kafkaprod.splitter import split_batch  # rare path: MESSAGE_TOO_LARGE
-
         log.info("%r was too large for the broker; splitting it", batch)
         split_batch(self.acc, batch, now)
 

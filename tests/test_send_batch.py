@@ -18,6 +18,7 @@ from kafka.partitioner.default import murmur2 as kafka_python_murmur2
 from kafkaprod import KafkaProducer, RecordMetadata
 from kafkaprod._native.accumulator import RecordAccumulator, monotonic
 from kafkaprod._native.bulk import append_batch
+from kafkaprod.splitter import split_batch
 from kafkaprod._native.buffer_pool import BufferPool
 from kafkaprod.errors import (
     BatchSendError, BufferExhaustedError, KafkaError, KafkaTimeoutError, RecordTooLargeError,
@@ -427,8 +428,8 @@ def test_future_follows_a_split_batch_to_its_halves() -> None:
     acc = _accumulator(partitions=1, batch_size=1 << 16)
     future = append_batch(acc, "t", [b"s%03d" % i for i in range(101)])
     [batch] = _drain_all(acc)
-    records = [(r.timestamp, r.key, r.value, r.headers) for r in read_batch(batch.close())]
-    halves = acc.split_and_reenqueue(batch, records, monotonic())
+    batch.close()
+    halves = split_batch(acc, batch, monotonic())
     assert not future.done()  # the halves are pending
     halves[0].done(500, -1, None)
     assert not future.done()

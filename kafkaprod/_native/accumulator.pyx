@@ -22,12 +22,12 @@ from kafkaprod._native.batch cimport (
     BATCH_FAILED, BATCH_PENDING, ProducerBatch, batch_is_full, batch_record_count, batch_size_in_bytes,
 )
 from kafkaprod._native.buffer_pool cimport BufferPool
-from kafkaprod._native.checks cimport check_callback, check_in_range, timestamp_of
+from kafkaprod._native.checks cimport bytes_view, check_callback, check_in_range, timestamp_of
 from kafkaprod._native.clock cimport mono_s, wall_ms
 from kafkaprod._native.future cimport FutureRecordMetadata, ProduceRequestResult
 from kafkaprod._native.murmur2 cimport murmur2, partition_for
 from kafkaprod._native.records cimport (
-    RECORD_BATCH_OVERHEAD, MemoryRecordsBuilder, bytes_view, estimate_size_upper_bound_raw,
+    MemoryRecordsBuilder, estimate_size_upper_bound_raw,
 )
 
 import collections
@@ -547,50 +547,22 @@ cdef class RecordAccumulator:
             batch.retry = True
             ps.insert_for_retry(batch)
 
-    def split_and_reenqueue(self, ProducerBatch batch, list records, double now):
-        """Replaces a batch the broker found too large by two halves at the head of its queue (Java's
-        splitAndReenqueue).
-
-        records: the batch's (timestamp, key, value, headers), read back from its bytes. The halves live in
-        memory outside the pool, as the Java client's split batches do, so splitting never blocks the Sender;
-        the original's futures follow their records into the halves.
-        """
-        cdef Py_ssize_t half = (len(records) + 1) // 2
+    def reenqueue_split(self, ProducerBatch batch, list halves):
+        """Puts the halves of a batch the broker found too large at the head of its queue in the batch's place
+        (Java's splitAndReenqueue; splitter.py makes them). halves: (first relative offset, ProducerBatch) in
+        order; the original's futures follow their records into them."""
         cdef PartitionState ps
-        cdef list children = [], made = []
         cdef ProducerBatch child
-        for start, group in ((0, records[:half]), (half, records[half:])):
-            if not group:
-                continue
-            size = RECORD_BATCH_OVERHEAD
-            for ts, key, value, headers in group:
-                size += estimate_size_upper_bound_raw(-1 if key is None else len(key),
-                                                      -1 if value is None else len(value), headers or None)
-            buf = bytearray(size)
-            child = ProducerBatch(batch.topic, batch.partition,
-                                  MemoryRecordsBuilder(buf, self.compression_type, size), buf, 0, batch.created)
-            for ts, key, value, headers in group:
-                if child.builder.append(ts, key, value, headers or None) < 0:
-                    raise RuntimeError("a split batch could not take back its own records")
-            if batch.base_sequence >= 0:
-                # The halves take over the original's sequence range exactly, so no gap opens for the broker.
-                child.set_producer_state(batch.producer_id, batch.producer_epoch, batch.base_sequence + start)
-            child.closed_for_append = True
-            child.attempts = batch.attempts
-            child.last_attempt = now
-            children.append((start, child.result))
-            made.append(child)
         with cython.critical_section(self):
             ps = self._partition_of(batch)
-            for child in reversed(made):
+            for _, child in reversed(halves):
                 # In sequence order, not simply at the head: another batch of the partition may have been split
                 # (or re-queued) before this one, and the halves of this later batch must not overtake it.
                 ps.insert_for_retry(child)
                 self.incomplete.add(child)
         batch.final_state = BATCH_FAILED
-        batch.result.split(children)
+        batch.result.split([(start, (<ProducerBatch>child).result) for start, child in halves])
         self.deallocate(batch)
-        return made
 
     def deallocate(self, ProducerBatch batch):
         """The batch is finished: return its memory and forget it."""

@@ -20,9 +20,10 @@ from kafkaprod._native.bulk_input cimport (
 )
 from kafkaprod._native.checks cimport check_in_range, partition_of, timestamp_of
 from kafkaprod._native.future cimport ProduceRequestResult
+from kafkaprod._native.headers cimport encode_headers
 from kafkaprod._native.murmur2 cimport murmur2, partition_for
 from kafkaprod._native.records cimport (
-    MemoryRecordsBuilder, builder_count, builder_is_full, encode_headers, size_upper_bound,
+    MemoryRecordsBuilder, builder_count, builder_is_full, size_upper_bound,
 )
 
 from kafkaprod.errors import ProducerClosedError

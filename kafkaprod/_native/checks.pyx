@@ -1,21 +1,44 @@
 # cython: language_level=3
-"""Argument checks of a record (topic, partition, timestamp, headers, callback), one set for every entry point.
+"""Argument checks of a record (topic, partition, timestamp, key and value, callback), one set for every entry
+point (headers are checked by their encoder, headers.pyx).
 
 send()'s compiled fast path and send_batch()'s engine call the C functions (checks.pxd); the producer's Python
 path calls the Python ones below, which wrap the same code, so a bad argument gets the same error everywhere.
 """
 import re
 
+from cpython.buffer cimport PyBUF_SIMPLE, PyObject_GetBuffer
 from libc.stdint cimport int64_t
 
 from kafkaprod._native.clock cimport wall_ms
-from kafkaprod._native.records cimport validated_headers
 
 _INT32_MAX = 0x7fffffff
 _INT64_MAX = 0x7fffffffffffffff
 # Kafka's rule for topic names (its clients' internals.Topic): these characters, 1-249 of them, not "." or "..".
 _TOPIC_CHARS = re.compile(r"[a-zA-Z0-9._-]+")
 _TOPIC_MAX_LEN = 249
+
+
+cdef int buffer_view(object obj, Py_buffer* view, const unsigned char** ptr, Py_ssize_t* length,
+                     str what) except -1:
+    """bytes_view for anything but None and exact bytes: exports a buffer, which pins the object (a bytearray
+    cannot be resized under the pointer). Returns 1: the caller releases the view."""
+    if isinstance(obj, str):
+        raise TypeError(f"{what} must be bytes" + (f" (or set a {what}_serializer)" if what in ("key", "value") else "")
+                        + f", got str {obj[:40]!r}")
+    try:
+        PyObject_GetBuffer(obj, view, PyBUF_SIMPLE)
+    except TypeError:
+        raise TypeError(f"{what} must be bytes-like or None"
+                        + (f" (or set a {what}_serializer)" if what in ("key", "value") else "")
+                        + f", got {type(obj).__name__}") from None
+    except (BufferError, ValueError) as exc:
+        # A strided memoryview or a non-contiguous array: its bytes are not one run, so they cannot be copied as is.
+        raise TypeError(f"{what} must be a contiguous bytes-like object, got a non-contiguous "
+                        f"{type(obj).__name__} ({exc})") from None
+    ptr[0] = <const unsigned char*>view.buf
+    length[0] = view.len
+    return 1
 
 
 cdef int64_t timestamp_of(object timestamp_ms) except? -1:
@@ -86,9 +109,3 @@ def check_record_callback(callback):
     """callback unchanged (None or a callable); TypeError otherwise."""
     check_callback(callback)
     return callback
-
-
-def check_headers(headers):
-    """headers as a list of validated (str, bytes-like | None) pairs, or None; TypeError/ValueError naming the
-    header otherwise (the record encoder's own checks, so every path says the same)."""
-    return None if headers is None else validated_headers(headers)

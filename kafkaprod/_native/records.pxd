@@ -1,6 +1,5 @@
 # C-level interface of the RecordBatch v2 builder, for the accumulator to append records without Python calls.
 cimport cython
-from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_CheckExact, PyBytes_GET_SIZE
 from libc.stdint cimport int16_t, int32_t, int64_t, uint32_t
 
 from kafkaprod._native.bulk_input cimport Source
@@ -17,25 +16,6 @@ cdef enum:
     MAX_VARLONG = 10
 
 
-# Points ptr/length at the bytes of a key, value or header value without copying (NULL/-1 for None). Returns 1
-# when a buffer view was exported and must be released with PyBuffer_Release; raises TypeError naming `what`
-# for anything that is not bytes-like and contiguous.
-cdef int buffer_view(object obj, Py_buffer* view, const unsigned char** ptr, Py_ssize_t* length,
-                     str what) except -1
-
-cdef inline int bytes_view(object obj, Py_buffer* view, const unsigned char** ptr, Py_ssize_t* length,
-                           str what) except -1:
-    if obj is None:
-        ptr[0] = NULL
-        length[0] = -1
-        return 0
-    if PyBytes_CheckExact(obj):
-        ptr[0] = <const unsigned char*>PyBytes_AS_STRING(obj)
-        length[0] = PyBytes_GET_SIZE(obj)
-        return 0
-    return buffer_view(obj, view, ptr, length, what)
-
-
 # The largest a record can get, batch header included, with headers_part bytes of headers (count varint
 # included; 1 for none): what a new batch for it needs at least.
 cdef inline Py_ssize_t size_upper_bound(Py_ssize_t key_len, Py_ssize_t value_len,
@@ -50,11 +30,6 @@ cdef inline Py_ssize_t size_upper_bound(Py_ssize_t key_len, Py_ssize_t value_len
 cdef Py_ssize_t estimate_size_upper_bound_raw(Py_ssize_t key_len, Py_ssize_t value_len,
                                               object headers) except -1
 
-# headers (any iterable of (str, bytes-like | None) pairs) as a list, after the checks the encoder makes.
-cdef list validated_headers(object headers)
-
-# The headers part of a record (count varint and entries) encoded once, for append_bulk.
-cpdef bytes encode_headers(object headers)
 
 
 @cython.final
@@ -105,7 +80,7 @@ cdef class MemoryRecordsBuilder:
     # batch's buffer is too small for the record.
     cdef int append_raw(self, int64_t timestamp, const unsigned char* key, Py_ssize_t key_len,
                         const unsigned char* value, Py_ssize_t value_len, object headers) except -2
-    # append_raw for the bulk path: headers come pre-encoded (encode_headers; NULL for none) and the caller has
+    # append_raw for the bulk path: headers come pre-encoded (headers.encode_headers; NULL for none) and the caller has
     # checked the timestamp and lengths, so it cannot fail. Returns the offset delta, or -1 when the record does
     # not fit (an empty batch included) or the batch is closed for appends.
     cdef int append_bulk(self, int64_t timestamp, const unsigned char* key, Py_ssize_t key_len,

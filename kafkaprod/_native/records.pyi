@@ -8,7 +8,6 @@ _Headers = Sequence[tuple[str, _BytesLike | None]] | None
 
 RECORD_BATCH_HEADER_SIZE: Final[int]
 
-def encode_headers(headers: _Headers) -> bytes: ...
 def estimate_size_upper_bound(key: _BytesLike | None, value: _BytesLike | None, headers: _Headers = None) -> int: ...
 
 class MemoryRecordsBuilder:

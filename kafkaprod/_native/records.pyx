@@ -8,16 +8,17 @@ the pooled buffer is what goes on the wire.
 cimport cython
 from cpython.buffer cimport PyBUF_SIMPLE, PyBUF_WRITABLE, PyBuffer_Release, PyObject_GetBuffer
 from cpython.bytearray cimport PyByteArray_AS_STRING, PyByteArray_FromStringAndSize
-from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_CheckExact, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
 from cpython.object cimport PyObject
 from cpython.sequence cimport PySequence_Fast
-from cpython.unicode cimport PyUnicode_Check
 from libc.stdint cimport INT16_MAX, INT32_MAX, INT64_MAX, INT64_MIN, int16_t, int32_t, int64_t, uint32_t, uint64_t
 from libc.string cimport memcpy
 
+from kafkaprod._native.batch_header cimport OFF_ATTRIBUTES, OFF_CRC, be32, write_header, write_producer_state
 from kafkaprod._native.bulk_input cimport SRC_LIST, SRC_NONE, SRC_TUPLE, Source, peek_item
+from kafkaprod._native.checks cimport bytes_view
 from kafkaprod._native.crc32c cimport crc32c_combine, crc32c_update
-from kafkaprod._native.varint cimport uvarint_size, varint_size, write_uvarint, write_varint, zigzag64
+from kafkaprod._native.headers cimport headers_fast, headers_part_size, write_headers
+from kafkaprod._native.varint cimport uvarint_size, write_uvarint, zigzag64
 
 from kafkaprod import compression as _compression
 from kafkaprod.compression import CODEC_NAMES as _CODEC_NAMES
@@ -33,168 +34,17 @@ cdef extern from "Python.h":
     bint _is_bytes "PyBytes_CheckExact" (PyObject*) noexcept
     char* _bytes_ptr "PyBytes_AS_STRING" (PyObject*) noexcept
     Py_ssize_t _bytes_len "PyBytes_GET_SIZE" (PyObject*) noexcept
-    const char* PyUnicode_AsUTF8AndSize(object, Py_ssize_t*) except NULL
     object PyMemoryView_FromMemory(char* mem, Py_ssize_t size, int flags)
     int PyBUF_READ
 
 RECORD_BATCH_HEADER_SIZE = RECORD_BATCH_OVERHEAD
 
 cdef enum:
-    # Offsets of the header fields that close() and rewrite_producer_state() fill in.
-    OFF_BATCH_LENGTH = 8
-    OFF_LEADER_EPOCH = 12
-    OFF_MAGIC = 16
-    OFF_CRC = 17
-    OFF_ATTRIBUTES = 21
-    OFF_LAST_OFFSET_DELTA = 23
-    OFF_BASE_TIMESTAMP = 27
-    OFF_MAX_TIMESTAMP = 35
-    OFF_PRODUCER_ID = 43
-    OFF_PRODUCER_EPOCH = 51
-    OFF_BASE_SEQUENCE = 53
-    OFF_RECORD_COUNT = 57
-    ATTR_TRANSACTIONAL = 0x10
     # Releasing and re-taking the GIL costs more than a CRC of a small batch, and a thread that drops the GIL
     # may wait a whole switch interval to get it back; only batches this large are checksummed without it.
     NOGIL_CRC_MIN = 65536
     # Bytes append_run writes between CRC updates: small enough to still be in L1/L2 when checksummed.
     CRC_CHUNK = 16384
-
-
-# ---------------------------------------------------------------------------------------------------------
-# Big-endian stores into the header.
-
-cdef inline void _be16(unsigned char* p, int16_t v) noexcept nogil:
-    cdef unsigned int u = <unsigned short>v
-    p[0] = <unsigned char>(u >> 8)
-    p[1] = <unsigned char>u
-
-
-cdef inline void _be32(unsigned char* p, uint32_t u) noexcept nogil:
-    p[0] = <unsigned char>(u >> 24)
-    p[1] = <unsigned char>(u >> 16)
-    p[2] = <unsigned char>(u >> 8)
-    p[3] = <unsigned char>u
-
-
-cdef inline void _be64(unsigned char* p, int64_t v) noexcept nogil:
-    _be32(p, <uint32_t>(<unsigned long long>v >> 32))
-    _be32(p + 4, <uint32_t>(<unsigned long long>v & 0xFFFFFFFFu))
-
-
-# ---------------------------------------------------------------------------------------------------------
-# Byte views of keys, values and header values.
-
-cdef int buffer_view(object obj, Py_buffer* view, const unsigned char** ptr, Py_ssize_t* length,
-                     str what) except -1:
-    """bytes_view for anything but None and exact bytes: exports a buffer, which pins the object (a bytearray
-    cannot be resized under the pointer). Returns 1: the caller releases the view."""
-    if isinstance(obj, str):
-        raise TypeError(f"{what} must be bytes" + (f" (or set a {what}_serializer)" if what in ("key", "value") else "")
-                        + f", got str {obj[:40]!r}")
-    try:
-        PyObject_GetBuffer(obj, view, PyBUF_SIMPLE)
-    except TypeError:
-        raise TypeError(f"{what} must be bytes-like or None"
-                        + (f" (or set a {what}_serializer)" if what in ("key", "value") else "")
-                        + f", got {type(obj).__name__}") from None
-    except (BufferError, ValueError) as exc:
-        # A strided memoryview or a non-contiguous array: its bytes are not one run, so they cannot be copied as is.
-        raise TypeError(f"{what} must be a contiguous bytes-like object, got a non-contiguous "
-                        f"{type(obj).__name__} ({exc})") from None
-    ptr[0] = <const unsigned char*>view.buf
-    length[0] = view.len
-    return 1
-
-
-cdef object _headers_fast(object headers):
-    return PySequence_Fast(headers, "headers must be a sequence of (str key, bytes value) pairs")
-
-
-cdef object _header_pair(object fast, Py_ssize_t i):
-    cdef object pair = <object>_fast_items(fast)[i]
-    if (type(pair) is not tuple and type(pair) is not list) or len(pair) != 2:
-        raise TypeError(f"header {i} must be a (str key, bytes value) pair, not {pair!r}")
-    return pair
-
-
-cdef Py_ssize_t _headers_part_size(object fast) except -1:
-    """Bytes of the headers part of a record (count varint included); validates every header."""
-    cdef Py_ssize_t n = _fast_size(fast)
-    cdef Py_ssize_t total = varint_size(n)
-    cdef Py_ssize_t i, klen, vlen
-    cdef Py_buffer view
-    cdef const unsigned char* vptr
-    cdef object pair, hkey, hval
-    for i in range(n):
-        pair = _header_pair(fast, i)
-        hkey = pair[0]
-        hval = pair[1]
-        if not PyUnicode_Check(hkey):
-            raise TypeError(f"header {i} key must be str, not {type(hkey).__name__} ({hkey!r})")
-        try:
-            PyUnicode_AsUTF8AndSize(hkey, &klen)
-        except UnicodeEncodeError as exc:
-            # Lone surrogates: the record would be refused later anyway; say which header it is now.
-            raise ValueError(f"header {i} key {hkey!r} cannot be encoded as UTF-8 ({exc.reason})") from None
-        if bytes_view(hval, &view, &vptr, &vlen, f"header {i} ({hkey!r}) value"):
-            PyBuffer_Release(&view)
-        total += varint_size(klen) + klen + varint_size(vlen) + (vlen if vlen > 0 else 0)
-    return total
-
-
-cdef unsigned char* _write_headers(unsigned char* p, unsigned char* end, object fast) except NULL:
-    cdef Py_ssize_t n = _fast_size(fast)
-    cdef Py_ssize_t i, klen, vlen
-    cdef const char* kptr
-    cdef const unsigned char* vptr
-    cdef Py_buffer view
-    cdef bint release
-    cdef object pair
-    p += write_varint(p, n)
-    for i in range(n):
-        pair = _header_pair(fast, i)
-        kptr = PyUnicode_AsUTF8AndSize(pair[0], &klen)
-        release = bytes_view(pair[1], &view, &vptr, &vlen, "header value")
-        try:
-            # The sizes were taken in a first pass; a header that changed since then must not overrun.
-            if p + varint_size(klen) + klen + varint_size(vlen) + (vlen if vlen > 0 else 0) > end:
-                raise RuntimeError(f"header {i} changed size while the record was being written")
-            p += write_varint(p, klen)
-            memcpy(p, kptr, klen)
-            p += klen
-            p += write_varint(p, vlen)
-            if vlen > 0:
-                memcpy(p, vptr, vlen)
-                p += vlen
-        finally:
-            if release:
-                PyBuffer_Release(&view)
-    return p
-
-
-cdef list validated_headers(object headers):
-    cdef object fast = _headers_fast(headers)
-    _headers_part_size(fast)
-    return fast if type(fast) is list else list(fast)
-
-
-cpdef bytes encode_headers(object headers):
-    """The headers part of a record (count varint, then each key and value) as bytes; b"\\x00" for none.
-
-    The bulk path encodes a call's headers once with this and copies the bytes into every record."""
-    cdef object fast
-    cdef Py_ssize_t size
-    cdef bytes out
-    if headers is None:
-        return b"\x00"
-    fast = _headers_fast(headers)
-    size = _headers_part_size(fast)
-    out = PyBytes_FromStringAndSize(NULL, size)
-    cdef unsigned char* p = <unsigned char*>PyBytes_AS_STRING(out)
-    if _write_headers(p, p + size, fast) != p + size:
-        raise RuntimeError("headers changed size while they were being encoded")
-    return out
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -243,7 +93,7 @@ cdef Py_ssize_t estimate_size_upper_bound_raw(Py_ssize_t key_len, Py_ssize_t val
     if key_len < -1 or value_len < -1:
         raise ValueError(f"key_len/value_len must be -1 (null) or more, got {key_len}/{value_len}")
     if headers is not None:
-        hpart = _headers_part_size(_headers_fast(headers))
+        hpart = headers_part_size(headers_fast(headers))
     return size_upper_bound(key_len, value_len, hpart)
 
 
@@ -350,7 +200,7 @@ cdef class MemoryRecordsBuilder:
         cdef Py_ssize_t hpart = 1
         cdef int64_t ts_delta = 0 if self._count == 0 else timestamp - self._base_timestamp
         if headers is not None:
-            hpart = _headers_part_size(_headers_fast(headers))
+            hpart = headers_part_size(headers_fast(headers))
         return _framed_size(_body_size(_fixed_size(zigzag64(ts_delta), key_len, value_len, hpart), self._count))
 
     cdef bint has_room_for_raw(self, int64_t timestamp, Py_ssize_t key_len, Py_ssize_t value_len,
@@ -393,9 +243,9 @@ cdef class MemoryRecordsBuilder:
         if key_len < -1 or value_len < -1:
             raise ValueError(f"key_len/value_len must be -1 (null) or more, got {key_len}/{value_len}")
         if headers is not None:
-            fast = _headers_fast(headers)
+            fast = headers_fast(headers)
             if _fast_size(fast) > 0:
-                hpart = _headers_part_size(fast)
+                hpart = headers_part_size(fast)
             else:
                 fast = None
         zts = zigzag64(0 if offset_delta == 0 else timestamp - self._base_timestamp)
@@ -413,7 +263,7 @@ cdef class MemoryRecordsBuilder:
         if fast is None:
             p[0] = 0  # header count 0
         else:
-            _write_headers(p, self._buf + end, fast)
+            write_headers(p, self._buf + end, fast)
         self._appended(timestamp, offset_delta + 1, end)
         return offset_delta
 
@@ -675,14 +525,7 @@ cdef class MemoryRecordsBuilder:
             finally:
                 PyBuffer_Release(&cv)
 
-        _be64(out, 0)  # base offset: the broker assigns offsets
-        _be32(out + OFF_BATCH_LENGTH, <uint32_t>(total - 12))
-        _be32(out + OFF_LEADER_EPOCH, <uint32_t>-1)
-        out[OFF_MAGIC] = 2
-        _be32(out + OFF_LAST_OFFSET_DELTA, <uint32_t>(self._count - 1))
-        _be64(out + OFF_BASE_TIMESTAMP, self._base_timestamp)
-        _be64(out + OFF_MAX_TIMESTAMP, self._max_timestamp)
-        _be32(out + OFF_RECORD_COUNT, <uint32_t>self._count)
+        write_header(out, total, self._count, self._base_timestamp, self._max_timestamp)
         self._out_obj = out_obj
         self._out = out
         self._built_size = total
@@ -699,11 +542,8 @@ cdef class MemoryRecordsBuilder:
         cdef unsigned char* out = self._out
         cdef Py_ssize_t total = self._built_size
         cdef uint32_t crc
-        _be16(out + OFF_ATTRIBUTES,
-              <int16_t>(self._codec | (ATTR_TRANSACTIONAL if self._transactional else 0)))
-        _be64(out + OFF_PRODUCER_ID, self._producer_id)
-        _be16(out + OFF_PRODUCER_EPOCH, self._producer_epoch)
-        _be32(out + OFF_BASE_SEQUENCE, <uint32_t>self._base_sequence)
+        write_producer_state(out, self._codec, self._transactional, self._producer_id, self._producer_epoch,
+                             self._base_sequence)
         cdef Py_ssize_t rest
         if self._crc_pos > RECORD_BATCH_OVERHEAD and out == self._buf and total == self._pos:
             # append_run checksummed most records as it wrote them, while they were in cache: finish the records'
@@ -722,7 +562,7 @@ cdef class MemoryRecordsBuilder:
                 crc = crc32c_update(0, out + OFF_ATTRIBUTES, <size_t>(total - OFF_ATTRIBUTES))
         else:
             crc = crc32c_update(0, out + OFF_ATTRIBUTES, <size_t>(total - OFF_ATTRIBUTES))
-        _be32(out + OFF_CRC, crc)
+        be32(out + OFF_CRC, crc)
 
     def set_producer_state(self, producer_id, producer_epoch, base_sequence, is_transactional) -> None:
         """Sets the idempotence/transaction fields the batch will carry; only before close()."""
