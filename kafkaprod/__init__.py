@@ -12,8 +12,8 @@ __version__ = "0.1.0"
 import importlib
 
 # Every compiled module of the send path; a missing one means the build step did not run.
-_NATIVE_MODULES = ("crc32c", "murmur2", "varint", "bulk_input", "records", "checks", "buffer_pool", "future",
-                   "batch_future", "batch", "accumulator", "bulk")
+_NATIVE_MODULES = ("crc32c", "murmur2", "varint", "bulk_input", "checks", "headers", "records", "buffer_pool",
+                   "future", "batch_future", "batch", "accumulator", "bulk")
 
 try:
     for _name in _NATIVE_MODULES:
@@ -27,7 +27,20 @@ except ImportError as exc:  # pragma: no cover - exercised only on a broken inst
 
 logging.getLogger("kafkaprod").addHandler(logging.NullHandler())
 
-from kafkaprod.producer import KafkaProducer  # noqa: E402  (after the native check, which names the fix)
+# After the native check, which names the fix.
+from kafkaprod._native.batch_future import BatchFuture, BatchMetadata  # noqa: E402
+from kafkaprod._native.future import FutureRecordMetadata  # noqa: E402
+from kafkaprod.errors import (  # noqa: E402
+    BatchSendError, BrokerResponseError, BufferExhaustedError, ErrorCode, KafkaError, KafkaTimeoutError,
+    ProducerClosedError, ProtocolError, RecordTooLargeError, RetriableBrokerError, UnknownBrokerError,
+    UnsupportedVersionError,
+)
+from kafkaprod.producer import KafkaProducer  # noqa: E402
 from kafkaprod.record_metadata import RecordMetadata  # noqa: E402
 
-__all__ = ["KafkaProducer", "RecordMetadata", "__version__"]
+__all__ = [
+    "BatchFuture", "BatchMetadata", "BatchSendError", "BrokerResponseError", "BufferExhaustedError", "ErrorCode",
+    "FutureRecordMetadata", "KafkaError", "KafkaProducer", "KafkaTimeoutError", "ProducerClosedError",
+    "ProtocolError", "RecordMetadata", "RecordTooLargeError", "RetriableBrokerError", "UnknownBrokerError",
+    "UnsupportedVersionError", "__version__",
+]

@@ -17,12 +17,11 @@ from kafkaprod._native.accumulator import RecordAccumulator
 from kafkaprod._native.batch_future import BatchFuture
 from kafkaprod._native.buffer_pool import BufferPool
 from kafkaprod._native.bulk import append_batch
-from kafkaprod._native.checks import (
-    check_headers, check_partition, check_record_callback, check_timestamp, check_topic,
-)
+from kafkaprod._native.checks import check_partition, check_record_callback, check_timestamp, check_topic
 from kafkaprod._native.future import FutureRecordMetadata
+from kafkaprod._native.headers import check_headers
 from kafkaprod._native.records import parse_compression_type
-from kafkaprod.errors import KafkaError, KafkaTimeoutError, ProducerClosedError, RecordTooLargeError
+from kafkaprod.errors import KafkaError, KafkaTimeoutError, ProducerClosedError
 from kafkaprod.interceptors import ProducerInterceptors
 from kafkaprod.metadata import Metadata, PartitionInfo
 from kafkaprod.metrics import ProducerMetrics
