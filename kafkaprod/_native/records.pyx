@@ -97,16 +97,22 @@ cdef Py_ssize_t estimate_size_upper_bound_raw(Py_ssize_t key_len, Py_ssize_t val
     return size_upper_bound(key_len, value_len, hpart)
 
 
+cdef int _lengths(object key, object value, Py_ssize_t* key_len, Py_ssize_t* value_len) except -1:
+    # The encoded lengths of a key and a value (-1 for None), checked as an append would check them.
+    cdef Py_buffer view
+    cdef const unsigned char* p
+    if bytes_view(key, &view, &p, key_len, "key"):
+        PyBuffer_Release(&view)
+    if bytes_view(value, &view, &p, value_len, "value"):
+        PyBuffer_Release(&view)
+    return 0
+
+
 def estimate_size_upper_bound(key, value, headers=None) -> int:
     """The most bytes a batch holding just this record can take, header included (Java's
     ``estimateSizeInBytesUpperBound``): allocate at least this much for a new batch."""
-    cdef Py_buffer kv, vv
-    cdef const unsigned char* p
     cdef Py_ssize_t kl, vl
-    if bytes_view(key, &kv, &p, &kl, "key"):
-        PyBuffer_Release(&kv)
-    if bytes_view(value, &vv, &p, &vl, "value"):
-        PyBuffer_Release(&vv)
+    _lengths(key, value, &kl, &vl)
     return estimate_size_upper_bound_raw(kl, vl, headers)
 
 
@@ -415,13 +421,8 @@ cdef class MemoryRecordsBuilder:
 
     def has_room_for(self, int64_t timestamp_ms, key, value, headers=None) -> bool:
         """Whether append() would accept this record now."""
-        cdef Py_buffer kv, vv
-        cdef const unsigned char* p
         cdef Py_ssize_t kl, vl
-        if bytes_view(key, &kv, &p, &kl, "key"):
-            PyBuffer_Release(&kv)
-        if bytes_view(value, &vv, &p, &vl, "value"):
-            PyBuffer_Release(&vv)
+        _lengths(key, value, &kl, &vl)
         return self.has_room_for_raw(timestamp_ms, kl, vl, headers)
 
     def append_values(self, values, int64_t timestamp_ms, keys=None) -> int:
