@@ -115,8 +115,9 @@ class TransactionManager:
     def _request_restart(self, batch: Any, why: str) -> None:
         """The batch's partition must number its batches from 0 again; under a new producer id if the batch was
         numbered under the current one (a gap, or state the broker lost, there). Java's
-        TransactionManager.requestIdempotentEpochBumpForPartition (see RecordAccumulator.restart_sequences for why
-        a new id rather than a new epoch)."""
+        TransactionManager.requestIdempotentEpochBumpForPartition -- but Java then bumps the epoch of its id on its
+        own, which Tansu refuses (PRODUCER_FENCED), and neither Tansu nor librdkafka's mock takes KIP-360's bump
+        through InitProducerId without a transactional id; so, as librdkafka does, a new producer id."""
         current = batch.producer_id == self.acc.producer_id and batch.producer_epoch == self.acc.producer_epoch
         # DEBUG: in an outage every expiring batch comes here; the new producer id is logged once, at INFO.
         log.debug("%r: %s; its partition's sequences restart%s", batch, why,

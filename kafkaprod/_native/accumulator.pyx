@@ -208,8 +208,7 @@ cdef class RecordAccumulator:
         too, in queue order -- once nothing of it is in flight; with new_producer_id, under a producer id still to
         be fetched, and every other partition too once its older batches are answered.
 
-        The Java client bumps the epoch of its producer id instead (TransactionManager.bumpIdempotentEpoch); see
-        the TransactionManager for why kafkaprod takes a new id, as librdkafka does.
+        When and under which id numbering restarts is the TransactionManager's decision (_request_restart).
         """
         cdef TopicState st
         with cython.critical_section(self):
