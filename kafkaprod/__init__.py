@@ -12,8 +12,8 @@ __version__ = "0.1.0"
 import importlib
 
 # Every compiled module of the send path; a missing one means the build step did not run.
-_NATIVE_MODULES = ("crc32c", "murmur2", "varint", "bulk_input", "checks", "headers", "records", "buffer_pool",
-                   "future", "batch_future", "batch", "accumulator", "bulk")
+_NATIVE_MODULES = ("crc32c", "murmur2", "varint", "bulk_input", "checks", "headers", "records", "record_metadata",
+                   "buffer_pool", "future", "batch_future", "batch", "accumulator", "bulk")
 
 try:
     for _name in _NATIVE_MODULES:
@@ -36,7 +36,7 @@ from kafkaprod.errors import (  # noqa: E402
     UnsupportedVersionError,
 )
 from kafkaprod.producer import KafkaProducer  # noqa: E402
-from kafkaprod.record_metadata import RecordMetadata  # noqa: E402
+from kafkaprod._native.record_metadata import RecordMetadata  # noqa: E402
 
 __all__ = [
     "BatchFuture", "BatchMetadata", "BatchSendError", "BrokerResponseError", "BufferExhaustedError", "ErrorCode",

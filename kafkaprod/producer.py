@@ -64,6 +64,9 @@ class KafkaProducer:
             cfg.retry_backoff_ms, cfg.delivery_timeout_ms, cfg.max_block_ms, cfg.enable_idempotence,
             self._client.wakeup, cfg.max_request_size)
         self._accumulator.set_retry_backoff_max(cfg.retry_backoff_max_ms)
+        if self._interceptors is not None:
+            # Called for every record as its batch completes, before its callback (Java's InterceptorCallback).
+            self._accumulator.acknowledge = self._interceptors.on_acknowledgement
         self._metrics = ProducerMetrics(self._pool)
         self._sender = Sender(self._client, self._metadata, self._accumulator, cfg, self._metrics)
         self._sender.start()
@@ -106,15 +109,6 @@ class KafkaProducer:
             if partition < 0:
                 # -1 would otherwise quietly hand the record to the built-in partitioner.
                 raise ValueError(f"the partitioner returned {partition} for topic {topic!r}, not a partition >= 0")
-        if self._interceptors is not None:
-            user_cb = callback
-            interceptors = self._interceptors
-
-            def callback(md, exc, _cb=user_cb):
-                interceptors.on_acknowledgement(md, exc)
-                if _cb is not None:
-                    _cb(md, exc)
-
         try:
             return self._accumulator.append(topic, -1 if partition is None else partition, key_bytes, value_bytes,
                                             headers, timestamp_ms, callback)
@@ -168,8 +162,6 @@ class KafkaProducer:
             if self._interceptors is not None:
                 self._interceptors.on_send_error(exc)
             raise
-        if self._interceptors is not None:
-            future.add_done_callback(self._acknowledge_batch)
         return future
 
     def _prepare_batch(self, topic: str, values: Any, keys: Any, partition: int | None, timestamp_ms: int | None,
@@ -219,13 +211,6 @@ class KafkaProducer:
                     chosen[i] = p
             partitions = chosen
         return values, keys, partitions
-
-    def _acknowledge_batch(self, future: BatchFuture) -> None:
-        # Interceptors see every record of a send_batch() call acknowledged, as they would for send().
-        on_ack = self._interceptors.on_acknowledgement
-        for i in range(len(future)):
-            metadata, error = future.record_outcome(i)
-            on_ack(metadata, error)
 
     def _wait_on_metadata(self, topic: str) -> None:
         acc = self._accumulator

@@ -59,6 +59,9 @@ cdef class RecordAccumulator:
     cdef bint idempotent
     cdef object wakeup
     cdef public object slow_send
+    # The interceptors' on_acknowledgement(metadata, exception), or None: every batch and send_batch() future
+    # made calls it for each of its records as it completes.
+    cdef public object acknowledge
     cdef dict topics
     cdef dict node_partitions
     cdef dict drain_index

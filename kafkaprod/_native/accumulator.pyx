@@ -145,6 +145,7 @@ cdef class RecordAccumulator:
         self.idempotent = idempotent
         self.wakeup = wakeup
         self.slow_send = None
+        self.acknowledge = None
         self.topics = {}
         self.node_partitions = {}
         self.drain_index = {}
@@ -399,8 +400,11 @@ cdef class RecordAccumulator:
         self.pool.deallocate_raw(buf, size)
 
     cdef ProducerBatch new_batch(self, TopicState st, int p, object buf, Py_ssize_t size):
-        return ProducerBatch(st.topic, p, MemoryRecordsBuilder(buf, self.compression_type, self.batch_size),
-                             buf, size, mono_s())
+        cdef ProducerBatch batch = ProducerBatch(st.topic, p, MemoryRecordsBuilder(buf, self.compression_type,
+                                                                                   self.batch_size),
+                                                 buf, size, mono_s())
+        batch.result.ack = self.acknowledge
+        return batch
 
     cdef void add_batch(self, TopicState st, ProducerBatch batch):
         cdef PartitionState ps = st.partitions[batch.partition]

@@ -64,8 +64,8 @@ cdef class ProducerBatch:
             return None
         cdef FutureRecordMetadata fut = FutureRecordMetadata.create(
             self.result, delta, timestamp, <int>klen if klen >= 0 else -1, <int>vlen if vlen >= 0 else -1)
-        if callback is not None:
-            fut.set_send_callback(callback)
+        if callback is not None or self.result.ack is not None:
+            fut.listen(callback)
         return fut
 
     def close(self):

@@ -5,6 +5,7 @@ from cpython.object cimport PyObject
 from libc.stdint cimport int32_t, int64_t
 
 from kafkaprod._native.future cimport Completion, ProduceRequestResult
+from kafkaprod._native.record_metadata cimport RecordMetadata
 
 
 @cython.final
@@ -34,13 +35,14 @@ cdef class BatchFuture(Completion):
     cdef Py_ssize_t _pending
     cdef bint _any_failed
     cdef list _callbacks
+    cdef object _ack                     # the interceptors' on_acknowledgement, called per record on completion
     cdef Py_ssize_t _failed
     cdef Py_ssize_t _first_failed
     cdef object _first_error
     cdef object _error
 
     @staticmethod
-    cdef BatchFuture create(str topic, Py_ssize_t n, int64_t timestamp, int num_partitions)
+    cdef BatchFuture create(str topic, Py_ssize_t n, int64_t timestamp, int num_partitions, object ack)
     # Per-record key (keys True) or value sizes, for calls whose sizes differ; the caller fills all n of them.
     cdef int32_t* sizes_array(self, bint keys) except NULL
     # The call's first key (keys True) or value size, which every record has unless sizes_array() was made.
@@ -56,7 +58,9 @@ cdef class BatchFuture(Completion):
     cdef void _run_callback(self, object fn)
     cdef int _find_run(self, Py_ssize_t i) noexcept
     cdef ProduceRequestResult _locate(self, Py_ssize_t i, int32_t* rel)
-    cdef object record_metadata(self, Py_ssize_t i)
+    cdef RecordMetadata record_metadata(self, Py_ssize_t i)
+    cdef RecordMetadata _metadata_at(self, Py_ssize_t i, ProduceRequestResult r, int32_t rel)
+    cdef void _acknowledge(self)
     cdef int _walk(self, ProduceRequestResult r, int32_t lo, int32_t hi, Py_ssize_t first_index, list out) except -1
     cdef list _scan_failures(self, bint want_indices)
     cdef object _error_of(self)

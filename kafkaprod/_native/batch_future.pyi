@@ -2,7 +2,7 @@ from collections.abc import Callable, Iterator, Sequence
 from typing import Any, overload
 
 from kafkaprod._native.future import Completion
-from kafkaprod.record_metadata import RecordMetadata
+from kafkaprod._native.record_metadata import RecordMetadata
 
 class BatchMetadata(Sequence[RecordMetadata]):
     def __len__(self) -> int: ...

@@ -11,13 +11,13 @@ from cpython.object cimport PyObject
 from libc.stdint cimport int32_t, int64_t
 
 from kafkaprod._native.future cimport Completion, ProduceRequestResult, follow_splits
+from kafkaprod._native.record_metadata cimport RecordMetadata, make_metadata
 
 import logging
 
 from collections.abc import Sequence as _Sequence
 
 from kafkaprod.errors import BatchSendError, KafkaTimeoutError
-from kafkaprod.record_metadata import RecordMetadata
 
 log = logging.getLogger("kafkaprod")
 
@@ -52,7 +52,7 @@ cdef class BatchFuture(Completion):
         PyMem_Free(self._part_idx)
 
     @staticmethod
-    cdef BatchFuture create(str topic, Py_ssize_t n, int64_t timestamp, int num_partitions):
+    cdef BatchFuture create(str topic, Py_ssize_t n, int64_t timestamp, int num_partitions, object ack):
         cdef BatchFuture f = BatchFuture.__new__(BatchFuture)
         cdef int p
         f.topic = topic
@@ -61,6 +61,7 @@ cdef class BatchFuture(Completion):
         f._key_size = -1
         f._value_size = -1
         f._results = []
+        f._ack = ack
         f._failed = -1
         f._first_failed = -1
         f._num_partitions = num_partitions
@@ -173,12 +174,31 @@ cdef class BatchFuture(Completion):
             self._complete()
 
     cdef void _complete(self):
+        if self._ack is not None:
+            self._acknowledge()
         self.open()
         callbacks = self._callbacks
         self._callbacks = None
         if callbacks is not None:
             for fn in callbacks:
                 self._run_callback(fn)
+
+    cdef void _acknowledge(self):
+        # The interceptors see every record of the call acknowledged, as they would for send(): one loop here.
+        cdef Py_ssize_t i
+        cdef int32_t rel
+        cdef ProduceRequestResult r
+        ack = self._ack
+        self._ack = None
+        for i in range(self._n):
+            r = self._locate(i, &rel)
+            try:
+                if r.error is None:
+                    ack(self._metadata_at(i, r, rel), None)
+                else:
+                    ack(None, r.error)
+            except Exception:
+                log.exception("an interceptor acknowledgement raised; continuing")
 
     cdef void _run_callback(self, object fn):
         try:
@@ -205,14 +225,15 @@ cdef class BatchFuture(Completion):
         rel[0] = off
         return r
 
-    cdef object record_metadata(self, Py_ssize_t i):
+    cdef RecordMetadata record_metadata(self, Py_ssize_t i):
         cdef int32_t rel
-        cdef ProduceRequestResult r = self._locate(i, &rel)
-        cdef int64_t offset = r.base_offset + rel if r.base_offset >= 0 else -1
-        cdef int64_t ts = r.log_append_time if r.log_append_time >= 0 else self._timestamp
-        ks = self._key_sizes[i] if self._key_sizes != NULL else self._key_size
-        vs = self._value_sizes[i] if self._value_sizes != NULL else self._value_size
-        return RecordMetadata(r.topic, r.partition, offset, ts, ks, vs)
+        return self._metadata_at(i, self._locate(i, &rel), rel)
+
+    cdef RecordMetadata _metadata_at(self, Py_ssize_t i, ProduceRequestResult r, int32_t rel):
+        return make_metadata(r.topic, r.partition, r.base_offset + rel if r.base_offset >= 0 else -1,
+                             r.log_append_time if r.log_append_time >= 0 else self._timestamp,
+                             self._key_sizes[i] if self._key_sizes != NULL else self._key_size,
+                             self._value_sizes[i] if self._value_sizes != NULL else self._value_size)
 
     # ---- failures ----------------------------------------------------------------------------------------
     cdef int _walk(self, ProduceRequestResult r, int32_t lo, int32_t hi, Py_ssize_t first_index, list out) except -1:
@@ -337,7 +358,7 @@ cdef class BatchFuture(Completion):
         r = self._locate(index, &rel)
         if r.error is not None:
             return None, r.error
-        return self.record_metadata(index), None
+        return self._metadata_at(index, r, rel), None
 
     @property
     def batch_count(self) -> int:

@@ -91,7 +91,7 @@ def append_batch(RecordAccumulator acc, str topic, values, keys=None, partition=
                                      f"which has {nparts} partitions (0-{nparts - 1})")
                 else:
                     parr[i] = q
-        fut = BatchFuture.create(topic, n, ts, nparts)
+        fut = BatchFuture.create(topic, n, ts, nparts, acc.acknowledge)
         _check_records(acc, &vsrc, &ksrc, n, hlen if hp != NULL else 1, fut)
         return _append_all(acc, st, fut, &vsrc, &ksrc, n, nparts, fixed, parr, ts, hp, hlen)
     finally:

@@ -3,6 +3,8 @@
 cimport cython
 from libc.stdint cimport int64_t
 
+from kafkaprod._native.record_metadata cimport RecordMetadata
+
 
 cdef class Completion:
     # Something that completes once and that threads wait for -- a batch's result, a send_batch() call's future.
@@ -28,6 +30,8 @@ cdef class ProduceRequestResult(Completion):
     cdef list _listeners
     # After a split (MESSAGE_TOO_LARGE): (first relative offset, ProduceRequestResult) of each half, ascending.
     cdef readonly list children
+    # The interceptors' on_acknowledgement(metadata, exception), called for each of the batch's records; or None.
+    cdef public object ack
 
     cpdef bint done(self)
     # listener: a FutureRecordMetadata with callbacks, or a Completion (a send_batch() future).
@@ -45,20 +49,21 @@ cdef ProduceRequestResult follow_splits(ProduceRequestResult result, int* rel)
 
 @cython.final
 cdef class FutureRecordMetadata:
+    # Small on purpose (a service may hold a million): 64 bytes, and not tracked by the cyclic GC.
     cdef ProduceRequestResult _result
-    cdef int _relative_offset
+    cdef object _callbacks               # None, the send() callback, or a list of (kind, fn, args, kwargs)
     cdef int64_t _timestamp
+    cdef int _relative_offset
     cdef int _key_size
     cdef int _value_size
-    cdef list _callbacks
 
     @staticmethod
     cdef FutureRecordMetadata create(ProduceRequestResult result, int relative_offset, int64_t timestamp,
                                      int key_size, int value_size)
     cdef ProduceRequestResult _final_result(self)
     cdef bint _wait(self, object timeout)
-    cdef object _metadata(self)
+    cdef RecordMetadata _metadata(self)
     cdef void _attach(self, int kind, object fn, tuple args, dict kwargs)
-    cdef void set_send_callback(self, object callback)
+    cdef void listen(self, object callback)
     cdef void on_result(self, ProduceRequestResult result)
-    cdef void _run(self, tuple entry)
+    cdef void _run(self, tuple entry, object metadata, object error)

@@ -1,7 +1,7 @@
 from collections.abc import Callable
 from typing import Any
 
-from kafkaprod.record_metadata import RecordMetadata
+from kafkaprod._native.record_metadata import RecordMetadata
 
 class Completion:
     """Completes once; threads wait for it."""

@@ -3,24 +3,27 @@
 
 A batch owns one ProduceRequestResult: one latch for all its records. A record's future is a small object that
 points at that result plus its offset inside the batch, so completing a batch costs one latch release, and
-per-record work happens only for futures that someone attached a callback to. send_batch() futures live in
-batch_future.pyx and listen to the same results.
+per-record work happens only for futures that listen -- those with a callback, or every one while interceptors
+are configured -- in one loop per completed batch. send_batch() futures live in batch_future.pyx and listen to
+the same results.
 """
 cimport cython
 from libc.stdint cimport int64_t
+
+from kafkaprod._native.record_metadata cimport RecordMetadata, make_metadata
 
 import logging
 import threading
 import time
 
 from kafkaprod.errors import KafkaTimeoutError
-from kafkaprod.record_metadata import RecordMetadata
 
 log = logging.getLogger("kafkaprod")
 
 cdef object _Event = threading.Event
 
-# Callback kinds; one list per future keeps the order in which they were attached.
+# Callback kinds of add_callback() and the like. A future's _callbacks is None, the send() callback itself (the common
+# case), or a list of (kind, fn, args, kwargs) in the order they were attached.
 cdef enum:
     CB_SEND = 0        # callback(metadata, exception), as Java's onCompletion
     CB_SUCCESS = 1     # fn(metadata, *args, **kwargs), kafka-python's add_callback
@@ -66,6 +69,7 @@ cdef class ProduceRequestResult(Completion):
         self.error = None
         self._listeners = None
         self.children = None
+        self.ack = None
 
     cpdef bint done(self):
         return self._done
@@ -104,8 +108,11 @@ cdef class ProduceRequestResult(Completion):
         children: (first_relative_offset, ProduceRequestResult) in ascending order; a record of relative offset r
         now belongs to the last child whose first offset is <= r, at offset r - first there.
         """
+        cdef ProduceRequestResult child
         if self._done:
             return
+        for _start, child in children:
+            child.ack = self.ack  # the halves' records are acknowledged to the interceptors as the original's
         self.children = children
         self._release()
 
@@ -147,6 +154,10 @@ cdef ProduceRequestResult follow_splits(ProduceRequestResult result, int* rel):
 
 @cython.final
 @cython.freelist(256)
+# Not tracked by the cyclic GC: a service holding a million futures must not have the collector walk them on every
+# pass. The one cycle a future is in -- its result's listener list holds it while it waits for callbacks -- is
+# broken when the result completes, and every result completes (delivered, failed, expired or aborted on close).
+@cython.no_gc
 cdef class FutureRecordMetadata:
     """The future send() returns: resolves to RecordMetadata, or raises the record's error."""
 
@@ -167,16 +178,15 @@ cdef class FutureRecordMetadata:
 
     cdef ProduceRequestResult _final_result(self):
         """Follows splits (MESSAGE_TOO_LARGE) to the result that holds this record now."""
-        self._result = follow_splits(self._result, &self._relative_offset)
+        if self._result._done and self._result.children is not None:
+            self._result = follow_splits(self._result, &self._relative_offset)
         return self._result
 
-    def done(self) -> bool:
-        cdef ProduceRequestResult r = self._final_result()
-        return r._done
-
     cdef bint _wait(self, object timeout):
+        cdef ProduceRequestResult r = self._final_result()
+        if r._done:
+            return True  # the common case once flush() returned: no clock read, no Event
         deadline = None if timeout is None else time.monotonic() + timeout
-        cdef ProduceRequestResult r
         while True:
             r = self._result
             if not r.wait(None if deadline is None else max(0.0, deadline - time.monotonic())):
@@ -185,13 +195,14 @@ cdef class FutureRecordMetadata:
                 return True
             self._final_result()
 
-    cdef object _metadata(self):
+    cdef RecordMetadata _metadata(self):
         cdef ProduceRequestResult r = self._result
-        cdef int64_t offset = -1
-        if r.base_offset >= 0:
-            offset = r.base_offset + self._relative_offset
-        ts = r.log_append_time if r.log_append_time >= 0 else self._timestamp
-        return RecordMetadata(r.topic, r.partition, offset, ts, self._key_size, self._value_size)
+        return make_metadata(r.topic, r.partition, r.base_offset + self._relative_offset if r.base_offset >= 0 else -1,
+                             r.log_append_time if r.log_append_time >= 0 else self._timestamp,
+                             self._key_size, self._value_size)
+
+    def done(self) -> bool:
+        return self._final_result()._done
 
     def get(self, timeout=None):
         """The record's RecordMetadata; raises its error, or KafkaTimeoutError if not done within timeout s."""
@@ -227,15 +238,21 @@ cdef class FutureRecordMetadata:
         if not callable(fn):
             raise TypeError(f"callback must be callable, got {fn!r}")
         entry = (kind, fn, args, kwargs)
-        first = self._callbacks is None
-        if first:
-            self._callbacks = [entry]
-        else:
-            self._callbacks.append(entry)
         cdef ProduceRequestResult r = self._final_result()
         if r._done:
-            self._run(entry)
-        elif first:
+            error = r.error
+            self._run(entry, self._metadata() if error is None else None, error)
+            return
+        # Listening already: for a send() callback, or for the interceptors' acknowledgement.
+        cdef bint listening = self._callbacks is not None or r.ack is not None
+        callbacks = self._callbacks
+        if callbacks is None:
+            self._callbacks = [entry]
+        elif type(callbacks) is list:
+            (<list>callbacks).append(entry)
+        else:
+            self._callbacks = [(CB_SEND, callbacks, None, None), entry]
+        if not listening:
             r.add_listener(self)
 
     def add_callback(self, fn, *args, **kwargs):
@@ -257,41 +274,57 @@ cdef class FutureRecordMetadata:
         """fn(future) when the record completes either way, as concurrent.futures.Future."""
         self._attach(CB_DONE, fn, (), None)
 
-    cdef void set_send_callback(self, object callback):
-        """The send(callback=...) hook: registered before the batch can complete, so no race to handle."""
-        self._callbacks = [(CB_SEND, callback, None, None)]
+    cdef void listen(self, object callback):
+        """Registers for the batch's completion with the send(callback=...) callback (None: for the interceptors'
+        acknowledgement only) -- before the batch can complete, so no race to handle."""
+        self._callbacks = callback
         self._result.add_listener(self)
 
     cdef void on_result(self, ProduceRequestResult result):
-        if self._result.children is not None:
+        # Runs once per record that listens, in the completing batch's one loop over its listeners (the Sender
+        # thread): the interceptors' acknowledgement, then the callbacks. Nothing is made per record but the
+        # RecordMetadata handed to them.
+        cdef ProduceRequestResult r = self._result
+        if r.children is not None:
             # The batch was split: follow this record to its new batch and wait there.
             self._final_result().add_listener(self)
             return
         callbacks = self._callbacks
         self._callbacks = None
-        if callbacks is not None:
-            for entry in callbacks:
-                self._run(entry)
+        ack = r.ack
+        error = r.error
+        metadata = self._metadata() if error is None else None
+        if ack is not None:
+            try:
+                ack(metadata, error)
+            except Exception:
+                log.exception("an interceptor acknowledgement raised; continuing")
+        if callbacks is None:
+            return
+        if type(callbacks) is not list:
+            try:
+                callbacks(metadata, error)
+            except Exception:
+                # As the Java client: a failing user callback is logged and must not break delivery of others.
+                log.exception("a record callback raised; continuing")
+            return
+        for entry in <list>callbacks:
+            self._run(entry, metadata, error)
 
-    cdef void _run(self, tuple entry):
+    cdef void _run(self, tuple entry, object metadata, object error):
         kind, fn, args, kwargs = entry
-        error = self._result.error
         try:
             if kind == CB_SEND:
-                if error is None:
-                    fn(self._metadata(), None)
-                else:
-                    fn(None, error)
+                fn(metadata, error)
             elif kind == CB_SUCCESS:
                 if error is None:
-                    fn(self._metadata(), *args, **(kwargs or {}))
+                    fn(metadata, *args, **(kwargs or {}))
             elif kind == CB_ERROR:
                 if error is not None:
                     fn(error, *args, **(kwargs or {}))
             else:
                 fn(self)
         except Exception:
-            # As the Java client: a failing user callback is logged and must not break delivery of others.
             log.exception("a record callback raised; continuing")
 
     def __repr__(self):

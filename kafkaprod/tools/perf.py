@@ -169,8 +169,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--linger-ms", type=compare.int_arg(0), default=None, help="linger_ms (default: producer's)")
     parser.add_argument("--throughput", type=_throughput_arg, default=-1.0,
                         help="records/s to send at most; -1 for no limit (default)")
-    parser.add_argument("--latency-sample-every", type=compare.int_arg(1), default=None, metavar="K",
-                        help=f"measure the latency of every K-th record (default: about {TARGET_LATENCY_SAMPLES:,} samples)")
+    parser.add_argument("--latency-sample-every", type=compare.int_arg(0), default=None, metavar="K",
+                        help=f"measure the latency of every K-th record (default: about {TARGET_LATENCY_SAMPLES:,} "
+                             f"samples); 0: none, to see what sampling costs")
     parser.add_argument("-X", "--producer-option", type=_producer_option, action="append", default=[],
                         metavar="KEY=VALUE", help="any other producer option (snake_case or Java name), repeatable")
     parser.add_argument("--reporting-interval", type=_interval_arg, default=5.0, metavar="SECONDS",
@@ -396,7 +397,8 @@ class Progress:
 
 def produce(producer: Any, args: PerfArgs, records: Records, stats: Stats) -> float:
     """Send every record, flush, and return the seconds from the first send to the end of the flush."""
-    n, k, topic = args.num_records, args.latency_sample_every, args.topic
+    n, topic = args.num_records, args.topic
+    k = args.latency_sample_every or n + 1  # 0: no sample, every record a plain send
     send = producer.send
     held: list[Any] = []
     hold = held.append
@@ -409,7 +411,10 @@ def produce(producer: Any, args: PerfArgs, records: Records, stats: Stats) -> fl
         # Chunks of k records: the first carries the latency callback, the rest are plain sends.
         while sent < n:
             chunk = min(k, n - sent)
-            send(topic, value, callback=stats.sampled_callback(time.perf_counter()))
+            if args.latency_sample_every:
+                send(topic, value, callback=stats.sampled_callback(time.perf_counter()))
+            else:
+                hold(send(topic, value))
             for _ in itertools.repeat(None, chunk - 1):
                 hold(send(topic, value))
             sent += chunk
@@ -421,7 +426,7 @@ def produce(producer: Any, args: PerfArgs, records: Records, stats: Stats) -> fl
             if throttle is not None:
                 throttle.wait(sent)
                 progress.maybe_print(sent)  # a throttled run may take long between samples
-            if sent % k == 0:
+            if sent % k == 0 and args.latency_sample_every:
                 send(topic, value, key, callback=stats.sampled_callback(time.perf_counter()))
                 if len(held) >= MAX_HELD_FUTURES:
                     _drop_oldest(held, stats)

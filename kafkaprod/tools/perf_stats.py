@@ -138,6 +138,9 @@ def format_summary(report: Report) -> str:
         line += (f"\nsend_batch() of {report.bulk:,} records per call; latency from {report.latency_samples} calls "
                  f"(call to its last acknowledgement); {report.elapsed_s:.2f} s from first send to last "
                  f"acknowledgement")
+    elif not report.latency_sample_every:
+        line += f"\nlatency not sampled (--latency-sample-every 0); {report.elapsed_s:.2f} s from first send to last " \
+                "acknowledgement"
     else:
         line += (f"\nlatency from {report.latency_samples} sampled records (every {report.latency_sample_every}"
                  f"{'st' if report.latency_sample_every == 1 else 'th'}); {report.elapsed_s:.2f} s from first send "
