@@ -121,8 +121,19 @@ def test_latency_sampling_defaults_to_about_twenty_thousand_samples():
     assert perf.parse_args(["--num-records", "100", "--latency-sample-every", "3"]).latency_sample_every == 3
 
 
-def test_latency_sample_interval_must_be_positive(capsys):
-    assert "--latency-sample-every" in refused(capsys, ["--latency-sample-every", "0"])
+def test_latency_sample_interval_must_not_be_negative_and_zero_turns_sampling_off(capsys):
+    assert "--latency-sample-every" in refused(capsys, ["--latency-sample-every", "-1"])
+    assert perf.parse_args(["--latency-sample-every", "0"]).latency_sample_every == 0
+
+
+@pytest.mark.parametrize("key_size", [0, 8])  # the constant-value loop and the general one
+def test_a_run_without_latency_samples_sends_and_checks_every_record(tansu, tansu_topic, capsys, key_size):
+    topic = tansu_topic(partitions=3)
+    status = perf.main(["--latency-sample-every", "0", "--num-records", "5000", "--key-size", str(key_size),
+                        "--topic", topic, "--bootstrap-servers", tansu.bootstrap_servers, "--json"])
+    assert status == 0
+    report = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert (report["records"], report["failed"], report["latency_samples"]) == (5000, 0, 0)
 
 
 def test_extra_producer_options_are_typed_and_java_names_become_snake_case():
