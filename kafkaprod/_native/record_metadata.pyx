@@ -24,12 +24,7 @@ cdef class RecordMetadata:
 
     def __init__(self, str topic, int partition, int64_t offset, int64_t timestamp, int serialized_key_size,
                  int serialized_value_size):
-        self.topic = topic
-        self.partition = partition
-        self.offset = offset
-        self.timestamp = timestamp
-        self.serialized_key_size = serialized_key_size
-        self.serialized_value_size = serialized_value_size
+        _fill(self, topic, partition, offset, timestamp, serialized_key_size, serialized_value_size)
 
     cdef tuple as_tuple(self):
         return (self.topic, self.partition, self.offset, self.timestamp, self.serialized_key_size,
@@ -90,15 +85,20 @@ cdef class RecordMetadata:
         return RecordMetadata(**values)
 
 
-cdef RecordMetadata make_metadata(str topic, int partition, int64_t offset, int64_t timestamp, int key_size,
-                                  int value_size):
-    cdef RecordMetadata m = RecordMetadata.__new__(RecordMetadata)
+cdef inline void _fill(RecordMetadata m, str topic, int partition, int64_t offset, int64_t timestamp, int key_size,
+                       int value_size) noexcept:
     m.topic = topic
     m.partition = partition
     m.offset = offset
     m.timestamp = timestamp
     m.serialized_key_size = key_size
     m.serialized_value_size = value_size
+
+
+cdef RecordMetadata make_metadata(str topic, int partition, int64_t offset, int64_t timestamp, int key_size,
+                                  int value_size):
+    cdef RecordMetadata m = RecordMetadata.__new__(RecordMetadata)
+    _fill(m, topic, partition, offset, timestamp, key_size, value_size)
     return m
 
 
