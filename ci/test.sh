@@ -10,6 +10,9 @@ cd "$(dirname "$0")/.."
 # A regular (non-editable) install: the tests import the built wheel, exactly what a user gets.
 python -m pip install --quiet ".[test]"
 
+# mypy over the package and stubtest over the compiled modules (the test extra brings mypy).
+bash ci/typecheck.sh
+
 # Run from the tests directory's parent without putting the source tree on sys.path (pytest's default
 # "prepend" import mode adds tests/, not the repository root), so `import kafkaprod` is the installed package.
 exec python -I -m pytest -p no:cacheprovider "$@"

@@ -12,11 +12,17 @@ import struct
 import sys
 import threading
 import zlib
+from collections.abc import Callable
 from enum import IntEnum
+from types import ModuleType
 from typing import Any
 
 from kafkaprod.errors import ProtocolError
 
+# The codec libraries: each one None when it is not installed (check_available() names the package to install).
+# python-snappy and lz4 have no type information (mypy's ignore_missing_imports): those names are Any already.
+_cramjam: ModuleType | None
+_zstd: ModuleType | None
 try:
     import cramjam as _cramjam
 except ImportError:  # pragma: no cover - python-snappy < 0.7 does not bring cramjam
@@ -49,7 +55,9 @@ class Codec(IntEnum):
     LZ4 = 3, "lz4"
     ZSTD = 4, "zstandard"
 
-    def __new__(cls, codec_id: int, package: str | None) -> Codec:
+    # package has a default only for the type checker: Codec(codec_id) -- a lookup by value, which does not call
+    # this __new__ -- is then a valid call to it; every member above gives its package.
+    def __new__(cls, codec_id: int, package: str | None = None) -> Codec:
         member = int.__new__(cls, codec_id)
         member._value_ = codec_id
         member.package = package
@@ -102,8 +110,20 @@ def check_available(codec: int) -> None:
     else:
         return
     if not available:
-        raise ImportError(f"compression_type {CODEC_NAMES[codec]!r} needs the {Codec(codec).package} package, "
-                          "which is not installed")
+        raise _missing(codec)
+
+
+def _missing(codec: int) -> ImportError:
+    return ImportError(f"compression_type {CODEC_NAMES[codec]!r} needs the {Codec(codec).package} package, "
+                       "which is not installed")
+
+
+def _library(module: ModuleType | None, codec: int) -> ModuleType:
+    """A typed codec library that may be None, as a module: compress() and decompress() call check_available()
+    first, so the ImportError here is only for a library that is missing all the same."""
+    if module is None:
+        raise _missing(codec)
+    return module
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -117,13 +137,13 @@ def _byte_view(data: Any) -> memoryview:
 
 
 _GZIP_WBITS = 31  # zlib's "gzip container" mode
-_GZIP_HAS_ONE_SHOT_WBITS = sys.version_info >= (3, 11)
 
 
 def _gzip(level: int, src: Any) -> Any:
     if level < 0:
         level = 6  # java.util.zip's default level, which Kafka's gzip uses unless configured
-    if _GZIP_HAS_ONE_SHOT_WBITS:
+    # zlib.compress() takes wbits since Python 3.11 (spelled out here, not kept in a flag, for the type checker).
+    if sys.version_info >= (3, 11):
         return zlib.compress(src, level, _GZIP_WBITS)
     c = zlib.compressobj(level, zlib.DEFLATED, _GZIP_WBITS)  # pragma: no cover - Python 3.10
     return c.compress(src) + c.flush()  # pragma: no cover
@@ -184,12 +204,12 @@ def _zstd_compress(level: int, src: Any) -> Any:
         cache = _zstd_local.compressors = {}
     c = cache.get(level)
     if c is None:
-        c = cache[level] = _zstd.ZstdCompressor(level=level)
+        c = cache[level] = _library(_zstd, _ZSTD).ZstdCompressor(level=level)
     return c.compress(src)
 
 
-_COMPRESSORS = {Codec.GZIP.value: _gzip, Codec.SNAPPY.value: _snappy_xerial, Codec.LZ4.value: _lz4,
-                Codec.ZSTD.value: _zstd_compress}
+_COMPRESSORS: dict[int, Callable[[int, Any], Any]] = {Codec.GZIP.value: _gzip, Codec.SNAPPY.value: _snappy_xerial,
+                                                      Codec.LZ4.value: _lz4, Codec.ZSTD.value: _zstd_compress}
 
 
 def compress(codec: int, level: int, data: Any) -> Any:
@@ -227,13 +247,13 @@ def _snappy_decompress(data: memoryview) -> bytes:
     return bytes(out)
 
 
-_DECOMPRESSORS = {
+_DECOMPRESSORS: dict[int, Callable[[memoryview], bytes]] = {
     Codec.NONE.value: bytes,
     Codec.GZIP.value: gzip.decompress,
     Codec.SNAPPY.value: _snappy_decompress,
     Codec.LZ4.value: lambda data: _lz4_frame.decompress(data),
     # A stream decompressor: a frame written without its content size (as streaming compressors write) reads too.
-    Codec.ZSTD.value: lambda data: _zstd.ZstdDecompressor().decompressobj().decompress(data),
+    Codec.ZSTD.value: lambda data: _library(_zstd, _ZSTD).ZstdDecompressor().decompressobj().decompress(data),
 }
 
 

@@ -24,7 +24,8 @@ class ProducerInterceptors:
     def __init__(self, interceptors: Sequence[Any]) -> None:
         self._interceptors = tuple(interceptors)
 
-    def on_send(self, topic, value, key, partition, timestamp_ms, headers):
+    def on_send(self, topic: str, value: Any, key: Any, partition: int | None, timestamp_ms: int | None,
+                headers: Any) -> tuple[str, Any, Any, int | None, int | None, Any]:
         record = ProducerRecord(topic, value, key, partition, timestamp_ms, headers)
         for icpt in self._interceptors:
             try:

@@ -11,7 +11,7 @@ import logging
 import threading
 import time
 from collections.abc import Iterable
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from kafkaprod.errors import ErrorCode, KafkaTimeoutError, ProducerClosedError
 
@@ -69,7 +69,7 @@ class Cluster:
         return cls([Node(-(i + 1), host, port) for i, (host, port) in enumerate(servers)], [])
 
     @classmethod
-    def from_metadata_response(cls, body: dict) -> Cluster:
+    def from_metadata_response(cls, body: dict[str, Any]) -> Cluster:
         """The cluster a decoded Metadata answer describes (Java's MetadataResponse.buildCluster).
 
         Topics answered with an error have no partitions here; those refused as TOPIC_AUTHORIZATION_FAILED or

@@ -3,11 +3,14 @@ from __future__ import annotations
 
 import threading
 import time
-from typing import Any
+from collections.abc import Sequence
+
+from kafkaprod._native.batch import ProducerBatch
+from kafkaprod._native.buffer_pool import BufferPool
 
 
 class ProducerMetrics:
-    def __init__(self, pool: Any) -> None:
+    def __init__(self, pool: BufferPool) -> None:
         self._pool = pool
         self._lock = threading.Lock()
         self._start = time.monotonic()
@@ -24,13 +27,13 @@ class ProducerMetrics:
         self.latency_max = 0.0
         self.producer_id_resets = 0
 
-    def record_request(self, batches: list, now: float) -> None:
+    def record_request(self, batches: Sequence[ProducerBatch], now: float) -> None:
         n = 0
         nbytes = 0
         ratio = 0.0
         for b in batches:
             n += b.record_count
-            nbytes += len(b.records)
+            nbytes += b.estimated_size  # the built size: the Sender closed the batch
             ratio += b.builder.compression_ratio
         with self._lock:
             self.requests += 1
@@ -46,7 +49,7 @@ class ProducerMetrics:
             if seconds > self.latency_max:
                 self.latency_max = seconds
 
-    def record_done(self, batch: Any) -> None:
+    def record_done(self, batch: ProducerBatch) -> None:
         if batch.result.error is None:
             with self._lock:
                 self.records_sent += batch.record_count

@@ -15,12 +15,13 @@ import logging
 import selectors
 import socket
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from kafkaprod import __version__, protocol
 from kafkaprod.protocol.messages import API_VERSIONS
+from kafkaprod.protocol.schema import Api
 from kafkaprod.errors import ErrorCode, ProtocolError, UnsupportedVersionError
 
 log = logging.getLogger("kafkaprod")
@@ -37,7 +38,7 @@ class ClientResponse:
     api_key: int
     api_version: int
     request: Any  # what the caller attached to the request (e.g. the batches of a ProduceRequest)
-    body: dict | None = None
+    body: dict[str, Any] | None = None
     disconnected: bool = False  # the connection closed (or timed out) before an answer came
     timed_out: bool = False
     error: Exception | None = None
@@ -64,14 +65,16 @@ class _Connection:
     port: int
     sock: socket.socket | None = None
     state: str = DISCONNECTED
-    out: collections.deque = field(default_factory=collections.deque)  # pieces still to write
-    out_requests: collections.deque = field(default_factory=collections.deque)  # (end_marker_piece_count, inflight)
-    in_flight: collections.OrderedDict = field(default_factory=collections.OrderedDict)  # corr id -> _InFlight
-    splitter: Any = None
+    out: collections.deque[memoryview] = field(default_factory=collections.deque)  # pieces still to write
+    # (end_marker_piece_count, inflight)
+    out_requests: collections.deque[tuple[int, _InFlight]] = field(default_factory=collections.deque)
+    # corr id -> _InFlight
+    in_flight: collections.OrderedDict[int, _InFlight] = field(default_factory=collections.OrderedDict)
+    splitter: protocol.FrameSplitter | None = None
     api_versions: dict[int, tuple[int, int]] = field(default_factory=dict)
     # Correlation ids of recent requests sent without expecting an answer (Produce with acks=0). Some brokers
     # (Tansu, librdkafka's mock) answer them anyway; those answers are dropped instead of breaking the connection.
-    noreply: collections.deque = field(default_factory=lambda: collections.deque(maxlen=1024))
+    noreply: collections.deque[int] = field(default_factory=lambda: collections.deque(maxlen=1024))
     last_attempt: float = 0.0
     failures: int = 0
     registered_events: int = 0
@@ -145,7 +148,8 @@ class NetworkClient:
     def _backoff(self, conn: _Connection) -> float:
         if conn.failures == 0:
             return 0.0
-        return min(self.reconnect_backoff * (2 ** (conn.failures - 1)), self.reconnect_backoff_max)
+        backoff: float = min(self.reconnect_backoff * (2 ** (conn.failures - 1)), self.reconnect_backoff_max)
+        return backoff
 
     def least_loaded_node(self, now: float, candidates: Iterable[int] | None = None) -> int | None:
         """A broker to ask for metadata: ready with fewest in flight, else connectable soonest."""
@@ -227,7 +231,7 @@ class NetworkClient:
         conn.failures = 0
         log.info("connected to broker %d at %s:%d", conn.node_id, conn.host, conn.port)
 
-    def api_version(self, node_id: int, api: Any) -> int:
+    def api_version(self, node_id: int, api: Api) -> int:
         """Highest version of api that both this client and the broker support."""
         theirs = self._conns[node_id].api_versions.get(api.key)
         if theirs is None:
@@ -238,8 +242,8 @@ class NetworkClient:
     def send(
         self,
         node_id: int,
-        api: Any,
-        body: dict,
+        api: Api,
+        body: Mapping[str, Any],
         request: Any = None,
         expect_response: bool = True,
         on_done: Callable[[ClientResponse], None] | None = None,
@@ -254,7 +258,9 @@ class NetworkClient:
         return self._enqueue(conn, api.key, v, body, request, expect_response, on_done,
                              time.monotonic() if now is None else now)
 
-    def _enqueue(self, conn, api_key, version, body, request, expect_response, on_done, now, internal=False) -> int:
+    def _enqueue(self, conn: _Connection, api_key: int, version: int, body: Mapping[str, Any], request: Any,
+                 expect_response: bool, on_done: Callable[[ClientResponse], None] | None, now: float,
+                 internal: bool = False) -> int:
         self._correlation = (self._correlation + 1) & 0x7FFFFFFF
         cid = self._correlation
         pieces = protocol.encode_request(api_key, version, cid, self.client_id, body)
@@ -340,6 +346,8 @@ class NetworkClient:
         self._woken = False
 
     def _finish_connect(self, conn: _Connection, now: float) -> None:
+        if conn.sock is None:  # poll() calls this for connecting sockets only
+            return
         err = conn.sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
         if err != 0:
             log.info("connection to broker %d at %s:%d failed: %s", conn.node_id, conn.host, conn.port, errno.errorcode.get(err, err))
@@ -351,6 +359,8 @@ class NetworkClient:
 
     def _write(self, conn: _Connection, now: float) -> None:
         sock = conn.sock
+        if sock is None:  # poll() calls this for open sockets only
+            return
         while conn.out:
             try:
                 sent = sock.sendmsg(list(conn.out)[:512])
@@ -377,7 +387,7 @@ class NetworkClient:
         # Shift request end markers by the pieces written; requests whose last piece is gone are on the wire.
         if removed:
             reqs = conn.out_requests
-            shifted = collections.deque()
+            shifted: collections.deque[tuple[int, _InFlight]] = collections.deque()
             for end, inf in reqs:
                 end -= removed
                 if end <= 0:
@@ -391,7 +401,9 @@ class NetworkClient:
             conn.out_requests = shifted
 
     def _read(self, conn: _Connection, now: float) -> None:
-        sock = conn.sock
+        sock, splitter = conn.sock, conn.splitter
+        if sock is None or splitter is None:  # poll() calls this for open sockets only, which have a splitter
+            return
         while True:
             try:
                 data = sock.recv(_RECV_SIZE)
@@ -404,7 +416,7 @@ class NetworkClient:
                 self._close(conn, "closed by the broker")
                 return
             try:
-                frames = conn.splitter.feed(data)
+                frames = splitter.feed(data)
             except ProtocolError as exc:
                 self._close(conn, f"bad frame: {exc}")
                 return
@@ -414,7 +426,7 @@ class NetworkClient:
             if len(data) < _RECV_SIZE:
                 return
 
-    def _handle_frame(self, conn: _Connection, frame: memoryview, now: float) -> bool:
+    def _handle_frame(self, conn: _Connection, frame: bytes, now: float) -> bool:
         try:
             cid = protocol.read_correlation_id(frame)
         except ProtocolError as exc:

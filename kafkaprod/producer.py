@@ -75,6 +75,7 @@ class KafkaProducer:
             # Bytes in, built-in partitioner: send() is the accumulator's compiled entry point, which falls back
             # to _send_slow for anything it does not handle itself (unknown topic, arguments to check).
             self._accumulator.slow_send = self._send_slow
+            # Deliberate: the instance attribute shadows the method (same signature), which mypy refuses.
             self.send = self._accumulator.send  # type: ignore[method-assign]
         log.info("producer %s started (bootstrap %s)", self.client_id, cfg.bootstrap_servers)
 
@@ -85,7 +86,9 @@ class KafkaProducer:
         """Queues one record and returns its future; blocks up to max_block_ms for metadata or memory."""
         return self._send_slow(topic, value, key, partition, timestamp_ms, headers, callback)
 
-    def _send_slow(self, topic, value, key, partition, timestamp_ms, headers, callback):
+    def _send_slow(self, topic: str, value: Any, key: Any, partition: int | None, timestamp_ms: int | None,
+                   headers: Iterable[tuple[str, bytes | None]] | None,
+                   callback: Callback | None) -> FutureRecordMetadata:
         if self._closed:
             raise ProducerClosedError("send() after the producer was closed")
         check_topic(topic)
@@ -165,7 +168,7 @@ class KafkaProducer:
         return future
 
     def _prepare_batch(self, topic: str, values: Any, keys: Any, partition: int | None, timestamp_ms: int | None,
-                       headers: list | None) -> tuple[list, list | None, list | None]:
+                       headers: list[Any] | None) -> tuple[list[Any], list[Any] | None, list[int | None] | None]:
         """The slow path of send_batch(): interceptors, serializers and partitioner per record, in Python."""
         values = list(values)
         n = len(values)
@@ -173,7 +176,7 @@ class KafkaProducer:
             keys = list(keys)
             if len(keys) != n:
                 raise ValueError(f"keys has {len(keys)} items but values has {n}; give one key per value, or None")
-        partitions: list | None = None
+        partitions: list[int | None] | None = None
         if self._interceptors is not None:
             on_send = self._interceptors.on_send
             partitions = [partition] * n

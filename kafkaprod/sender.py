@@ -18,6 +18,8 @@ from typing import Any
 
 from kafkaprod import errors
 from kafkaprod._native.accumulator import RecordAccumulator, monotonic
+from kafkaprod._native.batch import ProducerBatch
+from kafkaprod.config import ProducerConfig
 from kafkaprod.metadata import Cluster, Metadata
 from kafkaprod.metrics import ProducerMetrics
 from kafkaprod.network import ClientResponse, NetworkClient
@@ -48,7 +50,7 @@ class Sender(threading.Thread):
         client: NetworkClient,
         metadata: Metadata,
         accumulator: RecordAccumulator,
-        config: Any,
+        config: ProducerConfig,
         metrics: ProducerMetrics,
     ) -> None:
         super().__init__(name="kafkaprod-sender", daemon=True)
@@ -59,12 +61,12 @@ class Sender(threading.Thread):
         # As in the Java client, there is a TransactionManager only with idempotence (or, later, transactions).
         self.tm = (TransactionManager(accumulator, metrics, config.retry_backoff_ms)
                    if config.enable_idempotence else None)
-        self.acks = config.acks
-        self.retries = config.retries
-        self.request_timeout_ms = config.request_timeout_ms
-        self.delivery_timeout = config.delivery_timeout_ms / 1000.0
-        self.max_request_size = config.max_request_size
-        self.retry_backoff = config.retry_backoff_ms / 1000.0
+        self.acks: int = config.acks
+        self.retries: int = config.retries
+        self.request_timeout_ms: int = config.request_timeout_ms
+        self.delivery_timeout: float = config.delivery_timeout_ms / 1000.0
+        self.max_request_size: int = config.max_request_size
+        self.retry_backoff: float = config.retry_backoff_ms / 1000.0
         self.running = True
         self.force_close = False
         self._metadata_in_flight = False
@@ -176,7 +178,10 @@ class Sender(threading.Thread):
     def _maybe_send_transactional_request(self, now: float) -> float:
         """Sends the TransactionManager's request when one is due (Java's
         Sender.maybeSendAndPollTransactionalRequest); returns the seconds until it should be tried again."""
-        wait = self.tm.time_to_next_request(now)
+        tm = self.tm
+        if tm is None:  # only called with idempotence
+            return float("inf")
+        wait = tm.time_to_next_request(now)
         if wait > 0:
             return wait
         node = self.client.least_loaded_node(now, list(self.metadata.cluster.nodes) or None)
@@ -185,11 +190,11 @@ class Sender(threading.Thread):
         if not self.client.ready(node, now):
             # Connecting (I/O wakes the poll sooner), backing off after a failed connect, or busy.
             return max(self.client.connection_delay(node, now), 0.005)
-        api, body, on_done = self.tm.next_request()
+        api, body, on_done = tm.next_request()
         self.client.send(node, api, body, on_done=on_done, now=now)
         return float("inf")
 
-    def _stop_fatal(self, err: Exception) -> None:
+    def _stop_fatal(self, err: errors.KafkaError) -> None:
         # Nothing will ever be sent (Java's Sender.runOnce with a TransactionManager in FATAL_ERROR). Refuse appends
         # first (naming the cause), so no record can be queued after the abort below and wait forever, then fail
         # what is queued and in flight, and stop. Harmless when repeated.
@@ -199,9 +204,9 @@ class Sender(threading.Thread):
         self.running = False
 
     # ---- produce -------------------------------------------------------------------------------------------------
-    def _send_produce(self, node: int, batches: list, now: float) -> None:
-        by_topic: dict[str, list] = {}
-        by_tp = {}
+    def _send_produce(self, node: int, batches: list[ProducerBatch], now: float) -> None:
+        by_topic: dict[str, list[dict[str, Any]]] = {}
+        by_tp: dict[tuple[str, int], ProducerBatch] = {}
         for batch in batches:
             records = batch.close()
             by_topic.setdefault(batch.topic, []).append({"index": batch.partition, "records": records})
@@ -217,40 +222,43 @@ class Sender(threading.Thread):
                          on_done=self._on_produce, now=now)
 
     def _on_produce(self, resp: ClientResponse) -> None:
-        by_tp = resp.request
+        by_tp: dict[tuple[str, int], ProducerBatch] = resp.request
         now = monotonic()
         if resp.body is None and resp.disconnected:
             # No answer: every batch of the request is retried (it keeps its sequence number).
             self.metadata.request_update()
-            err = errors.NetworkExceptionError(str(resp.error))
+            lost = errors.NetworkExceptionError(str(resp.error))
             for batch in by_tp.values():
-                self._complete_batch(batch, err, -1, -1, now)
+                self._complete_batch(batch, lost, -1, -1, now)
             return
         self.metrics.record_latency(resp.latency)
         if self.acks == 0:
             for batch in by_tp.values():
                 self._complete_batch(batch, None, -1, -1, now)
             return
+        # Only acks=0 requests complete without an answer when their connection did not close.
+        assert resp.body is not None
         seen = set()
         for t in resp.body.get("responses", ()):
             name = t["name"]
             for p in t.get("partition_responses", ()):
                 tp = (name, p["index"])
-                batch = by_tp.get(tp)
-                if batch is None:
+                answered = by_tp.get(tp)
+                if answered is None:
                     continue
                 seen.add(tp)
                 code = p.get("error_code", E.NONE)
-                err = None
+                err: errors.KafkaError | None = None
                 if code != E.NONE:
                     msg = p.get("error_message") or ""
                     err = errors.broker_error(code, f"{name}[{p['index']}] {msg}".strip())
-                self._complete_batch(batch, err, p.get("base_offset", -1), p.get("log_append_time_ms", -1), now)
+                self._complete_batch(answered, err, p.get("base_offset", -1), p.get("log_append_time_ms", -1), now)
         for tp, batch in by_tp.items():
             if tp not in seen:
                 self._complete_batch(batch, errors.ProtocolError(f"the produce response did not mention {tp[0]}[{tp[1]}]"), -1, -1, now)
 
-    def _complete_batch(self, batch, err, base_offset: int, log_append_time: int, now: float) -> None:
+    def _complete_batch(self, batch: ProducerBatch, err: errors.KafkaError | None, base_offset: int,
+                        log_append_time: int, now: float) -> None:
         """One batch's answer (Java's Sender.completeBatch): success, a split, a retry, or a failure."""
         if err is not None and err.errno == E.DUPLICATE_SEQUENCE_NUMBER:  # already written: a success
             err = None
@@ -269,13 +277,13 @@ class Sender(threading.Thread):
         else:
             self._fail_batch(batch, err)
 
-    def _can_retry(self, batch, err, now: float) -> bool:
+    def _can_retry(self, batch: ProducerBatch, err: errors.KafkaError, now: float) -> bool:
         # Java's Sender.canRetry: attempts and time left here, the error's own verdict from the TransactionManager.
         if batch.is_done or batch.attempts >= self.retries or now - batch.created >= self.delivery_timeout:
             return False
         return err.retriable if self.tm is None else self.tm.can_retry(batch, err)
 
-    def _fail_batch(self, batch, err: Exception) -> None:
+    def _fail_batch(self, batch: ProducerBatch, err: errors.KafkaError) -> None:
         # Java's Sender.failBatch: the records fail once; the TransactionManager learns of it (a gap in the
         # partition's sequences, or an error that ends the producer -- then everything pending fails with it).
         self.metrics.record_errors(batch.record_count)
@@ -286,7 +294,7 @@ class Sender(threading.Thread):
         if tm is not None and tm.fatal_error is not None:
             self._stop_fatal(tm.fatal_error)
 
-    def _split(self, batch, now: float) -> None:
+    def _split(self, batch: ProducerBatch, now: float) -> None:
         log.info("%r was too large for the broker; splitting it", batch)
         split_batch(self.acc, batch, now)
 
@@ -296,7 +304,7 @@ class Sender(threading.Thread):
                 f"{batch.record_count} record(s) for {batch.topic}[{batch.partition}] expired: "
                 f"{(now - batch.created) * 1000:.0f} ms since the batch was created, past delivery_timeout_ms"))
 
-    def _abort_all(self, err: Exception) -> None:
+    def _abort_all(self, err: errors.KafkaError) -> None:
         # Queued batches leave their queues (so that nothing drains them again) and fail; then every other batch not
         # yet deallocated -- in flight, or between an answer and its retry -- fails, oldest first.
         for batch in self.acc.abort_undrained(err):

@@ -9,7 +9,7 @@ def as_serializer(obj: Any) -> Callable[[str, Any], Any] | None:
     """Normalises a configured serializer to f(topic, data) -> bytes | None; None when there is none."""
     if obj is None:
         return None
-    serialize = getattr(obj, "serialize", None)
+    serialize: Callable[[str, Any], Any] | None = getattr(obj, "serialize", None)
     if callable(serialize):
         return serialize
     return lambda topic, data: obj(data)

@@ -11,6 +11,8 @@ from kafkaprod.record_reader import Record, read_batch
 
 def split_batch(accumulator: RecordAccumulator, batch: ProducerBatch, now: float) -> list[ProducerBatch]:
     """Puts two half-size batches in the batch's place in its queue; returns them."""
+    if batch.records is None:
+        raise ValueError(f"{batch!r} was never sealed (sent); only a sent batch can be split")
     records = read_batch(batch.records)
     middle = (len(records) + 1) // 2
     halves = [(start, _half(accumulator, batch, start, group, now))

@@ -18,9 +18,11 @@ from typing import Any
 
 from kafkaprod import errors
 from kafkaprod._native.accumulator import RecordAccumulator, monotonic
+from kafkaprod._native.batch import ProducerBatch
 from kafkaprod.metrics import ProducerMetrics
 from kafkaprod.network import ClientResponse
 from kafkaprod.protocol.messages import INIT_PRODUCER_ID
+from kafkaprod.protocol.schema import Api
 
 log = logging.getLogger("kafkaprod")
 
@@ -39,7 +41,7 @@ class TransactionManager:
         self.metrics = metrics
         self.retry_backoff = retry_backoff_ms / 1000.0
         #: The error that stopped the producer (Java's FATAL_ERROR state); nothing is sent once it is set.
-        self.fatal_error: Exception | None = None
+        self.fatal_error: errors.KafkaError | None = None
         self._init_in_flight = False
         self._init_not_before = 0.0
         # Sequence restarts asked for by the answers of one Sender loop, applied at the start of the next one: the
@@ -55,7 +57,7 @@ class TransactionManager:
             return float("inf")
         return max(0.0, self._init_not_before - now)
 
-    def next_request(self) -> tuple[Any, dict, Callable[[ClientResponse], None]]:
+    def next_request(self) -> tuple[Api, dict[str, Any], Callable[[ClientResponse], None]]:
         """(api, body, on_done) of the request due now -- InitProducerId, the only one yet -- for the Sender to send
         to any ready broker. Call only when time_to_next_request() is 0."""
         self._init_in_flight = True
@@ -65,21 +67,24 @@ class TransactionManager:
     def _on_init_producer_id(self, resp: ClientResponse) -> None:
         self._init_in_flight = False
         body = resp.body
-        code = None if body is None else body.get("error_code", E.NONE)
-        if code == E.NONE:
-            # Sequences restart from 0 under the new id partition by partition, in the accumulator's drain.
-            self.acc.set_producer_id(body["producer_id"], body["producer_epoch"])
-            log.info("idempotent producer id %d epoch %d", body["producer_id"], body["producer_epoch"])
-            return
-        err = resp.error if code is None else errors.broker_error(code)
-        log.info("InitProducerId failed: %s", err)
-        if code is not None and not err.retriable:
-            self._transition_to_fatal_error(err)
-            return
+        if body is None:  # no answer: the connection failed
+            log.info("InitProducerId failed: %s", resp.error)
+        else:
+            code = body.get("error_code", E.NONE)
+            if code == E.NONE:
+                # Sequences restart from 0 under the new id partition by partition, in the accumulator's drain.
+                self.acc.set_producer_id(body["producer_id"], body["producer_epoch"])
+                log.info("idempotent producer id %d epoch %d", body["producer_id"], body["producer_epoch"])
+                return
+            err = errors.broker_error(code)
+            log.info("InitProducerId failed: %s", err)
+            if not err.retriable:
+                self._transition_to_fatal_error(err)
+                return
         self._init_not_before = monotonic() + self.retry_backoff
 
     # ---- the answers to Produce ----------------------------------------------------------------------------------
-    def can_retry(self, batch: Any, err: Exception) -> bool:
+    def can_retry(self, batch: ProducerBatch, err: errors.KafkaError) -> bool:
         """Whether a batch that came back with err may be sent again (Java's TransactionManager.canRetry); the
         Sender has checked attempts and delivery_timeout_ms already. A retried batch keeps its sequence number."""
         if err.retriable:
@@ -102,7 +107,7 @@ class TransactionManager:
             return True
         return False
 
-    def handle_failed_batch(self, batch: Any, err: Exception) -> None:
+    def handle_failed_batch(self, batch: ProducerBatch, err: errors.KafkaError) -> None:
         """A batch failed for good with err (an error answer, or delivery_timeout_ms): Java's
         TransactionManager.handleFailedBatch. A fatal error stops the producer; otherwise a numbered batch leaves
         a gap in its partition's sequences that the batches after it must not wait behind."""
@@ -112,7 +117,7 @@ class TransactionManager:
             self._request_restart(batch, f"failed with {type(err).__name__}")
 
     # ---- sequence restarts ---------------------------------------------------------------------------------------
-    def _request_restart(self, batch: Any, why: str) -> None:
+    def _request_restart(self, batch: ProducerBatch, why: str) -> None:
         """The batch's partition must number its batches from 0 again; under a new producer id if the batch was
         numbered under the current one (a gap, or state the broker lost, there). Java's
         TransactionManager.requestIdempotentEpochBumpForPartition -- but Java then bumps the epoch of its id on its
@@ -141,7 +146,7 @@ class TransactionManager:
         self._new_producer_id = False
 
     # ---- fatal errors --------------------------------------------------------------------------------------------
-    def _transition_to_fatal_error(self, err: Exception) -> None:
+    def _transition_to_fatal_error(self, err: errors.KafkaError) -> None:
         # Java's transitionToFatalError: the Sender fails every pending record with it and stops.
         if self.fatal_error is None:
             log.error("idempotent producer stopped by a fatal error: %s", err)

@@ -1,3 +1,6 @@
+from typing import final
+
+@final
 class BufferPool:
     def __init__(self, total_memory: int, poolable_size: int) -> None: ...
     def allocate(self, size: int, max_block_ms: int | float) -> bytearray: ...

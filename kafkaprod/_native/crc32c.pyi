@@ -1,3 +1,5 @@
+__all__ = ["crc32c", "crc32c_combine_values", "crc32c_portable", "implementation"]
+
 _BytesLike = bytes | bytearray | memoryview
 
 def crc32c(data: _BytesLike, crc: int = 0) -> int: ...

@@ -1,15 +1,16 @@
 from collections.abc import Sequence
-from typing import Final
+from typing import Final, final
 
 from kafkaprod.compression import parse_compression_type as parse_compression_type
 
 _BytesLike = bytes | bytearray | memoryview
 _Headers = Sequence[tuple[str, _BytesLike | None]] | None
 
-RECORD_BATCH_HEADER_SIZE: Final[int]
+RECORD_BATCH_HEADER_SIZE: Final = 61
 
 def estimate_size_upper_bound(key: _BytesLike | None, value: _BytesLike | None, headers: _Headers = None) -> int: ...
 
+@final
 class MemoryRecordsBuilder:
     def __init__(
         self,

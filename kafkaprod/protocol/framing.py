@@ -13,7 +13,7 @@ from typing import Any, NamedTuple
 from kafkaprod.errors import ErrorCode, ProtocolError
 from kafkaprod.protocol import types as t
 from kafkaprod.protocol.messages import REQUEST_HEADER, RESPONSE_HEADER, ApiKey, api_for
-from kafkaprod.protocol.schema import Api, Sink, encode_struct
+from kafkaprod.protocol.schema import Api, Sink, StructCodec, encode_struct
 
 log = logging.getLogger("kafkaprod")
 
@@ -31,17 +31,17 @@ class DecodedRequest(NamedTuple):
     api_version: int
     correlation_id: int
     client_id: str | None
-    body: dict
+    body: dict[str, Any]
 
 
-def _view(frame) -> memoryview:
+def _view(frame: Any) -> memoryview:
     mv = frame if isinstance(frame, memoryview) else memoryview(frame)
     if mv.ndim != 1 or mv.itemsize != 1:
         mv = mv.cast("B")
     return mv
 
 
-def _finish(sink: Sink) -> list:
+def _finish(sink: Sink) -> list[Any]:
     size = sink.size() - 4
     if size > _MAX_FRAME:
         raise ValueError(f"frame of {size} bytes exceeds the int32 size limit")
@@ -51,19 +51,19 @@ def _finish(sink: Sink) -> list:
     return chunks
 
 
-def _request_header_codec(api: Api, api_version: int):
+def _request_header_codec(api: Api, api_version: int) -> StructCodec:
     hv = api.request_header_version(api_version)
     return REQUEST_HEADER.codec(hv, False, hv >= 2)
 
 
-def _response_header_codec(api: Api, api_version: int):
+def _response_header_codec(api: Api, api_version: int) -> StructCodec:
     hv = api.response_header_version(api_version)
     return RESPONSE_HEADER.codec(hv, False, hv >= 1)
 
 
 def encode_request(
     api_key: int, api_version: int, correlation_id: int, client_id: str | None, body: Mapping[str, Any]
-) -> list:
+) -> list[Any]:
     """Encode a request frame as a list of buffers, the size prefix at the start of the first.
 
     ``body`` is a dict keyed by field name; fields the version lacks are ignored, fields with defaults may be
@@ -81,7 +81,7 @@ def encode_request(
     return _finish(sink)
 
 
-def encode_response(api_key: int, api_version: int, correlation_id: int, body: Mapping[str, Any]) -> list:
+def encode_response(api_key: int, api_version: int, correlation_id: int, body: Mapping[str, Any]) -> list[Any]:
     """Encode a response frame (what a broker sends); used by tests and test peers."""
     api = api_for(api_key)
     codec = api.response_codec(api_version)
@@ -97,13 +97,13 @@ def expects_response(api_key: int, body: Mapping[str, Any]) -> bool:
     return not (api_key == ApiKey.PRODUCE and body.get("acks") == 0)
 
 
-def read_correlation_id(frame) -> int:
+def read_correlation_id(frame: Any) -> int:
     """The correlation id of a response frame: its first four bytes, whatever the header version."""
     mv = _view(frame)
     return t.read_int32(mv, 0)[0]
 
 
-def decode_response_header(api_key: int, api_version: int, frame) -> tuple[int, int]:
+def decode_response_header(api_key: int, api_version: int, frame: Any) -> tuple[int, int]:
     """Decode the response header: ``(correlation_id, offset of the body)``."""
     api = api_for(api_key)
     api.check_version(api_version)
@@ -119,7 +119,7 @@ def _check_end(mv: memoryview, pos: int, what: str, allow_trailing: bool) -> Non
     log.debug("ignoring %d bytes after the end of %s", len(mv) - pos, what)
 
 
-def decode_response(api_key: int, api_version: int, frame, *, allow_trailing: bool = False) -> dict:
+def decode_response(api_key: int, api_version: int, frame: Any, *, allow_trailing: bool = False) -> dict[str, Any]:
     """Decode a whole response frame (header and body, no size prefix) into the body dict.
 
     Bytes left over after the body mean the frame was not what the version says -- most likely a response to a
@@ -139,7 +139,8 @@ def decode_response(api_key: int, api_version: int, frame, *, allow_trailing: bo
     return body
 
 
-def _decode_api_versions(api: Api, api_version: int, mv: memoryview, pos: int, allow_trailing: bool) -> dict:
+def _decode_api_versions(api: Api, api_version: int, mv: memoryview, pos: int,
+                         allow_trailing: bool) -> dict[str, Any]:
     # The error code leads the body in every version, so it can be read before choosing the shape.
     error_code = t.read_int16(mv, pos)[0]
     if error_code == ErrorCode.UNSUPPORTED_VERSION:
@@ -170,7 +171,7 @@ def _decode_api_versions(api: Api, api_version: int, mv: memoryview, pos: int, a
         return body
 
 
-def decode_request(frame) -> DecodedRequest:
+def decode_request(frame: Any) -> DecodedRequest:
     """Decode a whole request frame (no size prefix); what a broker does, used by tests and test peers."""
     mv = _view(frame)
     api_key, pos = t.read_int16(mv, 0)
@@ -207,7 +208,7 @@ class FrameSplitter:
         """Bytes received but not yet returned as a frame."""
         return len(self._buf)
 
-    def feed(self, data) -> list[bytes]:
+    def feed(self, data: Any) -> list[bytes]:
         buf = self._buf
         buf += data
         if len(buf) < self._need:

@@ -153,11 +153,11 @@ class Sink:
     __slots__ = ("chunks", "buf", "_done")
 
     def __init__(self, prefix: bytes = b"") -> None:
-        self.chunks: list = []
+        self.chunks: list[Any] = []  # bytearrays, and attached buffers as given
         self.buf = bytearray(prefix)
         self._done = 0  # bytes in self.chunks
 
-    def attach(self, data, size: int) -> None:
+    def attach(self, data: Any, size: int) -> None:
         if self.buf:
             self.chunks.append(self.buf)
             self._done += len(self.buf)
@@ -168,7 +168,7 @@ class Sink:
     def size(self) -> int:
         return self._done + len(self.buf)
 
-    def finish(self) -> list:
+    def finish(self) -> list[Any]:
         """The chunks, for ``socket.sendmsg``; the sink must not be used afterwards."""
         if self.buf or not self.chunks:
             self.chunks.append(self.buf)
@@ -201,6 +201,7 @@ def _fail(name: str, exc: Exception) -> _EncodeFailure:
 
 _Reader = Callable[[memoryview, int], tuple[Any, int]]
 _Writer = Callable[[Sink, Any], None]
+_TypeCodec = tuple[_Reader, _Writer, int, "str | None"]
 _ENCODE_ERRORS = (ValueError, TypeError, OverflowError, struct.error)  # _EncodeFailure is a ValueError
 
 
@@ -276,7 +277,7 @@ def _records_writer(compact: bool, nullable: bool) -> _Writer:
     return write
 
 
-def _primitive_codec(name: str, compact: bool, nullable: bool):
+def _primitive_codec(name: str, compact: bool, nullable: bool) -> _TypeCodec:
     if name in t.FIXED_FORMATS:
         st = _FIXED_STRUCTS[name]
         return _FIXED_READERS[name], _fixed_writer(st), st.size, t.FIXED_FORMATS[name]
@@ -298,7 +299,10 @@ def _primitive_codec(name: str, compact: bool, nullable: bool):
 _SMALL_ARRAY = 16
 
 
-def _array_codec(item: str | Struct, version: int, compact: bool, tagged: bool, nullable: bool):
+def _array_codec(item: str | Struct, version: int, compact: bool, tagged: bool, nullable: bool) -> _TypeCodec:
+    item_read: _Reader
+    item_write: _Writer
+    fmt: str | None
     if isinstance(item, Struct):
         sc = item.codec(version, compact, tagged)
         item_read, item_write, item_min, fmt = sc.decode, sc.encode, sc.min_size, None
@@ -308,7 +312,7 @@ def _array_codec(item: str | Struct, version: int, compact: bool, tagged: bool, 
     item_min = max(1, item_min)
     read_count = t.read_array_count
 
-    def null_or_fail(pos: int, start: int):
+    def null_or_fail(pos: int, start: int) -> tuple[None, int]:
         if not nullable:
             raise ProtocolError(f"null in a non-nullable array at offset {start}")
         return None, pos
@@ -318,7 +322,7 @@ def _array_codec(item: str | Struct, version: int, compact: bool, tagged: bool, 
         iter_unpack = st.iter_unpack
         small = [struct.Struct(f">{n}{fmt}").unpack_from for n in range(_SMALL_ARRAY + 1)]
 
-        def read(buf: memoryview, pos: int):
+        def read(buf: memoryview, pos: int) -> tuple[list[Any] | None, int]:
             start = pos
             count, pos = read_count(buf, pos, compact, item_min)
             if count < 0:
@@ -328,12 +332,12 @@ def _array_codec(item: str | Struct, version: int, compact: bool, tagged: bool, 
                 return list(small[count](buf, pos)), end
             return [v for (v,) in iter_unpack(buf[pos:end])], end
     else:
-        def read(buf: memoryview, pos: int):
+        def read(buf: memoryview, pos: int) -> tuple[list[Any] | None, int]:
             start = pos
             count, pos = read_count(buf, pos, compact, item_min)
             if count < 0:
                 return null_or_fail(pos, start)
-            items = []
+            items: list[Any] = []
             append = items.append
             for _ in range(count):
                 v, pos = item_read(buf, pos)
@@ -368,7 +372,7 @@ def _array_codec(item: str | Struct, version: int, compact: bool, tagged: bool, 
     return read, write, 1 if compact else 4, None
 
 
-def _type_codec(ftype: str | Array | Struct, version: int, compact: bool, tagged: bool, nullable: bool):
+def _type_codec(ftype: str | Array | Struct, version: int, compact: bool, tagged: bool, nullable: bool) -> _TypeCodec:
     if isinstance(ftype, Array):
         return _array_codec(ftype.item, version, compact, tagged, nullable)
     if isinstance(ftype, Struct):
@@ -383,6 +387,18 @@ def _type_codec(ftype: str | Array | Struct, version: int, compact: bool, tagged
 
 
 # ---- struct codec -----------------------------------------------------------------------------------------------
+
+# A step of a StructCodec: one field -- (name, reader or writer, default, None) -- or a run of fixed-width fields
+# packed by one struct call -- (names, struct.Struct, defaults, the fields).
+_Step = tuple[Any, Any, Any, "tuple[Field, ...] | None"]
+
+
+def _fixed_type(f: Field) -> str:
+    """The primitive type name of a fixed-width field, the only kind packed into runs."""
+    if not isinstance(f.type, str):
+        raise TypeError(f"field {f.name!r} of type {f.type!r} is not a fixed-width primitive")
+    return f.type
+
 
 class StructCodec:
     """One struct compiled for one version: ``decode(buf, pos) -> (dict, pos)`` and ``encode(sink, dict)``.
@@ -411,8 +427,8 @@ class StructCodec:
             else:
                 self._fill_const[f.name] = value
 
-        self._dec_steps: list[tuple] = []
-        self._enc_steps: list[tuple] = []
+        self._dec_steps: list[_Step] = []
+        self._enc_steps: list[_Step] = []
         self._tag_readers: dict[int, tuple[str, _Reader]] = {}
         self._tag_writers: list[tuple[int, str, Any, _Writer]] = []
 
@@ -441,15 +457,15 @@ class StructCodec:
             return
         if len(run) == 1:
             f = run[0]
-            self._dec_steps.append((f.name, _FIXED_READERS[f.type], None, None))
-            self._enc_steps.append((f.name, _fixed_writer(_FIXED_STRUCTS[f.type]), f.default, None))
+            self._dec_steps.append((f.name, _FIXED_READERS[_fixed_type(f)], None, None))
+            self._enc_steps.append((f.name, _fixed_writer(_FIXED_STRUCTS[_fixed_type(f)]), f.default, None))
             return
-        st = struct.Struct(">" + "".join(t.FIXED_FORMATS[f.type] for f in run))
+        st = struct.Struct(">" + "".join(t.FIXED_FORMATS[_fixed_type(f)] for f in run))
         names = tuple(f.name for f in run)
         self._dec_steps.append((names, st, None, tuple(run)))
         self._enc_steps.append((names, st, tuple(f.default for f in run), tuple(run)))
 
-    def decode(self, buf: memoryview, pos: int) -> tuple[dict, int]:
+    def decode(self, buf: memoryview, pos: int) -> tuple[dict[str, Any], int]:
         d = dict(self._fill_const) if self._fill_const else {}
         for name in self._fill_lists:
             d[name] = []
@@ -470,7 +486,7 @@ class StructCodec:
                 pos = self._decode_tags(buf, pos, d)
         return d, pos
 
-    def _decode_tags(self, buf: memoryview, pos: int, d: dict) -> int:
+    def _decode_tags(self, buf: memoryview, pos: int, d: dict[str, Any]) -> int:
         start = pos
         count, pos = t.read_uvarint(buf, pos)
         if count == 0:
@@ -499,7 +515,7 @@ class StructCodec:
             pos = end  # unknown tags: skipped, as Kafka's forward compatibility requires
         return pos
 
-    def encode(self, sink: Sink, value: Mapping) -> None:
+    def encode(self, sink: Sink, value: Mapping[str, Any]) -> None:
         if type(value) is not dict and not isinstance(value, Mapping):
             raise TypeError(f"{self.name} must be a dict, got {type(value).__name__}")
         get = value.get
@@ -523,7 +539,7 @@ class StructCodec:
         if self._tagged:
             self._encode_tags(sink, value)
 
-    def _encode_tags(self, sink: Sink, value: Mapping) -> None:
+    def _encode_tags(self, sink: Sink, value: Mapping[str, Any]) -> None:
         if not self._tag_writers:
             sink.buf.append(0)
             return
@@ -545,13 +561,13 @@ class StructCodec:
             sink.buf += data
 
 
-def _run_failure(run: tuple[Field, ...], vals: list) -> _EncodeFailure:
+def _run_failure(run: tuple[Field, ...], vals: list[Any]) -> _EncodeFailure:
     """Name the field of a packed run that could not be encoded (error path only)."""
     for f, v in zip(run, vals):
         if v is REQUIRED:
             return _EncodeFailure([f.name], "required but missing")
         try:
-            _FIXED_STRUCTS[f.type].pack(v)
+            _FIXED_STRUCTS[_fixed_type(f)].pack(v)
         except (struct.error, TypeError, OverflowError) as exc:
             return _fail(f.name, exc)
     return _EncodeFailure([run[0].name], "could not be encoded")
@@ -614,7 +630,7 @@ class Api:
         return self.response.codec(version, flexible, flexible)
 
 
-def encode_struct(codec: StructCodec, sink: Sink, value: Mapping, what: str) -> None:
+def encode_struct(codec: StructCodec, sink: Sink, value: Mapping[str, Any], what: str) -> None:
     """Encode ``value`` with ``codec``, turning a bad field anywhere inside into a ValueError that names it."""
     try:
         codec.encode(sink, value)

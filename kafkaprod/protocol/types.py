@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import struct
 import uuid
+from collections.abc import Callable
+from typing import Any
 
 from kafkaprod.errors import ProtocolError
 
@@ -48,11 +50,16 @@ def truncated(what: str, pos: int, need: int, buf: memoryview) -> ProtocolError:
     )
 
 
-def _fixed_reader(st: struct.Struct, name: str):
+# A fixed-width reader or writer; the module-level names below say which Python type each one reads or writes.
+_FixedReader = Callable[[memoryview, int], tuple[Any, int]]
+_FixedWriter = Callable[[bytearray, Any], None]
+
+
+def _fixed_reader(st: struct.Struct, name: str) -> _FixedReader:
     size = st.size
     unpack_from = st.unpack_from
 
-    def read(buf: memoryview, pos: int):
+    def read(buf: memoryview, pos: int) -> tuple[Any, int]:
         end = pos + size
         if end > len(buf):
             raise truncated(name, pos, size, buf)
@@ -63,10 +70,10 @@ def _fixed_reader(st: struct.Struct, name: str):
     return read
 
 
-def _fixed_writer(st: struct.Struct, name: str):
+def _fixed_writer(st: struct.Struct, name: str) -> _FixedWriter:
     pack = st.pack
 
-    def write(out: bytearray, value) -> None:
+    def write(out: bytearray, value: Any) -> None:
         out += pack(value)
 
     write.__name__ = "write_" + name
@@ -74,23 +81,23 @@ def _fixed_writer(st: struct.Struct, name: str):
     return write
 
 
-read_bool = _fixed_reader(BOOL, "bool")
-read_int8 = _fixed_reader(INT8, "int8")
-read_int16 = _fixed_reader(INT16, "int16")
-read_int32 = _fixed_reader(INT32, "int32")
-read_int64 = _fixed_reader(INT64, "int64")
-read_uint16 = _fixed_reader(UINT16, "uint16")
-read_uint32 = _fixed_reader(UINT32, "uint32")
-read_float64 = _fixed_reader(FLOAT64, "float64")
+read_bool: Callable[[memoryview, int], tuple[bool, int]] = _fixed_reader(BOOL, "bool")
+read_int8: Callable[[memoryview, int], tuple[int, int]] = _fixed_reader(INT8, "int8")
+read_int16: Callable[[memoryview, int], tuple[int, int]] = _fixed_reader(INT16, "int16")
+read_int32: Callable[[memoryview, int], tuple[int, int]] = _fixed_reader(INT32, "int32")
+read_int64: Callable[[memoryview, int], tuple[int, int]] = _fixed_reader(INT64, "int64")
+read_uint16: Callable[[memoryview, int], tuple[int, int]] = _fixed_reader(UINT16, "uint16")
+read_uint32: Callable[[memoryview, int], tuple[int, int]] = _fixed_reader(UINT32, "uint32")
+read_float64: Callable[[memoryview, int], tuple[float, int]] = _fixed_reader(FLOAT64, "float64")
 
-write_bool = _fixed_writer(BOOL, "bool")
-write_int8 = _fixed_writer(INT8, "int8")
-write_int16 = _fixed_writer(INT16, "int16")
-write_int32 = _fixed_writer(INT32, "int32")
-write_int64 = _fixed_writer(INT64, "int64")
-write_uint16 = _fixed_writer(UINT16, "uint16")
-write_uint32 = _fixed_writer(UINT32, "uint32")
-write_float64 = _fixed_writer(FLOAT64, "float64")
+write_bool: Callable[[bytearray, bool], None] = _fixed_writer(BOOL, "bool")
+write_int8: Callable[[bytearray, int], None] = _fixed_writer(INT8, "int8")
+write_int16: Callable[[bytearray, int], None] = _fixed_writer(INT16, "int16")
+write_int32: Callable[[bytearray, int], None] = _fixed_writer(INT32, "int32")
+write_int64: Callable[[bytearray, int], None] = _fixed_writer(INT64, "int64")
+write_uint16: Callable[[bytearray, int], None] = _fixed_writer(UINT16, "uint16")
+write_uint32: Callable[[bytearray, int], None] = _fixed_writer(UINT32, "uint32")
+write_float64: Callable[[bytearray, float], None] = _fixed_writer(FLOAT64, "float64")
 
 
 # ---- varints -----------------------------------------------------------------------------------------------
@@ -361,14 +368,14 @@ def read_compact_nullable_bytes(buf: memoryview, pos: int) -> tuple[bytes | None
     return bytes(buf[pos:end]), end
 
 
-def buffer_size(value) -> int:
+def buffer_size(value: Any) -> int:
     """Size in bytes of a bytes-like object (``len`` is wrong for memoryviews of wider items)."""
     if isinstance(value, (bytes, bytearray)):
         return len(value)
     return memoryview(value).nbytes
 
 
-def write_bytes(out: bytearray, value) -> None:
+def write_bytes(out: bytearray, value: Any) -> None:
     if value is None:
         raise ValueError("null given for a non-nullable bytes field")
     size = buffer_size(value)
@@ -378,14 +385,14 @@ def write_bytes(out: bytearray, value) -> None:
     out += value
 
 
-def write_nullable_bytes(out: bytearray, value) -> None:
+def write_nullable_bytes(out: bytearray, value: Any) -> None:
     if value is None:
         out += b"\xff\xff\xff\xff"
     else:
         write_bytes(out, value)
 
 
-def write_compact_bytes(out: bytearray, value) -> None:
+def write_compact_bytes(out: bytearray, value: Any) -> None:
     if value is None:
         raise ValueError("null given for a non-nullable bytes field")
     size = buffer_size(value)
@@ -393,7 +400,7 @@ def write_compact_bytes(out: bytearray, value) -> None:
     out += value
 
 
-def write_compact_nullable_bytes(out: bytearray, value) -> None:
+def write_compact_nullable_bytes(out: bytearray, value: Any) -> None:
     if value is None:
         out.append(0)
     else:

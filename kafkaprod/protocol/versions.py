@@ -51,7 +51,7 @@ def api_versions_fallback(api_versions_response: Mapping[str, Any], tried_versio
         raise UnsupportedVersionError("the broker refused ApiVersions v0: it does not speak Kafka's protocol")
     for entry in api_versions_response["api_keys"]:
         if entry["api_key"] == API_VERSIONS.key:
-            high = min(entry["max_version"], API_VERSIONS.max_version, tried_version - 1)
+            high: int = min(entry["max_version"], API_VERSIONS.max_version, tried_version - 1)
             if high >= max(entry["min_version"], API_VERSIONS.min_version):
                 return high
             break

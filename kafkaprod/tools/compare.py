@@ -314,7 +314,8 @@ def run_child(spec: dict[str, Any], timeout: float = DEFAULT_TIMEOUT_S, *,
         if proc.returncode != 0 or not result_path.exists():
             tail = "\n".join((proc.stdout + proc.stderr).strip().splitlines()[-25:])
             raise ComparisonError(f"{contender.label}: child exited {proc.returncode}:\n{tail}")
-        return json.loads(result_path.read_text())
+        result: dict[str, Any] = json.loads(result_path.read_text())
+        return result
 
 
 def topic_name(prefix: str, label: str, round_no: int) -> str:

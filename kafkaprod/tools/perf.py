@@ -68,7 +68,7 @@ TARGET_LATENCY_SAMPLES = 20_000
 DEFAULT_BULK_CHUNK = 10_000
 # Futures of unsampled records are checked and dropped in halves once this many are held.
 MAX_HELD_FUTURES = 1 << 20
-_ACKS = {"all": "all", "-1": -1, "0": 0, "1": 1}
+_ACKS: dict[str, str | int] = {"all": "all", "-1": -1, "0": 0, "1": 1}
 _MIB = float(1 << 20)
 
 
@@ -451,7 +451,7 @@ def produce_bulk(producer: Any, args: PerfArgs, records: Records, stats: Stats) 
     # A constant record needs one list for every call, made before the clock starts; otherwise each call's
     # values (and keys) are cut from the cycles as it goes, a Python step per record that the timing includes.
     fixed = [records.values[0]] * chunk if records.constant else None
-    stream = None if fixed is not None else records.stream(n)
+    stream = records.stream(n)  # lazy: read only when the records are not constant
     futures: list[Any] = []
     start = time.perf_counter()
     progress = Progress(args, stats, records.total_bytes(n) / n, start)

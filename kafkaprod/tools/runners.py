@@ -217,7 +217,8 @@ def client_version(client: str) -> dict[str, str]:
 
         if client == "confluent-batch" and not hasattr(confluent_kafka.Producer, "produce_batch"):
             raise ImportError(f"confluent-kafka {confluent_kafka.__version__} has no Producer.produce_batch")
-        info = {"version": confluent_kafka.__version__, "librdkafka": confluent_kafka.libversion()[0],
+        # str(): confluent-kafka's stubs type __version__ as a (str, int) tuple; it is the version string.
+        info = {"version": str(confluent_kafka.__version__), "librdkafka": confluent_kafka.libversion()[0],
                 "path": os.path.dirname(confluent_kafka.__file__)}
     elif client == "aiokafka":
         import aiokafka
@@ -544,8 +545,9 @@ def run_confluent_batch(spec: dict[str, Any], records: Records, window: Window) 
     errors: list[str] = []
     producer = _confluent(spec, records, errors)
     topic = spec["topic"]
-    # produce_batch takes one dict per message; they are made here, outside the window.
-    chunks = [[{"value": v} if keys is None else {"value": v, "key": k}
+    # produce_batch takes one dict per message (and marks those it refused with an '_error'); they are made
+    # here, outside the window.
+    chunks: list[list[dict[str, Any]]] = [[{"value": v} if keys is None else {"value": v, "key": k}
                for v, k in zip(values, keys or itertools.repeat(None))] for values, keys in records.chunks(spec["chunk"])]
     _settle_collector()
     produce_batch, poll = producer.produce_batch, producer.poll
