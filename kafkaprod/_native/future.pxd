@@ -67,3 +67,8 @@ cdef class FutureRecordMetadata:
     cdef void listen(self, object callback)
     cdef void on_result(self, ProduceRequestResult result)
     cdef void _run(self, tuple entry, object metadata, object error)
+
+
+# The result that holds the record now, following splits (the batch it waits for).
+cdef inline ProduceRequestResult record_result(FutureRecordMetadata record):
+    return record._final_result()

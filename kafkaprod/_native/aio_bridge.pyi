@@ -1,0 +1,16 @@
+import asyncio
+from typing import Any, final
+
+from kafkaprod._native.future import Completion, FutureRecordMetadata
+
+@final
+class RecordWaiters(Completion):
+    def __new__(cls, owner: AsyncCompletions, result: Any) -> RecordWaiters: ...
+    def resolve(self) -> None: ...
+
+@final
+class AsyncCompletions:
+    def __new__(cls, loop: asyncio.AbstractEventLoop) -> AsyncCompletions: ...
+    @property
+    def loop(self) -> asyncio.AbstractEventLoop: ...
+    def watch(self, record: FutureRecordMetadata) -> asyncio.Future[Any]: ...

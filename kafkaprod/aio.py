@@ -1,0 +1,191 @@
+"""kafkaprod.aio: an asyncio producer with aiokafka's shape, on the compiled core of KafkaProducer.
+
+    from kafkaprod.aio import AIOKafkaProducer
+
+    async with AIOKafkaProducer(bootstrap_servers="localhost:9092", linger_ms=5) as producer:
+        future = await producer.send("events", b"payload", key=b"user-42")
+        metadata = await future                       # or: await producer.send_and_wait(...)
+
+It runs the same accumulator and Sender thread as the synchronous producer. A record's awaitable is an asyncio
+future of the producer's event loop; when its batch completes, the Sender thread asks the loop for one call per
+batch (never one per record), which resolves the futures of all the batch's records. Nothing blocks the loop:
+send() appends straight away when the topic's metadata is known and buffer memory has room for a batch, and
+otherwise waits for metadata or memory in a worker thread, which the coroutine awaits; flush(), stop() and
+partitions_for() are awaited the same way.
+
+Cancelling a record's awaitable does not cancel the record: it is sent all the same. A producer belongs to the
+event loop that started it; using it from another loop, or after stop(), raises at once.
+"""
+from __future__ import annotations
+
+import asyncio
+import functools
+from collections.abc import Iterable
+from types import TracebackType
+from typing import Any
+
+from kafkaprod import config as _config
+from kafkaprod._native.aio_bridge import AsyncCompletions
+from kafkaprod._native.batch_future import BatchFuture, BatchMetadata
+from kafkaprod._native.record_metadata import RecordMetadata
+from kafkaprod.errors import ProducerClosedError
+from kafkaprod.metadata import PartitionInfo
+from kafkaprod.producer import KafkaProducer
+
+Headers = Iterable[tuple[str, bytes | None]] | None
+
+__all__ = ["AIOKafkaProducer"]
+
+
+class AIOKafkaProducer:
+    """aiokafka's AIOKafkaProducer interface: ``await start()``, ``await send(...)`` returning an awaitable,
+    ``await stop()``; options are KafkaProducer's (snake_case keywords or ``config={"java.name": value}``)."""
+
+    def __init__(self, bootstrap_servers: str | Iterable[str] | None = None, *,
+                 config: dict[str, Any] | None = None, **options: Any) -> None:
+        if bootstrap_servers is not None:
+            options["bootstrap_servers"] = bootstrap_servers
+        _config.resolve(config, **options)  # bad options are refused here, naming the option, not at start()
+        self._config = config
+        self._options = options
+        self._producer: KafkaProducer | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._completions: AsyncCompletions | None = None
+        self._stopped = False
+
+    # ---- lifecycle -------------------------------------------------------------------------------------------
+    async def start(self) -> None:
+        """Starts the producer on the running event loop (its I/O thread, the bootstrap metadata request)."""
+        if self._stopped:
+            raise ProducerClosedError("start() after the producer was stopped; make a new AIOKafkaProducer")
+        if self._producer is not None:
+            raise RuntimeError("start() was called already")
+        loop = asyncio.get_running_loop()
+        self._producer = KafkaProducer(config=self._config, **self._options)
+        self._loop = loop
+        self._completions = AsyncCompletions(loop)
+        acc = self._producer._accumulator
+        self._partition_count = acc.partition_count
+        self._pool = self._producer._pool
+        self._batch_size = acc.batch_size
+        self._send_now = self._producer.send
+
+    async def stop(self, timeout: float | None = None) -> None:
+        """Sends what is pending (up to timeout seconds; None: until done), then stops. Records still pending when
+        the timeout runs out fail with ProducerClosedError, through their awaitables."""
+        producer = self._producer
+        if producer is None or self._stopped:
+            self._stopped = True
+            return
+        self._check_loop("stop()")
+        self._stopped = True
+        await self._in_thread(producer.close, timeout)
+        # The batches that completed last handed their records to this loop; let those calls run.
+        await asyncio.sleep(0)
+
+    async def __aenter__(self) -> AIOKafkaProducer:
+        await self.start()
+        return self
+
+    async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                        tb: TracebackType | None) -> None:
+        await self.stop()
+
+    # ---- sending ---------------------------------------------------------------------------------------------
+    async def send(self, topic: str, value: Any = None, key: Any = None, partition: int | None = None,
+                   timestamp_ms: int | None = None, headers: Headers = None) -> asyncio.Future[RecordMetadata]:
+        """Queues a record; returns an awaitable (an asyncio future of this loop) that resolves to its
+        RecordMetadata or raises its error. Bad arguments raise here, at once."""
+        completions = self._check_loop("send()")
+        if type(topic) is str and self._partition_count(topic) and self._has_room(value, key):
+            record = self._send_now(topic, value, key, partition=partition, timestamp_ms=timestamp_ms,
+                                    headers=headers)
+        else:
+            # Metadata to fetch or memory to wait for: in a worker thread, so the loop runs on meanwhile.
+            record = await self._in_thread(functools.partial(
+                self._send_now, topic, value, key, partition=partition, timestamp_ms=timestamp_ms, headers=headers))
+        return completions.watch(record)
+
+    async def send_and_wait(self, topic: str, value: Any = None, key: Any = None, partition: int | None = None,
+                            timestamp_ms: int | None = None, headers: Headers = None) -> RecordMetadata:
+        """send(), then awaits the record's acknowledgement."""
+        return await (await self.send(topic, value, key, partition, timestamp_ms, headers))
+
+    async def send_batch(self, topic: str, values: Any, *, keys: Any = None, partition: int | None = None,
+                         timestamp_ms: int | None = None,
+                         headers: Headers = None) -> asyncio.Future[BatchMetadata]:
+        """KafkaProducer.send_batch() from a coroutine: queues the whole call (in a worker thread, since a call
+        larger than the free buffer memory waits for it) and returns one awaitable for all its records, resolving
+        to their lazy sequence of RecordMetadata (BatchFuture.get())."""
+        completions = self._check_loop("send_batch()")
+        assert self._producer is not None
+        batch: BatchFuture = await self._in_thread(functools.partial(
+            self._producer.send_batch, topic, values, keys=keys, partition=partition, timestamp_ms=timestamp_ms,
+            headers=headers))
+        waiter: asyncio.Future[BatchMetadata] = completions.loop.create_future()
+
+        def resolve(done: BatchFuture) -> None:  # on the loop
+            if waiter.done():
+                return
+            error = done.exception(0)
+            if error is not None:
+                waiter.set_exception(error)
+            else:
+                waiter.set_result(done.get(0))
+
+        def completed(done: BatchFuture) -> None:  # on the Sender thread: one loop call for the whole call
+            try:
+                completions.loop.call_soon_threadsafe(resolve, done)
+            except RuntimeError:  # the loop was closed: nobody is left to await it
+                pass
+
+        batch.add_done_callback(completed)
+        return waiter
+
+    async def flush(self, timeout: float | None = None) -> None:
+        """Waits until every record sent before the call is complete."""
+        self._check_loop("flush()")
+        assert self._producer is not None
+        await self._in_thread(self._producer.flush, timeout)
+        await asyncio.sleep(0)  # let the loop calls of the last batches resolve their awaitables
+
+    async def partitions_for(self, topic: str) -> list[PartitionInfo]:
+        """The topic's partitions, fetching its metadata first (awaited, up to max_block_ms)."""
+        self._check_loop("partitions_for()")
+        assert self._producer is not None
+        partitions: list[PartitionInfo] = await self._in_thread(self._producer.partitions_for, topic)
+        return partitions
+
+    def metrics(self) -> dict[str, float]:
+        if self._producer is None:
+            raise RuntimeError("metrics() before start()")
+        return self._producer.metrics()
+
+    # ---- helpers ---------------------------------------------------------------------------------------------
+    def _check_loop(self, what: str) -> AsyncCompletions:
+        if self._stopped:
+            raise ProducerClosedError(f"{what} after the producer was stopped")
+        completions = self._completions
+        if completions is None:
+            raise RuntimeError(f"{what} before start(): await producer.start() first (or use `async with`)")
+        try:
+            running = asyncio.get_running_loop()
+        except RuntimeError:
+            raise RuntimeError(f"{what} must be awaited on the event loop that started the producer") from None
+        if running is not self._loop:
+            raise RuntimeError(f"{what} from another event loop: an AIOKafkaProducer belongs to the loop that "
+                               f"started it")
+        return completions
+
+    def _has_room(self, value: Any, key: Any) -> bool:
+        # Whether the record can be appended without waiting for memory: it needs at most a new batch, of
+        # batch_size bytes for a record of less than that. Only this producer's loop allocates from its pool, so
+        # the answer holds until the append.
+        size = ((len(value) if type(value) is bytes else 0 if value is None else self._batch_size)
+                + (len(key) if type(key) is bytes else 0))
+        need = self._batch_size if size < self._batch_size // 2 else 2 * self._batch_size + size
+        return self._pool.available_memory >= need
+
+    async def _in_thread(self, fn: Any, *args: Any) -> Any:
+        assert self._loop is not None
+        return await self._loop.run_in_executor(None, fn, *args)
