@@ -68,7 +68,7 @@ RUNNER = Path(__file__).resolve().with_name("runners.py")
 PER_RECORD_CLIENTS = ("kafkaprod", "confluent", "aiokafka", "kafka-python")
 BULK_CLIENTS = ("kafkaprod-batch", "confluent-batch")
 #: The clients that run a second time, as CLIENT@baseline, under a baseline interpreter.
-KAFKAPROD_CLIENTS = ("kafkaprod", "kafkaprod-batch")
+KAFKAPROD_CLIENTS = ("kafkaprod", "kafkaprod-batch", "kafkaprod-aio")
 BASELINE_SUFFIX = "@baseline"
 CODECS = tuple(COMPRESSION_TYPES)
 #: kafkaprod-perf -X options that every client can be given the same way; any other -X would only change kafkaprod.
