@@ -6,11 +6,11 @@
         future = await producer.send("events", b"payload", key=b"user-42")
         metadata = await future                       # or: await producer.send_and_wait(...)
 
-It runs the same accumulator and Sender thread as the synchronous producer. A record's awaitable is an asyncio
-future of the producer's event loop; when its batch completes, the Sender thread asks the loop for one call per
-batch (never one per record), which resolves the futures of all the batch's records. Nothing blocks the loop:
-send() appends straight away when the topic's metadata is known and buffer memory has room for a batch, and
-otherwise waits for metadata or memory in a worker thread, which the coroutine awaits; flush(), stop() and
+It runs the same accumulator and Sender thread as the synchronous producer. A record's awaitable (AsyncRecord)
+reads the record's own future: awaiting a complete one costs no asyncio future; a coroutine that awaits one in
+flight is woken when its batch completes, by one loop call per batch (never one per record). Nothing blocks the
+loop: send() appends straight away when the topic's metadata is known and buffer memory has room for a batch,
+and otherwise waits for metadata or memory in a worker thread, which the coroutine awaits; flush(), stop() and
 partitions_for() are awaited the same way.
 
 Cancelling a record's awaitable does not cancel the record: it is sent all the same. A producer belongs to the
@@ -25,7 +25,7 @@ from types import TracebackType
 from typing import Any
 
 from kafkaprod import config as _config
-from kafkaprod._native.aio_bridge import AsyncCompletions
+from kafkaprod._native.aio_bridge import AsyncCompletions, AsyncRecord
 from kafkaprod._native.batch_future import BatchFuture, BatchMetadata
 from kafkaprod._native.record_metadata import RecordMetadata
 from kafkaprod.errors import ProducerClosedError
@@ -61,14 +61,14 @@ class AIOKafkaProducer:
         if self._producer is not None:
             raise RuntimeError("start() was called already")
         loop = asyncio.get_running_loop()
-        self._producer = KafkaProducer(config=self._config, **self._options)
+        self._producer = producer = KafkaProducer(config=self._config, **self._options)
         self._loop = loop
-        self._completions = AsyncCompletions(loop)
-        acc = self._producer._accumulator
-        self._partition_count = acc.partition_count
-        self._pool = self._producer._pool
-        self._batch_size = acc.batch_size
-        self._send_now = self._producer.send
+        # The accumulator takes records straight from the loop unless serializers, interceptors or a custom
+        # partitioner have to run first (then the producer's own send() does, in slow_send).
+        direct = producer._accumulator if producer.send == producer._accumulator.send else None
+        self._completions = AsyncCompletions(loop, direct, self._send_slow, producer._pool)
+        # The common send() -- a known topic, room in the buffer -- is one call into compiled code.
+        self.send = self._completions.send  # type: ignore[method-assign]
 
     async def stop(self, timeout: float | None = None) -> None:
         """Sends what is pending (up to timeout seconds; None: until done), then stops. Records still pending when
@@ -79,6 +79,7 @@ class AIOKafkaProducer:
             return
         self._check_loop("stop()")
         self._stopped = True
+        self.__dict__.pop("send", None)  # send() now refuses, naming stop()
         await self._in_thread(producer.close, timeout)
         # The batches that completed last handed their records to this loop; let those calls run.
         await asyncio.sleep(0)
@@ -93,18 +94,21 @@ class AIOKafkaProducer:
 
     # ---- sending ---------------------------------------------------------------------------------------------
     async def send(self, topic: str, value: Any = None, key: Any = None, partition: int | None = None,
-                   timestamp_ms: int | None = None, headers: Headers = None) -> asyncio.Future[RecordMetadata]:
-        """Queues a record; returns an awaitable (an asyncio future of this loop) that resolves to its
-        RecordMetadata or raises its error. Bad arguments raise here, at once."""
+                   timestamp_ms: int | None = None, headers: Headers = None) -> AsyncRecord:
+        """Queues a record; returns an awaitable -- an AsyncRecord, with asyncio.Future's done(), result(),
+        add_done_callback() and cancel() -- that resolves to its RecordMetadata or raises its error. Bad arguments
+        raise here, at once. (start() replaces this method by its compiled fast path.)"""
+        self._check_loop("send()")
+        return await self._send_slow(topic, value, key, partition, timestamp_ms, headers)
+
+    async def _send_slow(self, topic: Any, value: Any, key: Any, partition: int | None, timestamp_ms: int | None,
+                         headers: Headers) -> AsyncRecord:
+        # Metadata to fetch or memory to wait for: the blocking send runs in a worker thread while the loop goes on.
         completions = self._check_loop("send()")
-        if type(topic) is str and self._partition_count(topic) and self._has_room(value, key):
-            record = self._send_now(topic, value, key, partition=partition, timestamp_ms=timestamp_ms,
-                                    headers=headers)
-        else:
-            # Metadata to fetch or memory to wait for: in a worker thread, so the loop runs on meanwhile.
-            record = await self._in_thread(functools.partial(
-                self._send_now, topic, value, key, partition=partition, timestamp_ms=timestamp_ms, headers=headers))
-        return completions.watch(record)
+        assert self._producer is not None
+        record = await self._in_thread(functools.partial(
+            self._producer.send, topic, value, key, partition=partition, timestamp_ms=timestamp_ms, headers=headers))
+        return completions.record(record)
 
     async def send_and_wait(self, topic: str, value: Any = None, key: Any = None, partition: int | None = None,
                             timestamp_ms: int | None = None, headers: Headers = None) -> RecordMetadata:
@@ -176,15 +180,6 @@ class AIOKafkaProducer:
             raise RuntimeError(f"{what} from another event loop: an AIOKafkaProducer belongs to the loop that "
                                f"started it")
         return completions
-
-    def _has_room(self, value: Any, key: Any) -> bool:
-        # Whether the record can be appended without waiting for memory: it needs at most a new batch, of
-        # batch_size bytes for a record of less than that. Only this producer's loop allocates from its pool, so
-        # the answer holds until the append.
-        size = ((len(value) if type(value) is bytes else 0 if value is None else self._batch_size)
-                + (len(key) if type(key) is bytes else 0))
-        need = self._batch_size if size < self._batch_size // 2 else 2 * self._batch_size + size
-        return self._pool.available_memory >= need
 
     async def _in_thread(self, fn: Any, *args: Any) -> Any:
         assert self._loop is not None

@@ -174,3 +174,24 @@ def test_the_producer_refuses_another_event_loop_and_use_after_stop(tansu, tansu
 def test_bad_options_are_refused_at_construction_naming_the_option():
     with pytest.raises(ValueError, match="unknown producer option 'lingr_ms'"):
         AIOKafkaProducer(NOWHERE, lingr_ms=5)
+
+
+def test_a_record_awaitable_works_with_asyncio_helpers_and_done_callbacks(tansu, tansu_topic):
+    topic = tansu_topic(partitions=2)
+
+    async def main():
+        async with _producer(tansu.bootstrap_servers, linger_ms=20) as producer:
+            records = [await producer.send(topic, b"g%d" % i, partition=0) for i in range(10)]
+            called = []
+            records[3].add_done_callback(lambda r: called.append(r.result().offset))
+            gathered = await asyncio.gather(*records[:5])
+            waited = await asyncio.wait_for(records[9], WAIT_S)
+            await asyncio.sleep(0)
+            late = []
+            records[0].add_done_callback(lambda r: late.append(r.exception()))  # already done: runs soon
+            await asyncio.sleep(0)
+            return [md.offset for md in gathered], waited.offset, called, late, records[2].result()
+
+    offsets, last, called, late, third = asyncio.run(asyncio.wait_for(main(), WAIT_S))
+    assert offsets == [0, 1, 2, 3, 4] and last == 9 and called == [3] and late == [None]
+    assert third.offset == 2

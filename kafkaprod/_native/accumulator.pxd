@@ -90,6 +90,10 @@ cdef class RecordAccumulator:
     cdef void wake(self)
     cdef object closed_error(self, str what)
 
+    # send()'s compiled path: the record's future, or None when the record needs the producer's Python path
+    # (a topic without metadata yet, a closed producer, a partition that is not a plain int).
+    cdef FutureRecordMetadata try_send(self, object topic, object value, object key, object partition,
+                                       object timestamp_ms, object headers, object callback)
     cdef void _rebuild_node_map(self)
     cpdef FutureRecordMetadata append(self, str topic, int partition, object key, object value, object headers,
                                       object timestamp_ms, object callback)

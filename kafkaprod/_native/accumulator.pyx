@@ -270,6 +270,13 @@ cdef class RecordAccumulator:
         costs one call into compiled code; everything else (unknown topic, validation that needs Python) goes to
         the producer's own path, `slow_send`.
         """
+        cdef FutureRecordMetadata fut = self.try_send(topic, value, key, partition, timestamp_ms, headers, callback)
+        if fut is not None:
+            return fut
+        return self.slow_send(topic, value, key, partition, timestamp_ms, headers, callback)
+
+    cdef FutureRecordMetadata try_send(self, object topic, object value, object key, object partition,
+                                       object timestamp_ms, object headers, object callback):
         cdef TopicState st
         if type(topic) is str and not self.closed:
             st = self.topics.get(topic)
@@ -278,7 +285,7 @@ cdef class RecordAccumulator:
                     return self._append_record(st, -1, key, value, headers, timestamp_ms, callback)
                 if type(partition) is int and 0 <= partition <= 0x7fffffff:
                     return self._append_record(st, <int>partition, key, value, headers, timestamp_ms, callback)
-        return self.slow_send(topic, value, key, partition, timestamp_ms, headers, callback)
+        return None
 
     cpdef FutureRecordMetadata append(self, str topic, int partition, object key, object value, object headers,
                                       object timestamp_ms, object callback):

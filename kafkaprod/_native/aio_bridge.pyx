@@ -1,26 +1,197 @@
 # cython: language_level=3
-"""Completion of records on an asyncio event loop, one loop callback per completed batch (kafkaprod.aio).
+"""The compiled half of kafkaprod.aio: send() on an event loop, and records completed on it one loop call per batch.
 
-The records' own futures complete on the Sender thread; an awaiting coroutine needs an asyncio future completed
-on its loop. A RecordWaiters gathers the asyncio futures of one batch's records; when the batch completes it asks
-the loop for one call (call_soon_threadsafe), which resolves all of them -- never one loop call per record.
+``AsyncRecord`` is what ``await producer.send(...)`` gives: an awaitable (with asyncio.Future's done(), result(),
+exception(), add_done_callback(), cancel()) over the record's own future. Awaiting one whose record is complete
+costs no asyncio future at all; only a coroutine that awaits a record still in flight, or a done-callback, needs
+its loop told when the record's batch completes. Those wait together per batch (``RecordWaiters``, a listener of
+the batch's result): when the batch completes the Sender thread asks the loop for one call_soon_threadsafe, which
+wakes them all -- never one loop call per record.
 """
 cimport cython
+from cpython.object cimport PyObject
+from cpython.ref cimport Py_INCREF
 
+from kafkaprod._native.accumulator cimport RecordAccumulator
+from kafkaprod._native.buffer_pool cimport BufferPool, available_hint
 from kafkaprod._native.future cimport Completion, FutureRecordMetadata, ProduceRequestResult, record_result
 
+import asyncio
 import logging
 
+cdef extern from "Python.h":
+    # The am_send slot of PyAsyncMethods (Python 3.10+), which `await` uses to take a value without an exception.
+    ctypedef int (*sendfunc)(object, object, PyObject**) except -1
+    ctypedef struct _AsyncMethods "PyAsyncMethods":
+        sendfunc am_send
+    ctypedef struct _TypeWithAsync "PyTypeObject":
+        _AsyncMethods* tp_as_async
+    enum:
+        PYGEN_RETURN
+        PYGEN_ERROR
+        PYGEN_NEXT
+    object _steal "__Pyx_Steal" (PyObject*)
+
+cdef extern from *:
+    """
+    static CYTHON_INLINE PyObject* __Pyx_Steal(PyObject* o) { return o; }
+    """
+
 log = logging.getLogger("kafkaprod")
+
+cdef object _running_loop = asyncio._get_running_loop
+cdef object _CancelledError = asyncio.CancelledError
+cdef object _InvalidStateError = asyncio.InvalidStateError
+
+
+@cython.final
+@cython.freelist(256)
+# Not tracked by the cyclic GC, as the record futures it wraps: a coroutine may hold a million. Its one cycle
+# (waiting in its batch's RecordWaiters, which its owner holds) ends when the batch completes, and its
+# done-callbacks are dropped once they ran.
+@cython.no_gc
+cdef class AsyncRecord:
+    """The awaitable of one record sent from a coroutine: ``await`` it for its RecordMetadata (or its error)."""
+
+    cdef FutureRecordMetadata record
+    cdef AsyncCompletions owner
+    cdef bint handed_over                # the await of send() has given this object
+    cdef bint cancelled_
+    cdef list callbacks                  # add_done_callback() functions, run on the loop
+
+    def __init__(self):
+        raise TypeError("AsyncRecord objects are made by AIOKafkaProducer.send()")
+
+    # ---- the await protocol --------------------------------------------------------------------------------
+    # `await producer.send(...)` gives this object (send() is awaited once, as aiokafka's coroutine is); awaiting it
+    # then gives the record's metadata: at once when the record is complete, else after waiting on a future of the
+    # loop that its batch's completion resolves. _am_send (installed as the type's am_send) makes both steps a
+    # plain C call that returns its value; __next__/send/throw are the same steps for code that iterates instead.
+    def __await__(self):
+        return self
+
+    def __next__(self):
+        cdef PyObject* out = NULL
+        if _am_send(self, None, &out) == PYGEN_NEXT:
+            return <object>_steal(out)
+        raise StopIteration(<object>_steal(out))
+
+    def send(self, value):
+        return self.__next__()
+
+    def throw(self, typ, val=None, tb=None):
+        # A task awaiting this record was cancelled: the await ends; the record is still sent.
+        if val is None:
+            val = typ() if isinstance(typ, type) else typ
+        raise val
+
+    def close(self):
+        pass
+
+    # ---- asyncio.Future's queries ----------------------------------------------------------------------------
+    def done(self) -> bool:
+        return self.cancelled_ or record_result(self.record).done()
+
+    def cancelled(self) -> bool:
+        return self.cancelled_
+
+    def cancel(self, msg=None) -> bool:
+        """Stops awaiting the record (awaiting it raises CancelledError); the record itself is sent all the same."""
+        if self.done():
+            return False
+        self.cancelled_ = True
+        self._run_callbacks()
+        return True
+
+    def result(self):
+        if self.cancelled_:
+            raise _CancelledError()
+        if not record_result(self.record).done():
+            raise _InvalidStateError("the record is not acknowledged yet")
+        return self.record.get(0)
+
+    def exception(self):
+        if self.cancelled_:
+            raise _CancelledError()
+        if not record_result(self.record).done():
+            raise _InvalidStateError("the record is not acknowledged yet")
+        return self.record.exception(0)
+
+    def add_done_callback(self, fn, *, context=None):
+        """fn(self) on the loop once the record is complete (soon, if it is already)."""
+        if self.done():
+            self.owner.loop.call_soon(fn, self)
+            return
+        if self.callbacks is None:
+            self.callbacks = [fn]
+            self.owner.attach(None, self)
+        else:
+            self.callbacks.append(fn)
+
+    def remove_done_callback(self, fn) -> int:
+        if self.callbacks is None:
+            return 0
+        n = len(self.callbacks)
+        self.callbacks = [f for f in self.callbacks if f != fn]
+        return n - len(self.callbacks)
+
+    def get_loop(self):
+        return self.owner.loop
+
+    cdef void _run_callbacks(self):
+        callbacks = self.callbacks
+        self.callbacks = None
+        if callbacks is not None:
+            for fn in callbacks:
+                self.owner.loop.call_soon(fn, self)
+
+    def __repr__(self):
+        state = "cancelled" if self.cancelled_ else ("done" if record_result(self.record).done() else "pending")
+        return f"<AsyncRecord {self.record!r} {state}>"
+
+
+cdef AsyncRecord _async_record(AsyncCompletions owner, FutureRecordMetadata record, bint handed_over):
+    cdef AsyncRecord a = AsyncRecord.__new__(AsyncRecord)
+    a.record = record
+    a.owner = owner
+    a.handed_over = handed_over
+    return a
+
+
+cdef int _am_send(object it, object value, PyObject** result) except -1:
+    # The am_send slot (PEP 590's PySendResult protocol): 0 (PYGEN_RETURN) with *result the value of the await,
+    # 1 (PYGEN_NEXT) with *result a future to wait on, -1 (PYGEN_ERROR) with the exception set.
+    cdef AsyncRecord self = <AsyncRecord>it
+    cdef object out
+    cdef int status = PYGEN_RETURN
+    if not self.handed_over:
+        self.handed_over = True
+        out = self
+    elif self.cancelled_:
+        raise _CancelledError()
+    elif record_result(self.record).done():
+        out = self.record.get(0)
+    else:
+        out = self.owner.loop.create_future()
+        self.owner.attach(out, self)
+        out._asyncio_future_blocking = True
+        status = PYGEN_NEXT
+    Py_INCREF(out)
+    result[0] = <PyObject*>out
+    return status
+
+
+(<_TypeWithAsync*>AsyncRecord).tp_as_async.am_send = <sendfunc>_am_send
 
 
 @cython.final
 cdef class RecordWaiters(Completion):
-    """The asyncio futures waiting for one batch's records, and those records' own futures."""
+    """What waits on the loop for one batch's records: futures of awaiting coroutines, and records with
+    done-callbacks."""
 
     cdef AsyncCompletions owner
     cdef ProduceRequestResult result
-    cdef list waiting                    # aio future, record future, aio future, record future, ...
+    cdef list waiting                    # (asyncio future or None, AsyncRecord) pairs, flattened
 
     def __cinit__(self, AsyncCompletions owner, ProduceRequestResult result):
         self.owner = owner
@@ -35,60 +206,87 @@ cdef class RecordWaiters(Completion):
             log.debug("the event loop was closed before %d record(s) completed", len(self.waiting) // 2)
 
     def resolve(self):
-        """On the loop: completes every waiting asyncio future (a cancelled one is skipped: its record is sent all
-        the same), or, if the batch was split, waits for the halves instead."""
-        cdef FutureRecordMetadata record
+        """On the loop: wakes every waiting coroutine and runs the records' done-callbacks; if the batch was split,
+        waits for the halves instead."""
         cdef Py_ssize_t i
+        cdef AsyncRecord record
         cdef list waiting = self.waiting
         self.waiting = None
         if self.owner.current is self:
             self.owner.current = None
         self.owner.pending.pop(self.result, None)
-        if self.result.children is not None:
-            for i in range(0, len(waiting), 2):
-                self.owner.attach(waiting[i], <FutureRecordMetadata>waiting[i + 1])
-            return
-        error = self.result.error
+        split = self.result.children is not None
         for i in range(0, len(waiting), 2):
-            aio = waiting[i]
-            if aio.done():
-                continue
-            if error is not None:
-                aio.set_exception(error)
-            else:
-                aio.set_result((<FutureRecordMetadata>waiting[i + 1]).get(0))
+            waiter = waiting[i]
+            record = <AsyncRecord>waiting[i + 1]
+            if split:
+                self.owner.attach(waiter, record)  # the record's future has followed it into a half
+            elif waiter is None:
+                record._run_callbacks()
+            elif not waiter.done():
+                waiter.set_result(None)  # the awaiting coroutine reads the record's outcome itself
 
 
 @cython.final
 cdef class AsyncCompletions:
-    """Per producer and event loop: the RecordWaiters of batches with records still awaited."""
+    """An AIOKafkaProducer's link to its event loop: its send() fast path and the batches with records awaited."""
 
     cdef readonly object loop
     cdef dict pending                    # ProduceRequestResult -> RecordWaiters
     cdef RecordWaiters current           # the last one used: records of a batch arrive one after another
+    cdef RecordAccumulator acc           # appended to directly when the producer's send() is the compiled one
+    cdef object slow_send                # the coroutine function for everything else
+    cdef BufferPool pool
+    cdef Py_ssize_t batch_size
 
-    def __cinit__(self, loop):
+    def __cinit__(self, loop, RecordAccumulator acc, slow_send, BufferPool pool):
         self.loop = loop
         self.pending = {}
         self.current = None
+        self.acc = acc
+        self.slow_send = slow_send
+        self.pool = pool
+        self.batch_size = 0 if acc is None else acc.batch_size
 
-    cpdef object watch(self, FutureRecordMetadata record):
-        """An asyncio future (of this loop) that completes with the record's RecordMetadata or error."""
-        aio = self.loop.create_future()
-        self.attach(aio, record)
-        return aio
+    def send(self, topic, value=None, key=None, partition=None, timestamp_ms=None, headers=None):
+        """AIOKafkaProducer.send: an awaitable giving the record's AsyncRecord. Appends at once when the topic is
+        known and the pool has room for a new batch -- only this loop allocates from it, so that holds until the
+        append; anything else (metadata to fetch, memory to wait for, serializers or interceptors to run) goes to
+        the coroutine slow_send."""
+        cdef FutureRecordMetadata record
+        if _running_loop() is not self.loop:
+            raise RuntimeError("send() from another event loop (or from no running loop): an AIOKafkaProducer "
+                               "belongs to the loop that started it")
+        if self.acc is not None and self._has_room(value, key):
+            record = self.acc.try_send(topic, value, key, partition, timestamp_ms, headers, None)
+            if record is not None:
+                return _async_record(self, record, False)
+        return self.slow_send(topic, value, key, partition, timestamp_ms, headers)
 
-    cdef void attach(self, object aio, FutureRecordMetadata record):
-        cdef ProduceRequestResult r = record_result(record)
+    cdef bint _has_room(self, object value, object key):
+        cdef Py_ssize_t size = 0, need
+        if type(value) is bytes:
+            size = len(<bytes>value)
+        elif value is not None:
+            size = self.batch_size
+        if type(key) is bytes:
+            size += len(<bytes>key)
+        need = self.batch_size if size < self.batch_size // 2 else 2 * self.batch_size + size
+        return available_hint(self.pool) >= need
+
+    def record(self, FutureRecordMetadata record):
+        """The AsyncRecord of a record sent outside the fast path (its send() was a coroutine: given already)."""
+        return _async_record(self, record, True)
+
+    cdef void attach(self, object waiter, AsyncRecord record):
+        cdef ProduceRequestResult r = record_result(record.record)
         cdef RecordWaiters w = self.current
         if r.done():
-            # Completed already (and its loop call may be queued, or past): nothing to wait for.
-            if not aio.done():
-                error = r.error
-                if error is not None:
-                    aio.set_exception(error)
-                else:
-                    aio.set_result(record.get(0))
+            # Completed already (its loop call may be queued, or past): nothing to wait for.
+            if waiter is None:
+                record._run_callbacks()
+            elif not waiter.done():
+                waiter.set_result(None)
             return
         if w is None or w.result is not r:
             w = self.pending.get(r)
@@ -99,5 +297,5 @@ cdef class AsyncCompletions:
                 # run before this method returns on the loop.
                 r.add_listener(w)
             self.current = w
-        w.waiting.append(aio)
+        w.waiting.append(waiter)
         w.waiting.append(record)

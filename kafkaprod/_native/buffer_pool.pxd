@@ -44,3 +44,9 @@ cdef class BufferPool:
     cdef bytearray _new_buffer(self, Py_ssize_t size)
     cdef void _free_up(self, Py_ssize_t size) noexcept
     cdef void _signal_head_if_memory(self) noexcept
+
+
+# Bytes that can be handed out without waiting (BufferPool.available_memory), read without the pool's lock: a
+# hint for a caller that must not block, which only another allocation can make stale.
+cdef inline Py_ssize_t available_hint(BufferPool pool) noexcept:
+    return pool._unallocated + pool._free_count * pool._poolable
