@@ -68,10 +68,15 @@ def test_restarted_partition_renumbers_its_retries_from_zero_once_nothing_of_it_
     assert _drain(acc) == {}  # b, numbered under the old id, is still in flight
     acc.reenqueue(b, monotonic())
     assert _drain(acc)[0] is a
+    assert _drain(acc) == {}  # retries go one at a time
+    wire = [_on_wire(a)]
+    _answered(acc, a)
     assert _drain(acc)[0] is b
+    wire.append(_on_wire(b))
+    _answered(acc, b)
     _batch(acc, 0, 4)
     c = _drain(acc)[0]
-    assert [_on_wire(x) for x in (a, b, c)] == [(8, 0, 0), (8, 0, 3), (8, 0, 5)]
+    assert wire + [_on_wire(c)] == [(8, 0, 0), (8, 0, 3), (8, 0, 5)]
 
 
 def test_other_partitions_retry_under_their_old_numbering_and_start_new_batches_at_zero() -> None:

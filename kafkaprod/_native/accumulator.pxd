@@ -17,6 +17,9 @@ cdef class PartitionState:
     # Batches drained and not yet answered, in drain order: a later (or renumbered) batch of the partition must
     # not overtake them, and with idempotence none goes to another broker while they are out.
     cdef list in_flight
+    # With idempotence, the partition has one batch in flight at a time (RecordAccumulator._held): set when a batch
+    # of it comes back with an error (a retry, or the halves of a split), cleared once its retries are through.
+    cdef bint serial
     # Idempotence (the Java client's per-partition sequence state, kept beside the queue it numbers):
     cdef int next_sequence
     cdef tuple seq_owner                 # (producer id, epoch) the numbering belongs to
@@ -101,6 +104,7 @@ cdef class RecordAccumulator:
                                       const unsigned char* vptr, Py_ssize_t vlen,
                                       object headers, object callback)
     cdef double _backoff(self, ProducerBatch batch)
+    cdef bint _held(self, PartitionState ps, object node)
     cdef list _drain_node(self, object node, int max_size, double now)
     cdef bint _number(self, PartitionState ps, ProducerBatch batch)
     cdef PartitionState _partition_of(self, ProducerBatch batch)

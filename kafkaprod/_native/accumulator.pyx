@@ -55,6 +55,7 @@ cdef class PartitionState:
         self.open_batch = None
         self.leader = -1
         self.in_flight = []
+        self.serial = False
         self.next_sequence = 0
         self.seq_owner = None
         self.restart = False
@@ -441,7 +442,7 @@ cdef class RecordAccumulator:
                     if ps.leader < 0:
                         unknown.add(st.topic)
                         continue
-                    if ps.leader in ready_nodes:
+                    if ps.leader in ready_nodes or self._held(ps, ps.leader):
                         continue
                     waited = now - batch.last_attempt
                     backing_off = batch.attempts > 0 and waited < self._backoff(batch)
@@ -456,6 +457,28 @@ cdef class RecordAccumulator:
                         if left < next_delay:
                             next_delay = left if left > 0 else 0
         return ready_nodes, next_delay, unknown
+
+    cdef bint _held(self, PartitionState ps, object node):
+        # Whether the partition sends nothing to `node` now, because batches of it are in flight. With idempotence
+        # the order of a partition in the log must not rest on the broker refusing a batch that comes after one
+        # that failed: a broker that checks sequences answers it OUT_OF_ORDER_SEQUENCE_NUMBER, but one that does
+        # not -- librdkafka's mock, for a non-transactional producer -- writes it ahead of the earlier batch's
+        # retry. So, with batches of the partition in flight:
+        # - after an error (`serial`), nothing is sent, neither the retry nor a new batch, until every batch of
+        #   the partition in flight is answered; then the retries go in sequence order, one in flight at a time
+        #   (a retry that fails again must not have a later batch behind it), until a batch that was never sent
+        #   is at the head of the queue again (see _drain_node). This is librdkafka's rd_kafka_idemp_drain_toppar
+        #   (a partition waits for its in-flight requests before it retries) together with the Java client's
+        #   RecordAccumulator.shouldStopDrainBatchesForPartition (a batch with a sequence is drained only when it
+        #   is TransactionManager.firstInFlightSequence of its partition) -- stricter than Java for new batches,
+        #   which Java lets a checking broker refuse;
+        # - after a leader change, nothing goes to the new leader while batches are in flight to the old one,
+        #   which is about to refuse them (librdkafka's producer also waits for them before it moves the
+        #   partition).
+        # Otherwise a partition pipelines: up to max_in_flight_requests_per_connection of its batches in flight.
+        if not self.idempotent or not ps.in_flight:
+            return False
+        return ps.serial or (<ProducerBatch>ps.in_flight[0]).sent_to != <int>node
 
     cdef double _backoff(self, ProducerBatch batch):
         # Exponential backoff per attempt, as retry.backoff.ms .. retry.backoff.max.ms in the Java client.
@@ -486,6 +509,7 @@ cdef class RecordAccumulator:
         cdef Py_ssize_t size = 0, n, i, start, est
         cdef PartitionState ps
         cdef ProducerBatch batch
+        cdef bint fresh
         if not parts:
             return out
         n = len(parts)
@@ -494,14 +518,7 @@ cdef class RecordAccumulator:
         self.drain_index[node] = (start + 1) % n
         for i in range(n):
             ps = parts[(start + i) % n]
-            if not ps.queue:
-                continue
-            if self.idempotent and ps.in_flight and (<ProducerBatch>ps.in_flight[0]).sent_to != node:
-                # The leader moved while batches of this partition are still in flight to the old one. Sending
-                # more to the new leader now could land them before those batches, which are about to fail
-                # and be retried; wait for their answers so the partition stays in sequence order. (A broker
-                # that checks sequences would refuse the later batch, but not every broker does -- librdkafka's
-                # mock does not for non-transactional producers -- and librdkafka's producer waits the same way.)
+            if not ps.queue or self._held(ps, node):
                 continue
             batch = ps.queue[0]
             if batch.attempts > 0 and now - batch.last_attempt < self._backoff(batch):
@@ -509,8 +526,13 @@ cdef class RecordAccumulator:
             est = batch_size_in_bytes(batch)
             if out and size + est > max_size:
                 break
+            fresh = batch.base_sequence < 0  # never drained before: neither a retry nor a split half
             if self.idempotent and not self._number(ps, batch):
                 continue
+            if ps.serial and fresh:
+                # Nothing of the partition is in flight (see _held) and no retry is left ahead of this batch, which
+                # was never sent: the partition's retries are through, and it pipelines again.
+                ps.serial = False
             ps.queue.popleft()
             batch.closed_for_append = True
             batch.sent_to = node
@@ -548,6 +570,7 @@ cdef class RecordAccumulator:
             batch.attempts += 1
             batch.last_attempt = now
             batch.retry = True
+            ps.serial = True
             ps.insert_for_retry(batch)
 
     def reenqueue_split(self, ProducerBatch batch, list halves):
@@ -558,6 +581,7 @@ cdef class RecordAccumulator:
         cdef ProducerBatch child
         with cython.critical_section(self):
             ps = self._partition_of(batch)
+            ps.serial = True
             for _, child in reversed(halves):
                 # In sequence order, not simply at the head: another batch of the partition may have been split
                 # (or re-queued) before this one, and the halves of this later batch must not overtake it.
