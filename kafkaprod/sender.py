@@ -258,7 +258,7 @@ class Sender(threading.Thread):
         if err is None:
             if batch.done(base_offset, log_append_time, None):
                 self.metrics.record_done(batch)
-            self.acc.deallocate(batch)
+            self.acc.deallocate(batch, succeeded=True)
         elif err.errno == E.MESSAGE_TOO_LARGE and batch.record_count > 1 and not batch.is_done:
             self._split(batch, now)
         elif self._can_retry(batch, err, now):

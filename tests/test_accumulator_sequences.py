@@ -39,7 +39,7 @@ def _on_wire(batch) -> tuple[int, int, int]:
 
 def _answered(acc: RecordAccumulator, batch) -> None:
     batch.done(0, -1, None)
-    acc.deallocate(batch)
+    acc.deallocate(batch, succeeded=True)
 
 
 def test_sequences_count_records_per_partition_under_the_producer_id() -> None:
@@ -49,17 +49,25 @@ def test_sequences_count_records_per_partition_under_the_producer_id() -> None:
     acc.set_producer_id(7, 0)
     first = _drain(acc)[0]
     _batch(acc, 0, 2)
+    assert _drain(acc) == {}  # the partition's first batch after idle goes alone
+    wire = [_on_wire(first)]
+    _answered(acc, first)  # written, with a batch behind it: the partition pipelines from here on
     second = _drain(acc)[0]
-    assert (_on_wire(first), _on_wire(second)) == ((7, 0, 0), (7, 0, 3))
+    _batch(acc, 0, 1)
+    third = _drain(acc)[0]
+    assert wire + [_on_wire(second), _on_wire(third)] == [(7, 0, 0), (7, 0, 3), (7, 0, 5)]
 
 
 def test_restarted_partition_renumbers_its_retries_from_zero_once_nothing_of_it_is_in_flight() -> None:
     acc = _accumulator()
     acc.set_producer_id(7, 0)
+    _batch(acc, 0, 1)
+    lead = _drain(acc)[0]  # the partition's first batch goes alone ...
     _batch(acc, 0, 3)
+    _answered(acc, lead)  # ... and once it is written with a batch behind it, the partition pipelines
     a = _drain(acc)[0]
     _batch(acc, 0, 2)
-    b = _drain(acc)[0]  # a and b in flight, sequences 0 and 3
+    b = _drain(acc)[0]  # a and b in flight, sequences 1 and 4
     acc.restart_sequences([("t", 0)], True)  # a came back UNKNOWN_PRODUCER_ID
     assert acc.producer_id == -1
     acc.reenqueue(a, monotonic())
@@ -114,3 +122,28 @@ def test_restart_without_a_new_producer_id_renumbers_only_that_partition() -> No
     acc.reenqueue(drained[1], monotonic())
     again = _drain(acc)
     assert (_on_wire(again[0]), _on_wire(again[1])) == ((7, 0, 0), (8, 0, 0))
+
+
+def test_after_an_error_a_partition_keeps_one_batch_in_flight_for_retry_backoff_max() -> None:
+    acc = _accumulator()
+    acc.set_retry_backoff_max(60_000)
+    acc.set_producer_id(7, 0)
+    _batch(acc, 0, 1)
+    lead = _drain(acc)[0]
+    _batch(acc, 0, 1)
+    _answered(acc, lead)  # no error yet: written with a batch behind it, the partition pipelines
+    a = _drain(acc)[0]
+    _batch(acc, 0, 1)
+    b = _drain(acc)[0]
+    acc.reenqueue(a, monotonic() - 1)  # came back with a retriable error (its backoff already over)
+    _batch(acc, 0, 1)
+    assert _drain(acc) == {}  # b is still out: nothing, neither the retry nor the new batch
+    _answered(acc, b)
+    assert _drain(acc)[0] is a  # then the retry, alone
+    assert _drain(acc) == {}
+    _answered(acc, a)
+    c = _drain(acc)[0]  # retries through, but the error is recent: new batches go one at a time too
+    _batch(acc, 0, 1)
+    assert _drain(acc) == {}
+    _answered(acc, c)
+    assert 0 in _drain(acc)

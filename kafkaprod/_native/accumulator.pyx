@@ -55,7 +55,8 @@ cdef class PartitionState:
         self.open_batch = None
         self.leader = -1
         self.in_flight = []
-        self.serial = False
+        self.serial = True  # idle: its first batch goes alone (RecordAccumulator._held)
+        self.last_error = -1e18
         self.next_sequence = 0
         self.seq_owner = None
         self.restart = False
@@ -463,19 +464,31 @@ cdef class RecordAccumulator:
         # the order of a partition in the log must not rest on the broker refusing a batch that comes after one
         # that failed: a broker that checks sequences answers it OUT_OF_ORDER_SEQUENCE_NUMBER, but one that does
         # not -- librdkafka's mock, for a non-transactional producer -- writes it ahead of the earlier batch's
-        # retry. So, with batches of the partition in flight:
-        # - after an error (`serial`), nothing is sent, neither the retry nor a new batch, until every batch of
-        #   the partition in flight is answered; then the retries go in sequence order, one in flight at a time
-        #   (a retry that fails again must not have a later batch behind it), until a batch that was never sent
-        #   is at the head of the queue again (see _drain_node). This is librdkafka's rd_kafka_idemp_drain_toppar
-        #   (a partition waits for its in-flight requests before it retries) together with the Java client's
-        #   RecordAccumulator.shouldStopDrainBatchesForPartition (a batch with a sequence is drained only when it
-        #   is TransactionManager.firstInFlightSequence of its partition) -- stricter than Java for new batches,
-        #   which Java lets a checking broker refuse;
-        # - after a leader change, nothing goes to the new leader while batches are in flight to the old one,
-        #   which is about to refuse them (librdkafka's producer also waits for them before it moves the
-        #   partition).
-        # Otherwise a partition pipelines: up to max_in_flight_requests_per_connection of its batches in flight.
+        # retry. A batch already on the wire behind one that fails cannot be called back; so:
+        # - After a leader change, nothing goes to the new leader while batches are in flight to the old one,
+        #   which is about to refuse them (librdkafka's producer also waits for them before it moves a partition).
+        # - After an error (`serial` set in reenqueue / reenqueue_split), nothing is sent, neither the retry nor a
+        #   new batch, until every batch of the partition in flight is answered; then the retries go in sequence
+        #   order, one in flight at a time, since a retry may fail again. This is librdkafka's
+        #   rd_kafka_idemp_drain_toppar (a partition drains its in-flight requests before it retries) with the
+        #   Java client's RecordAccumulator.shouldStopDrainBatchesForPartition (a batch with a sequence is drained
+        #   only when it is TransactionManager.firstInFlightSequence of its partition) -- stricter than Java for
+        #   new batches, which Java leaves to a checking broker to refuse.
+        # - After the partition was idle, nothing queued or in flight (`serial` set in deallocate, and at the
+        #   start), its first batch goes alone: it is the one that meets whatever changed meanwhile -- a leader
+        #   that moved, a broker that restarted, errors that began -- and the batches behind it wait for its
+        #   answer. Our own rule, not librdkafka's or Java's; it costs one round trip per partition after idle.
+        # A partition pipelines again (`serial` cleared in deallocate) once a batch it sent alone is written with
+        # only never-sent batches queued behind it -- and, after an error, not before retry_backoff_max has
+        # passed since the last one: errors come in runs (a broker in trouble refuses request after request, and
+        # the backlog a partition sends once it is back is where the next one lands), so for as long as the
+        # producer would still be backing off between retries, the partition keeps one batch in flight. Also
+        # our own rule; it is bounded in time, so a partition fed faster than one batch per round trip is slowed
+        # for at most that long after its last error. A steady stream without errors never goes idle and keeps
+        # up to max_in_flight_requests_per_connection batches of a partition in flight. What this does not
+        # cover is an error that begins while several are: a checking broker refuses the ones behind the failed
+        # batch and they are retried after it (TransactionManager.can_retry); a broker that checks nothing
+        # writes them.
         if not self.idempotent or not ps.in_flight:
             return False
         return ps.serial or (<ProducerBatch>ps.in_flight[0]).sent_to != <int>node
@@ -509,7 +522,6 @@ cdef class RecordAccumulator:
         cdef Py_ssize_t size = 0, n, i, start, est
         cdef PartitionState ps
         cdef ProducerBatch batch
-        cdef bint fresh
         if not parts:
             return out
         n = len(parts)
@@ -526,13 +538,8 @@ cdef class RecordAccumulator:
             est = batch_size_in_bytes(batch)
             if out and size + est > max_size:
                 break
-            fresh = batch.base_sequence < 0  # never drained before: neither a retry nor a split half
             if self.idempotent and not self._number(ps, batch):
                 continue
-            if ps.serial and fresh:
-                # Nothing of the partition is in flight (see _held) and no retry is left ahead of this batch, which
-                # was never sent: the partition's retries are through, and it pipelines again.
-                ps.serial = False
             ps.queue.popleft()
             batch.closed_for_append = True
             batch.sent_to = node
@@ -571,6 +578,7 @@ cdef class RecordAccumulator:
             batch.last_attempt = now
             batch.retry = True
             ps.serial = True
+            ps.last_error = now
             ps.insert_for_retry(batch)
 
     def reenqueue_split(self, ProducerBatch batch, list halves):
@@ -582,6 +590,7 @@ cdef class RecordAccumulator:
         with cython.critical_section(self):
             ps = self._partition_of(batch)
             ps.serial = True
+            ps.last_error = mono_s()
             for _, child in reversed(halves):
                 # In sequence order, not simply at the head: another batch of the partition may have been split
                 # (or re-queued) before this one, and the halves of this later batch must not overtake it.
@@ -591,10 +600,21 @@ cdef class RecordAccumulator:
         batch.result.split([(start, (<ProducerBatch>child).result) for start, child in halves])
         self.deallocate(batch)
 
-    def deallocate(self, ProducerBatch batch):
-        """The batch is finished: return its memory and forget it."""
+    def deallocate(self, ProducerBatch batch, bint succeeded=False):
+        """The batch is finished (succeeded: written): return its memory and forget it."""
+        cdef PartitionState ps
         with cython.critical_section(self):
-            self._partition_of(batch).release(batch)
+            ps = self._partition_of(batch)
+            ps.release(batch)
+            if not ps.in_flight:
+                # One batch at a time or not (see _held): idle, the partition's next batch goes alone; a batch sent
+                # alone succeeded with no retry left behind it (the head was never sent) and its last error is
+                # retry_backoff_max old, it pipelines again.
+                if not ps.queue:
+                    ps.serial = True
+                elif (succeeded and ps.serial and (<ProducerBatch>ps.queue[0]).base_sequence < 0
+                      and mono_s() - ps.last_error >= self.retry_backoff_max):
+                    ps.serial = False
             self.incomplete.discard(batch)
         if batch.buffer is not None and batch.buffer_size > 0:
             buf = batch.buffer
