@@ -1,9 +1,11 @@
 """Idempotent sequence numbering in the accumulator's drain, without a broker: what each batch carries on the wire
 when the Sender restarts a partition's numbering under a new producer id (the recovery from lost producer state or
-a sequence gap). The batch bytes are read with kafka-python's record-batch reader, which also checks the CRC of
-every rewritten header.
+a sequence gap), and when a partition may have more than one batch in flight (RecordAccumulator._held). The batch
+bytes are read with kafka-python's record-batch reader, which also checks the CRC of every rewritten header.
 """
 from __future__ import annotations
+
+import time
 
 from kafka.record.default_records import DefaultRecordBatch
 
@@ -13,10 +15,10 @@ from kafkaprod._native.buffer_pool import BufferPool
 NODE = 0
 
 
-def _accumulator(partitions: int = 2) -> RecordAccumulator:
+def _accumulator(partitions: int = 2, linger_ms: int = 0) -> RecordAccumulator:
     pool = BufferPool(1 << 22, 4096)
-    # linger 0, idempotent; every partition led by NODE.
-    acc = RecordAccumulator(pool, 4096, 0, 0, 0, 120_000, 1000, True, None, 1 << 20)
+    # idempotent; every partition led by NODE.
+    acc = RecordAccumulator(pool, 4096, 0, linger_ms, 0, 120_000, 1000, True, None, 1 << 20)
     acc.update_topic("t", [NODE] * partitions)
     return acc
 
@@ -147,3 +149,21 @@ def test_after_an_error_a_partition_keeps_one_batch_in_flight_for_retry_backoff_
     assert _drain(acc) == {}
     _answered(acc, c)
     assert 0 in _drain(acc)
+
+
+def test_a_partition_empty_for_longer_than_linger_sends_its_next_batch_alone() -> None:
+    # The sticky partitioner leaves a partition empty between two of its batches all the time: a gap shorter than
+    # linger keeps it pipelining; after a longer pause its first batch goes alone.
+    for linger_ms, alone in ((0, True), (60_000, False)):
+        acc = _accumulator(linger_ms=linger_ms)
+        acc.set_producer_id(7, 0)
+        _batch(acc, 0, 1)
+        lead = _drain(acc)[0]
+        _batch(acc, 0, 1)
+        _answered(acc, lead)  # written with a batch behind it: the partition pipelines
+        _answered(acc, _drain(acc)[0])  # nothing queued or in flight now
+        time.sleep(0.002)
+        _batch(acc, 0, 1)
+        assert 0 in _drain(acc)
+        _batch(acc, 0, 1)
+        assert (_drain(acc) == {}) is alone, linger_ms

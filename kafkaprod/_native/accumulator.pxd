@@ -17,11 +17,13 @@ cdef class PartitionState:
     # Batches drained and not yet answered, in drain order: a later (or renumbered) batch of the partition must
     # not overtake them, and with idempotence none goes to another broker while they are out.
     cdef list in_flight
-    # With idempotence, the partition has one batch in flight at a time (RecordAccumulator._held): set while it is
-    # idle and when a batch of it comes back with an error (a retry, or the halves of a split); cleared when a batch
-    # it sent alone succeeds with only never-sent batches behind it, retry_backoff_max after its last error.
+    # With idempotence, the partition has one batch in flight at a time (RecordAccumulator._held): set when its
+    # traffic resumes after a pause longer than linger and when a batch of it comes back with an error (a retry, or
+    # the halves of a split); cleared when a batch it sent alone succeeds with only never-sent batches behind it,
+    # retry_backoff_max after its last error.
     cdef bint serial
     cdef double last_error               # monotonic seconds of the last error answer for one of its batches
+    cdef double idle_since               # since when nothing of it is queued or in flight; -1 while something is
     # Idempotence (the Java client's per-partition sequence state, kept beside the queue it numbers):
     cdef int next_sequence
     cdef tuple seq_owner                 # (producer id, epoch) the numbering belongs to

@@ -55,8 +55,9 @@ cdef class PartitionState:
         self.open_batch = None
         self.leader = -1
         self.in_flight = []
-        self.serial = True  # idle: its first batch goes alone (RecordAccumulator._held)
+        self.serial = True  # its very first batch goes alone (RecordAccumulator._held)
         self.last_error = -1e18
+        self.idle_since = -1
         self.next_sequence = 0
         self.seq_owner = None
         self.restart = False
@@ -474,10 +475,14 @@ cdef class RecordAccumulator:
         #   Java client's RecordAccumulator.shouldStopDrainBatchesForPartition (a batch with a sequence is drained
         #   only when it is TransactionManager.firstInFlightSequence of its partition) -- stricter than Java for
         #   new batches, which Java leaves to a checking broker to refuse.
-        # - After the partition was idle, nothing queued or in flight (`serial` set in deallocate, and at the
-        #   start), its first batch goes alone: it is the one that meets whatever changed meanwhile -- a leader
-        #   that moved, a broker that restarted, errors that began -- and the batches behind it wait for its
-        #   answer. Our own rule, not librdkafka's or Java's; it costs one round trip per partition after idle.
+        # - After the partition was idle -- nothing queued or in flight for longer than linger, so its records
+        #   stopped coming as a stream (`serial` set in _drain_node; and at the start) -- its first batch goes
+        #   alone: it is the one that meets whatever changed meanwhile -- a leader that moved, a broker that
+        #   restarted, errors that began -- and the batches behind it wait for its answer. Our own rule, not
+        #   librdkafka's or Java's; it costs one round trip per partition after a pause. The pause must be longer
+        #   than linger because, when the producer keeps up with send(), the sticky partitioner (KIP-794) leaves a
+        #   partition empty between two of its batches all the time, and a stream must pipeline through those
+        #   short gaps.
         # A partition pipelines again (`serial` cleared in deallocate) once a batch it sent alone is written with
         # only never-sent batches queued behind it -- and, after an error, not before retry_backoff_max has
         # passed since the last one: errors come in runs (a broker in trouble refuses request after request, and
@@ -540,6 +545,12 @@ cdef class RecordAccumulator:
                 break
             if self.idempotent and not self._number(ps, batch):
                 continue
+            if ps.idle_since >= 0:
+                # The partition's first batch since it was last empty (see _held): after a pause longer than
+                # linger, it goes alone.
+                if batch.created - ps.idle_since > self.linger:
+                    ps.serial = True
+                ps.idle_since = -1
             ps.queue.popleft()
             batch.closed_for_append = True
             batch.sent_to = node
@@ -607,11 +618,11 @@ cdef class RecordAccumulator:
             ps = self._partition_of(batch)
             ps.release(batch)
             if not ps.in_flight:
-                # One batch at a time or not (see _held): idle, the partition's next batch goes alone; a batch sent
-                # alone succeeded with no retry left behind it (the head was never sent) and its last error is
-                # retry_backoff_max old, it pipelines again.
+                # One batch at a time or not (see _held): empty, the partition is idle from now (its next batch
+                # decides, in _drain_node); a batch sent alone succeeded with no retry left behind it (the head was
+                # never sent) and its last error is retry_backoff_max old, it pipelines again.
                 if not ps.queue:
-                    ps.serial = True
+                    ps.idle_since = mono_s()
                 elif (succeeded and ps.serial and (<ProducerBatch>ps.queue[0]).base_sequence < 0
                       and mono_s() - ps.last_error >= self.retry_backoff_max):
                     ps.serial = False
