@@ -40,7 +40,8 @@ _METADATA_ERRORS = frozenset({E.UNKNOWN_TOPIC_OR_PARTITION, E.LEADER_NOT_AVAILAB
 # - NetworkClient, per connection: requests by correlation id, to match answers to requests, time them out after
 #   request_timeout_ms and cap them at max_in_flight_requests_per_connection;
 # - the accumulator, per partition: its batches on the wire, in order, and the broker they went to, so that a later or
-#   renumbered batch never overtakes them, and a drain waits for them after a leader change.
+#   renumbered batch never overtakes them, and, with idempotence, a drain waits for them after a leader change or
+#   after one of them came back with an error (RecordAccumulator._held).
 # Whether anything at all is still pending (the close loop, aborts) is the accumulator's set of incomplete batches.
 
 
@@ -265,7 +266,7 @@ class Sender(threading.Thread):
         if err is None:
             if batch.done(base_offset, log_append_time, None):
                 self.metrics.record_done(batch)
-            self.acc.deallocate(batch)
+            self.acc.deallocate(batch, succeeded=True)
         elif err.errno == E.MESSAGE_TOO_LARGE and batch.record_count > 1 and not batch.is_done:
             self._split(batch, now)
         elif self._can_retry(batch, err, now):

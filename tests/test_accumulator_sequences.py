@@ -1,9 +1,11 @@
 """Idempotent sequence numbering in the accumulator's drain, without a broker: what each batch carries on the wire
 when the Sender restarts a partition's numbering under a new producer id (the recovery from lost producer state or
-a sequence gap). The batch bytes are read with kafka-python's record-batch reader, which also checks the CRC of
-every rewritten header.
+a sequence gap), and when a partition may have more than one batch in flight (RecordAccumulator._held). The batch
+bytes are read with kafka-python's record-batch reader, which also checks the CRC of every rewritten header.
 """
 from __future__ import annotations
+
+import time
 
 from kafka.record.default_records import DefaultRecordBatch
 
@@ -13,10 +15,10 @@ from kafkaprod._native.buffer_pool import BufferPool
 NODE = 0
 
 
-def _accumulator(partitions: int = 2) -> RecordAccumulator:
+def _accumulator(partitions: int = 2, linger_ms: int = 0) -> RecordAccumulator:
     pool = BufferPool(1 << 22, 4096)
-    # linger 0, idempotent; every partition led by NODE.
-    acc = RecordAccumulator(pool, 4096, 0, 0, 0, 120_000, 1000, True, None, 1 << 20)
+    # idempotent; every partition led by NODE.
+    acc = RecordAccumulator(pool, 4096, 0, linger_ms, 0, 120_000, 1000, True, None, 1 << 20)
     acc.update_topic("t", [NODE] * partitions)
     return acc
 
@@ -39,7 +41,7 @@ def _on_wire(batch) -> tuple[int, int, int]:
 
 def _answered(acc: RecordAccumulator, batch) -> None:
     batch.done(0, -1, None)
-    acc.deallocate(batch)
+    acc.deallocate(batch, succeeded=True)
 
 
 def test_sequences_count_records_per_partition_under_the_producer_id() -> None:
@@ -49,17 +51,25 @@ def test_sequences_count_records_per_partition_under_the_producer_id() -> None:
     acc.set_producer_id(7, 0)
     first = _drain(acc)[0]
     _batch(acc, 0, 2)
+    assert _drain(acc) == {}  # the partition's first batch after idle goes alone
+    wire = [_on_wire(first)]
+    _answered(acc, first)  # written, with a batch behind it: the partition pipelines from here on
     second = _drain(acc)[0]
-    assert (_on_wire(first), _on_wire(second)) == ((7, 0, 0), (7, 0, 3))
+    _batch(acc, 0, 1)
+    third = _drain(acc)[0]
+    assert wire + [_on_wire(second), _on_wire(third)] == [(7, 0, 0), (7, 0, 3), (7, 0, 5)]
 
 
 def test_restarted_partition_renumbers_its_retries_from_zero_once_nothing_of_it_is_in_flight() -> None:
     acc = _accumulator()
     acc.set_producer_id(7, 0)
+    _batch(acc, 0, 1)
+    lead = _drain(acc)[0]  # the partition's first batch goes alone ...
     _batch(acc, 0, 3)
+    _answered(acc, lead)  # ... and once it is written with a batch behind it, the partition pipelines
     a = _drain(acc)[0]
     _batch(acc, 0, 2)
-    b = _drain(acc)[0]  # a and b in flight, sequences 0 and 3
+    b = _drain(acc)[0]  # a and b in flight, sequences 1 and 4
     acc.restart_sequences([("t", 0)], True)  # a came back UNKNOWN_PRODUCER_ID
     assert acc.producer_id == -1
     acc.reenqueue(a, monotonic())
@@ -68,10 +78,15 @@ def test_restarted_partition_renumbers_its_retries_from_zero_once_nothing_of_it_
     assert _drain(acc) == {}  # b, numbered under the old id, is still in flight
     acc.reenqueue(b, monotonic())
     assert _drain(acc)[0] is a
+    assert _drain(acc) == {}  # retries go one at a time
+    wire = [_on_wire(a)]
+    _answered(acc, a)
     assert _drain(acc)[0] is b
+    wire.append(_on_wire(b))
+    _answered(acc, b)
     _batch(acc, 0, 4)
     c = _drain(acc)[0]
-    assert [_on_wire(x) for x in (a, b, c)] == [(8, 0, 0), (8, 0, 3), (8, 0, 5)]
+    assert wire + [_on_wire(c)] == [(8, 0, 0), (8, 0, 3), (8, 0, 5)]
 
 
 def test_other_partitions_retry_under_their_old_numbering_and_start_new_batches_at_zero() -> None:
@@ -109,3 +124,46 @@ def test_restart_without_a_new_producer_id_renumbers_only_that_partition() -> No
     acc.reenqueue(drained[1], monotonic())
     again = _drain(acc)
     assert (_on_wire(again[0]), _on_wire(again[1])) == ((7, 0, 0), (8, 0, 0))
+
+
+def test_after_an_error_a_partition_keeps_one_batch_in_flight_for_retry_backoff_max() -> None:
+    acc = _accumulator()
+    acc.set_retry_backoff_max(60_000)
+    acc.set_producer_id(7, 0)
+    _batch(acc, 0, 1)
+    lead = _drain(acc)[0]
+    _batch(acc, 0, 1)
+    _answered(acc, lead)  # no error yet: written with a batch behind it, the partition pipelines
+    a = _drain(acc)[0]
+    _batch(acc, 0, 1)
+    b = _drain(acc)[0]
+    acc.reenqueue(a, monotonic() - 1)  # came back with a retriable error (its backoff already over)
+    _batch(acc, 0, 1)
+    assert _drain(acc) == {}  # b is still out: nothing, neither the retry nor the new batch
+    _answered(acc, b)
+    assert _drain(acc)[0] is a  # then the retry, alone
+    assert _drain(acc) == {}
+    _answered(acc, a)
+    c = _drain(acc)[0]  # retries through, but the error is recent: new batches go one at a time too
+    _batch(acc, 0, 1)
+    assert _drain(acc) == {}
+    _answered(acc, c)
+    assert 0 in _drain(acc)
+
+
+def test_a_partition_empty_for_longer_than_linger_sends_its_next_batch_alone() -> None:
+    # The sticky partitioner leaves a partition empty between two of its batches all the time: a gap shorter than
+    # linger keeps it pipelining; after a longer pause its first batch goes alone.
+    for linger_ms, alone in ((0, True), (60_000, False)):
+        acc = _accumulator(linger_ms=linger_ms)
+        acc.set_producer_id(7, 0)
+        _batch(acc, 0, 1)
+        lead = _drain(acc)[0]
+        _batch(acc, 0, 1)
+        _answered(acc, lead)  # written with a batch behind it: the partition pipelines
+        _answered(acc, _drain(acc)[0])  # nothing queued or in flight now
+        time.sleep(0.002)
+        _batch(acc, 0, 1)
+        assert 0 in _drain(acc)
+        _batch(acc, 0, 1)
+        assert (_drain(acc) == {}) is alone, linger_ms

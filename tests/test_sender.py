@@ -282,10 +282,12 @@ def test_message_too_large_splits_a_multi_record_batch_into_two_keeping_its_sequ
     assert on_wire(whole) == {0: (PID, 0, 0, 4)}
 
     whole.answer(produce_body(whole, {0: ErrorCode.MESSAGE_TOO_LARGE}))
-    halves = [h.produce(), h.produce()]
+    halves = [h.produce()]
+    assert h.run() == []  # like retries, the halves go one at a time
+    halves[0].answer(produce_body(halves[0], base_offset=100))
+    halves.append(h.produce())
 
     assert [on_wire(r) for r in halves] == [{0: (PID, 0, 0, 2)}, {0: (PID, 0, 2, 2)}]
-    halves[0].answer(produce_body(halves[0], base_offset=100))
     halves[1].answer(produce_body(halves[1], base_offset=200))
     assert [f.get(0).offset for f in futures] == [100, 101, 200, 201]
 
@@ -334,17 +336,22 @@ def test_unknown_producer_id_fetches_a_new_producer_id_and_the_partition_numbers
 def test_out_of_order_sequence_behind_a_pending_earlier_batch_is_retried_keeping_its_number():
     h = Harness()
     h.start()
-    earlier, first = h.send(0)
+    _, lead = h.send(0)
+    earlier = h.append(0)
+    lead.answer(produce_body(lead))  # written with a batch behind it: partition 0 pipelines
+    first = h.produce()
     later, second = h.send(0)
-    assert (on_wire(first), on_wire(second)) == ({0: (PID, 0, 0, 1)}, {0: (PID, 0, 1, 1)})
+    assert (on_wire(first), on_wire(second)) == ({0: (PID, 0, 1, 1)}, {0: (PID, 0, 2, 1)})
 
     first.answer(produce_body(first, {0: ErrorCode.NOT_LEADER_OR_FOLLOWER}))
     second.answer(produce_body(second, {0: ErrorCode.OUT_OF_ORDER_SEQUENCE_NUMBER}))
 
     resent = [r for r in h.run() + h.run() if r.api is PRODUCE]
-    assert [on_wire(r) for r in resent] == [{0: (PID, 0, 0, 1)}, {0: (PID, 0, 1, 1)}]  # in order, same numbers
-    assert h.metrics.producer_id_resets == 0
+    assert [on_wire(r) for r in resent] == [{0: (PID, 0, 1, 1)}]  # the earlier one first, alone
     resent[0].answer(produce_body(resent[0], base_offset=7))
+    resent.append(h.produce())
+    assert [on_wire(r) for r in resent] == [{0: (PID, 0, 1, 1)}, {0: (PID, 0, 2, 1)}]  # in order, same numbers
+    assert h.metrics.producer_id_resets == 0
     resent[1].answer(produce_body(resent[1], base_offset=8))
     assert (earlier[0].get(0).offset, later[0].get(0).offset) == (7, 8)
 
@@ -403,3 +410,107 @@ def test_disconnect_retries_the_requests_batches_keeping_their_sequences():
     assert on_wire(sent[1]) == {0: (PID, 0, 0, 1), 1: (PID, 0, 0, 2)}
     sent[1].answer(produce_body(sent[1], base_offset=5))
     assert [f.get(0).offset for f in futures] == [5, 5, 6]
+
+
+# ---- per-partition order with idempotence: what a partition may send while batches of it are in flight ----------
+
+def produce_for(sent: list[Request], partition: int) -> list[Request]:
+    return [r for r in sent if r.api is PRODUCE and partition in on_wire(r)]
+
+
+def test_an_error_holds_the_partition_until_its_batches_in_flight_are_answered_then_retries_one_at_a_time():
+    h = Harness()
+    h.start({0: 0, 1: 0})
+    _, lead = h.send(0)
+    h.append(0)
+    lead.answer(produce_body(lead))  # written with a batch behind it: partition 0 pipelines
+    first = h.produce()
+    _, second = h.send(0)  # pipelined: both in flight
+    assert [on_wire(r)[0][2] for r in (first, second)] == [1, 2]
+
+    first.answer(produce_body(first, {0: ErrorCode.NOT_ENOUGH_REPLICAS}))
+    h.append(0)  # a new batch behind the retry
+    other, to_p1 = h.send(1)  # other partitions are not held, even on the same broker
+    assert on_wire(to_p1) == {1: (PID, 0, 0, 1)}
+    # Nothing of partition 0 -- neither the retry nor the new batch -- while `second` is in flight: if the retry
+    # went now and `second` failed too, a later batch could be written before it.
+    assert produce_for(h.run(), 0) == []
+
+    second.answer(produce_body(second, {0: ErrorCode.NOT_ENOUGH_REPLICAS}))
+    [retry] = produce_for(h.run(), 0)
+    assert on_wire(retry)[0][2] == 1
+    assert produce_for(h.run(), 0) == []  # one at a time: the second retry waits for the first one's answer
+    retry.answer(produce_body(retry))
+    [retry] = produce_for(h.run(), 0)
+    assert on_wire(retry)[0][2] == 2
+    assert produce_for(h.run(), 0) == []  # the new batch waits behind the last retry too
+    retry.answer(produce_body(retry))
+
+    # Retries through: the partition pipelines again.
+    [new] = produce_for(h.run(), 0)
+    _, after = h.send(0)
+    assert [on_wire(r)[0][2] for r in (new, after)] == [3, 4]
+
+
+def test_a_dropped_connection_resends_its_partitions_batches_one_at_a_time_in_sequence_order():
+    h = Harness()
+    h.start({0: 0, 1: 1})
+    _, lead = h.send(0)
+    futures = h.append(0)
+    lead.answer(produce_body(lead))  # written with a batch behind it: partition 0 pipelines
+    first = h.produce()
+    more, second = h.send(0)
+    # The connection closes: its requests fail in the order they were sent.
+    first.disconnect()
+    second.disconnect()
+
+    sent = h.run()
+    assert [r.api for r in sent] == [METADATA, PRODUCE]
+    assert on_wire(sent[1]) == {0: (PID, 0, 1, 1)}
+    assert produce_for(h.run(), 0) == []
+    sent[1].answer(produce_body(sent[1], base_offset=10))
+    [again] = produce_for(h.run(), 0)
+    assert on_wire(again) == {0: (PID, 0, 2, 1)}
+    again.answer(produce_body(again, base_offset=11))
+    assert [f.get(0).offset for f in futures + more] == [10, 11]
+
+
+def test_after_a_leader_change_nothing_goes_to_the_new_leader_while_batches_are_in_flight_to_the_old_one():
+    h = Harness()
+    h.start({0: 0, 1: 1})
+    _, lead = h.send(0)
+    h.append(0)
+    lead.answer(produce_body(lead))  # written with a batch behind it: partition 0 pipelines
+    to_old = h.produce()
+    h.metadata.request_update()
+    [md] = [r for r in h.run() if r.api is METADATA]
+    md.answer(metadata_body({0: 1, 1: 1}))  # partition 0 moved to broker 1
+    h.append(0)
+
+    assert produce_for(h.run(), 0) == []  # `to_old` is still out: the old leader is about to refuse it
+
+    to_old.answer(produce_body(to_old, {0: ErrorCode.NOT_LEADER_OR_FOLLOWER}))
+    sent = produce_for(h.run(), 0)
+    assert [(r.node, on_wire(r)[0][2]) for r in sent] == [(1, 1)]  # the retry first, to the new leader, alone
+
+
+def test_a_partitions_first_batch_after_idle_goes_alone_and_a_steady_stream_pipelines():
+    h = Harness()
+    h.start({0: 0, 1: 0})
+    _, lead = h.send(0)
+    h.append(0)
+    # The first batch meets whatever changed while the partition was idle (a moved leader, a restarted broker,
+    # errors that began): the batch behind it waits for its answer.
+    assert produce_for(h.run(), 0) == []
+    lead.answer(produce_body(lead))
+    second = h.produce()
+    _, third = h.send(0)  # written with a batch behind it: partition 0 pipelines
+    assert [on_wire(r)[0][2] for r in (second, third)] == [1, 2]
+    second.answer(produce_body(second))
+    third.answer(produce_body(third))  # nothing queued, nothing in flight: idle again
+
+    _, lead = h.send(0)
+    h.append(0)
+    assert produce_for(h.run(), 0) == []
+    lead.answer(produce_body(lead))
+    assert on_wire(h.produce())[0][2] == 4

@@ -17,6 +17,13 @@ cdef class PartitionState:
     # Batches drained and not yet answered, in drain order: a later (or renumbered) batch of the partition must
     # not overtake them, and with idempotence none goes to another broker while they are out.
     cdef list in_flight
+    # With idempotence, the partition has one batch in flight at a time (RecordAccumulator._held): set when its
+    # traffic resumes after a pause longer than linger and when a batch of it comes back with an error (a retry, or
+    # the halves of a split); cleared when a batch it sent alone succeeds with only never-sent batches behind it,
+    # retry_backoff_max after its last error.
+    cdef bint serial
+    cdef double last_error               # monotonic seconds of the last error answer for one of its batches
+    cdef double idle_since               # since when nothing of it is queued or in flight; -1 while something is
     # Idempotence (the Java client's per-partition sequence state, kept beside the queue it numbers):
     cdef int next_sequence
     cdef tuple seq_owner                 # (producer id, epoch) the numbering belongs to
@@ -105,6 +112,7 @@ cdef class RecordAccumulator:
                                       const unsigned char* vptr, Py_ssize_t vlen,
                                       object headers, object callback)
     cdef double _backoff(self, ProducerBatch batch)
+    cdef bint _held(self, PartitionState ps, object node)
     cdef list _drain_node(self, object node, int max_size, double now)
     cdef bint _number(self, PartitionState ps, ProducerBatch batch)
     cdef PartitionState _partition_of(self, ProducerBatch batch)

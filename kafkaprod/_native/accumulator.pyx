@@ -55,6 +55,9 @@ cdef class PartitionState:
         self.open_batch = None
         self.leader = -1
         self.in_flight = []
+        self.serial = True  # its very first batch goes alone (RecordAccumulator._held)
+        self.last_error = -1e18
+        self.idle_since = -1
         self.next_sequence = 0
         self.seq_owner = None
         self.restart = False
@@ -448,7 +451,7 @@ cdef class RecordAccumulator:
                     if ps.leader < 0:
                         unknown.add(st.topic)
                         continue
-                    if ps.leader in ready_nodes:
+                    if ps.leader in ready_nodes or self._held(ps, ps.leader):
                         continue
                     waited = now - batch.last_attempt
                     backing_off = batch.attempts > 0 and waited < self._backoff(batch)
@@ -463,6 +466,44 @@ cdef class RecordAccumulator:
                         if left < next_delay:
                             next_delay = left if left > 0 else 0
         return ready_nodes, next_delay, unknown
+
+    cdef bint _held(self, PartitionState ps, object node):
+        # Whether the partition sends nothing to `node` now, because batches of it are in flight. With idempotence
+        # the order of a partition in the log must not rest on the broker refusing a batch that comes after one
+        # that failed: a broker that checks sequences answers it OUT_OF_ORDER_SEQUENCE_NUMBER, but one that does
+        # not -- librdkafka's mock, for a non-transactional producer -- writes it ahead of the earlier batch's
+        # retry. A batch already on the wire behind one that fails cannot be called back; so:
+        # - After a leader change, nothing goes to the new leader while batches are in flight to the old one,
+        #   which is about to refuse them (librdkafka's producer also waits for them before it moves a partition).
+        # - After an error (`serial` set in reenqueue / reenqueue_split), nothing is sent, neither the retry nor a
+        #   new batch, until every batch of the partition in flight is answered; then the retries go in sequence
+        #   order, one in flight at a time, since a retry may fail again. This is librdkafka's
+        #   rd_kafka_idemp_drain_toppar (a partition drains its in-flight requests before it retries) with the
+        #   Java client's RecordAccumulator.shouldStopDrainBatchesForPartition (a batch with a sequence is drained
+        #   only when it is TransactionManager.firstInFlightSequence of its partition) -- stricter than Java for
+        #   new batches, which Java leaves to a checking broker to refuse.
+        # - After the partition was idle -- nothing queued or in flight for longer than linger, so its records
+        #   stopped coming as a stream (`serial` set in _drain_node; and at the start) -- its first batch goes
+        #   alone: it is the one that meets whatever changed meanwhile -- a leader that moved, a broker that
+        #   restarted, errors that began -- and the batches behind it wait for its answer. Our own rule, not
+        #   librdkafka's or Java's; it costs one round trip per partition after a pause. The pause must be longer
+        #   than linger because, when the producer keeps up with send(), the sticky partitioner (KIP-794) leaves a
+        #   partition empty between two of its batches all the time, and a stream must pipeline through those
+        #   short gaps.
+        # A partition pipelines again (`serial` cleared in deallocate) once a batch it sent alone is written with
+        # only never-sent batches queued behind it -- and, after an error, not before retry_backoff_max has
+        # passed since the last one: errors come in runs (a broker in trouble refuses request after request, and
+        # the backlog a partition sends once it is back is where the next one lands), so for as long as the
+        # producer would still be backing off between retries, the partition keeps one batch in flight. Also
+        # our own rule; it is bounded in time, so a partition fed faster than one batch per round trip is slowed
+        # for at most that long after its last error. A steady stream without errors never goes idle and keeps
+        # up to max_in_flight_requests_per_connection batches of a partition in flight. What this does not
+        # cover is an error that begins while several are: a checking broker refuses the ones behind the failed
+        # batch and they are retried after it (TransactionManager.can_retry); a broker that checks nothing
+        # writes them.
+        if not self.idempotent or not ps.in_flight:
+            return False
+        return ps.serial or (<ProducerBatch>ps.in_flight[0]).sent_to != <int>node
 
     cdef double _backoff(self, ProducerBatch batch):
         # Exponential backoff per attempt, as retry.backoff.ms .. retry.backoff.max.ms in the Java client.
@@ -501,14 +542,7 @@ cdef class RecordAccumulator:
         self.drain_index[node] = (start + 1) % n
         for i in range(n):
             ps = parts[(start + i) % n]
-            if not ps.queue:
-                continue
-            if self.idempotent and ps.in_flight and (<ProducerBatch>ps.in_flight[0]).sent_to != node:
-                # The leader moved while batches of this partition are still in flight to the old one. Sending
-                # more to the new leader now could land them before those batches, which are about to fail
-                # and be retried; wait for their answers so the partition stays in sequence order. (A broker
-                # that checks sequences would refuse the later batch, but not every broker does -- librdkafka's
-                # mock does not for non-transactional producers -- and librdkafka's producer waits the same way.)
+            if not ps.queue or self._held(ps, node):
                 continue
             batch = ps.queue[0]
             if batch.attempts > 0 and now - batch.last_attempt < self._backoff(batch):
@@ -518,6 +552,12 @@ cdef class RecordAccumulator:
                 break
             if self.idempotent and not self._number(ps, batch):
                 continue
+            if ps.idle_since >= 0:
+                # The partition's first batch since it was last empty (see _held): after a pause longer than
+                # linger, it goes alone.
+                if batch.created - ps.idle_since > self.linger:
+                    ps.serial = True
+                ps.idle_since = -1
             ps.queue.popleft()
             batch.closed_for_append = True
             batch.sent_to = node
@@ -555,6 +595,8 @@ cdef class RecordAccumulator:
             batch.attempts += 1
             batch.last_attempt = now
             batch.retry = True
+            ps.serial = True
+            ps.last_error = now
             ps.insert_for_retry(batch)
 
     def reenqueue_split(self, ProducerBatch batch, list halves):
@@ -565,6 +607,8 @@ cdef class RecordAccumulator:
         cdef ProducerBatch child
         with cython.critical_section(self):
             ps = self._partition_of(batch)
+            ps.serial = True
+            ps.last_error = mono_s()
             for _, child in reversed(halves):
                 # In sequence order, not simply at the head: another batch of the partition may have been split
                 # (or re-queued) before this one, and the halves of this later batch must not overtake it.
@@ -574,10 +618,21 @@ cdef class RecordAccumulator:
         batch.result.split([(start, (<ProducerBatch>child).result) for start, child in halves])
         self.deallocate(batch)
 
-    def deallocate(self, ProducerBatch batch):
-        """The batch is finished: return its memory and forget it."""
+    def deallocate(self, ProducerBatch batch, bint succeeded=False):
+        """The batch is finished (succeeded: written): return its memory and forget it."""
+        cdef PartitionState ps
         with cython.critical_section(self):
-            self._partition_of(batch).release(batch)
+            ps = self._partition_of(batch)
+            ps.release(batch)
+            if not ps.in_flight:
+                # One batch at a time or not (see _held): empty, the partition is idle from now (its next batch
+                # decides, in _drain_node); a batch sent alone succeeded with no retry left behind it (the head was
+                # never sent) and its last error is retry_backoff_max old, it pipelines again.
+                if not ps.queue:
+                    ps.idle_since = mono_s()
+                elif (succeeded and ps.serial and (<ProducerBatch>ps.queue[0]).base_sequence < 0
+                      and mono_s() - ps.last_error >= self.retry_backoff_max):
+                    ps.serial = False
             self.incomplete.discard(batch)
         if batch.buffer is not None and batch.buffer_size > 0:
             buf = batch.buffer
