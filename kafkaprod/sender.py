@@ -105,7 +105,7 @@ class Sender(threading.Thread):
         finally:
             if self.tm is not None and self.tm.transactional:
                 # Calls still waiting for a transactional request fail instead of waiting for a closed thread.
-                self.tm.close(errors.ProducerClosedError("the producer was closed before the transactional request "
+                self.tm.fail_waiting(errors.ProducerClosedError("the producer was closed before the transactional request "
                                                          "completed"))
             self.client.close()
             log.debug("sender thread stopped")
@@ -367,6 +367,8 @@ class Sender(threading.Thread):
         # partition's sequences, or an error that ends the producer -- then everything pending fails with it).
         self.metrics.record_errors(batch.record_count)
         tm = self.tm
+        if tm is not None:
+            err = tm.batch_error(err)
         if batch.done(-1, -1, err) and tm is not None:
             tm.handle_failed_batch(batch, err)
         self.acc.deallocate(batch)

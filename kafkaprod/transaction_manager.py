@@ -660,6 +660,15 @@ class TransactionManager:
                     self._epoch_bump_required = True
                 self._transition_to_abortable_error(err)
 
+    def batch_error(self, err: errors.KafkaError) -> errors.KafkaError:
+        """The error a batch that failed with err completes with: in a transaction, an old epoch means fenced
+        (see handle_failed_batch), and its records say so."""
+        if self.transactional and err.errno == E.INVALID_PRODUCER_EPOCH:
+            fenced = self._fenced_error()
+            fenced.__cause__ = err
+            return fenced
+        return err
+
     # ---- sequence restarts ---------------------------------------------------------------------------------------
     def _request_restart(self, batch: ProducerBatch, why: str) -> None:
         """The batch's partition must number its batches from 0 again; under a new producer id if the batch was
@@ -826,13 +835,13 @@ class TransactionManager:
     def is_completing(self) -> bool:
         return self.state in (S.COMMITTING_TRANSACTION, S.ABORTING_TRANSACTION)
 
-    def close(self, err: errors.KafkaError) -> None:
-        """The producer closed: later calls raise ProducerClosedError, and calls still waiting fail with err."""
+    def fail_waiting(self, err: errors.KafkaError) -> None:
+        """The Sender stopped: calls still waiting for a request fail with err."""
         with self._lock:
-            self._closed = True
             self._fail_all(err)
 
     def mark_closed(self) -> None:
+        """close() was called: later calls, and sends, raise ProducerClosedError."""
         self._closed = True
 
     def state_allows_send(self) -> bool:
@@ -1097,6 +1106,7 @@ def _fresh(err: errors.KafkaError) -> errors.KafkaError:
     # A copy to raise, so that raising the same stored error from several calls does not chain their tracebacks.
     out = copy.copy(err)
     out.__traceback__ = None
+    out.__cause__ = err.__cause__
     return out
 
 
