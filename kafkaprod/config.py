@@ -215,6 +215,12 @@ _JAVA_NAMES["sasl.username"] = "sasl_plain_username"
 _JAVA_NAMES["sasl.password"] = "sasl_plain_password"
 
 
+def canonical_name(name: str) -> str:
+    """The snake_case option a name stands for: Java/librdkafka names ("ssl.ca.location") are translated, dotted
+    forms of snake_case names ("linger.ms") too; unknown names come back as given."""
+    return _JAVA_NAMES.get(name, name)
+
+
 @dataclasses.dataclass(frozen=True)
 class ProducerConfig:
     """The validated configuration; attribute names are the snake_case option names."""

@@ -52,6 +52,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
+from kafkaprod.config import canonical_name
 from kafkaprod.tools import compare
 from kafkaprod.tools.perf_stats import (
     Report, Stats, check_batch_futures, check_futures, format_progress, format_summary,
@@ -216,7 +217,8 @@ def parse_args(argv: Sequence[str] | None = None) -> PerfArgs:
         parser.error("--create-topic only applies with --bootstrap-servers (the local broker always gets the topic)")
     extra: dict[str, Any] = {}
     for key, value in ns.producer_option:
-        snake = key.replace(".", "_")
+        # Java / librdkafka names ("ssl.ca.location") as well as snake_case ones.
+        snake = canonical_name(key).replace(".", "_")
         if snake in extra:
             parser.error(f"-X {key} given twice")
         if snake == "bootstrap_servers":
@@ -500,10 +502,11 @@ def _local_broker() -> Iterator[Any]:
         broker.stop()
 
 
-def _create_topic(bootstrap_servers: str, topic: str, partitions: int) -> None:
-    from kafkaprod.tools.broker import create_topics
+def _create_topic(bootstrap_servers: str, topic: str, partitions: int, options: dict[str, Any] | None = None) -> None:
+    from kafkaprod.tools.broker import create_topics, librdkafka_security
 
-    create_topics(bootstrap_servers, {topic: partitions})
+    # The admin client connects with the producer's security options (-X security_protocol=SSL ...).
+    create_topics(bootstrap_servers, {topic: partitions}, config=librdkafka_security(options or {}))
 
 
 def run(args: PerfArgs) -> int:
@@ -512,7 +515,7 @@ def run(args: PerfArgs) -> int:
     records = Records.from_args(args)
     if args.bootstrap_servers is not None:
         if args.create_topic:
-            _create_topic(args.bootstrap_servers, args.topic, args.partitions)
+            _create_topic(args.bootstrap_servers, args.topic, args.partitions, args.producer_options)
         return _run_on(args, args.bootstrap_servers, records)
     with _local_broker() as broker:
         log.info("started a local Tansu broker at %s", broker.bootstrap_servers)
