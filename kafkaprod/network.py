@@ -6,8 +6,10 @@ NEGOTIATING (ApiVersions, falling back to v0 when a broker rejects the newer req
 broker that gave the SASL session a lifetime (SaslAuthenticate v1+) is re-authenticated on the same connection
 at 85-95% of it (KIP-368): the connection takes no new requests, the ones in flight are answered, then it
 authenticates again. A failed TLS handshake or a refused authentication closes the connection and is reported
-through ``on_auth`` (an AuthenticationError); the next successful authentication reports None. Requests go out with `socket.sendmsg`
-over the encoded pieces (record batches are never copied into a request buffer), at most
+through ``on_auth`` (an AuthenticationError); the next successful authentication reports None.
+
+Requests go out with `socket.sendmsg` over the encoded pieces (record batches are never copied into a request
+buffer; with TLS the pieces are encrypted into a memory BIO, one batch per write opportunity), at most
 `max_in_flight_requests_per_connection` unanswered per connection; answers are matched by correlation id;
 a request unanswered after `request_timeout_ms` closes its connection and fails everything in flight on it.
 Only the Sender thread calls into this class, except `wakeup()`.
@@ -29,7 +31,7 @@ from typing import Any
 from kafkaprod import __version__, protocol
 from kafkaprod.protocol.messages import API_VERSIONS, SASL_AUTHENTICATE, SASL_HANDSHAKE
 from kafkaprod.protocol.schema import Api
-from kafkaprod.errors import (AuthenticationError, ErrorCode, KafkaError, ProtocolError, SaslAuthenticationError,
+from kafkaprod.errors import (AuthenticationError, ErrorCode, ProtocolError, SaslAuthenticationError,
                               SslAuthenticationError, UnsupportedSaslMechanismError, UnsupportedVersionError,
                               broker_error)
 from kafkaprod.security import SaslMechanism, Security, TlsTransport, describe_ssl_error

@@ -2,9 +2,9 @@
 
 The peers (tests/secure_peers.py): stunnel4 in front of Tansu for TLS, a SASL-terminating front of our own for
 SASL (its SCRAM server is scramp's), each with Tansu advertising the front's port so that every connection goes
-through it. What kafkaprod wrote is read back by a reader we did not write
-(confluent-kafka's consumer) over the same security; every SASL test first passes confluent-kafka's producer through the same front, so the
-front is proved against a client we did not write before kafkaprod is judged by it.
+through it. What kafkaprod wrote is read back by a reader we did not write (confluent-kafka's consumer) over the
+same security; every SASL test first passes a confluent-kafka client through the same front, so the front is
+proved against a client we did not write before kafkaprod is judged by it.
 
 Failures must be prompt: every bad case runs with max_block_ms and delivery_timeout_ms at 120 s and expects the
 named error well before that (the test's own limit, 30 s, only stops a hang).
@@ -29,6 +29,7 @@ from kafkaprod import (AuthenticationError, KafkaProducer, SaslAuthenticationErr
                        UnsupportedSaslMechanismError)
 from kafkaprod import protocol
 from kafkaprod.protocol.messages import SASL_AUTHENTICATE, SASL_HANDSHAKE
+from kafkaprod.security import Security
 from kafkaprod.tools.broker import TansuBroker
 from secure_peers import LOOPBACK, SaslFront, Stunnel, free_port
 
@@ -357,8 +358,7 @@ def test_a_tls_failure_fails_pending_records_and_clears_when_fixed(tls: Cluster,
     try:
         assert producer.send(topic, b"first").get(WAIT_S).offset == 0
         strict = ssl.create_default_context(cafile=str(pki.rogue_ca))
-        producer._client.security = type(producer._client.security)(  # type: ignore[misc]
-            "SSL", strict, None, None)
+        producer._client.security = Security("SSL", strict, None, None)
         _drop_connections(producer)
         future = producer.send(topic, b"queued")
         with pytest.raises(SslAuthenticationError, match="certificate verify failed"):
@@ -368,7 +368,7 @@ def test_a_tls_failure_fails_pending_records_and_clears_when_fixed(tls: Cluster,
             while time.monotonic() < deadline:
                 producer.send(topic, b"refused")
                 time.sleep(0.05)
-        producer._client.security = type(producer._client.security)("SSL", ctx, None, None)
+        producer._client.security = Security("SSL", ctx, None, None)
         assert _send_when_accepted(producer, topic, b"after").get(WAIT_S).offset >= 1
     finally:
         producer.close(WAIT_S)
