@@ -324,6 +324,20 @@ def test_mutual_tls_delivers(mtls: Cluster, pki: Pki) -> None:
                                     "ssl_certfile": str(pki.client_cert), "ssl_keyfile": str(pki.client_key)})
 
 
+def test_mutual_tls_with_an_encrypted_key_and_ssl_password(mtls: Cluster, pki: Pki) -> None:
+    from cryptography.hazmat.primitives import serialization
+
+    key = serialization.load_pem_private_key(pki.client_key.read_bytes(), password=None)
+    encrypted = pki.dir / "client-encrypted.key"
+    encrypted.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                            serialization.BestAvailableEncryption(b"key-pass")))
+    options = {"security_protocol": "SSL", "ssl_cafile": str(pki.ca), "ssl_certfile": str(pki.client_cert),
+               "ssl_keyfile": str(encrypted)}
+    with pytest.raises(ValueError, match="ssl_password"):
+        KafkaProducer(mtls.bootstrap, ssl_password="wrong", **options)
+    produce_and_check(mtls, mtls.topic(), {**options, "ssl_password": "key-pass"})
+
+
 def test_unknown_ca_fails_promptly(tls: Cluster, pki: Pki) -> None:
     assert_refused(tls.bootstrap, SslAuthenticationError, "TLS handshake with broker", "certificate verify failed",
                    tls.bootstrap, security_protocol="SSL", ssl_cafile=str(pki.rogue_ca))
