@@ -376,7 +376,8 @@ class NetworkClient:
         """KIP-368: a READY connection whose session is about to expire stops taking requests; once nothing is in
         flight or queued on it, it authenticates again (a new token from OAUTHBEARER's provider)."""
         if conn.state == READY:
-            log.debug("re-authenticating with broker %d", conn.node_id)
+            log.debug("re-authenticating with broker %d once its %d request(s) in flight are answered",
+                      conn.node_id, len(conn.in_flight))
             conn.state = AUTHENTICATING
             conn.reauth_at = 0.0
             conn.reauth_pending = True

@@ -137,6 +137,8 @@ class _Session:
                 frame = _read_frame(upstream)
                 if frame is None:
                     return
+                if self.front.answer_delay_s:
+                    time.sleep(self.front.answer_delay_s)  # keeps requests in flight longer
                 with self.write_lock:
                     self.client.sendall(struct.pack(">i", len(frame)) + frame)
         except OSError:
@@ -213,16 +215,18 @@ class SaslFront:
 
     ``users``: user name -> password (PLAIN and both SCRAMs); ``tokens``: OAUTHBEARER tokens accepted.
     ``session_lifetime_ms`` > 0 makes sessions expire (KIP-368). ``counts`` records authentications,
-    re-authentications, failures and connections closed for an expired session.
+    re-authentications, failures and connections closed for an expired session. ``answer_delay_s`` holds every
+    answer relayed from the broker that long, so that requests are in flight when a session is due.
     """
 
     def __init__(self, port: int, upstream_port: int, users: Mapping[str, str], tokens: set[str] | None = None,
                  mechanisms: tuple[str, ...] = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512", "OAUTHBEARER"),
-                 session_lifetime_ms: int = 0) -> None:
+                 session_lifetime_ms: int = 0, answer_delay_s: float = 0.0) -> None:
         self.port = port
         self.upstream_port = upstream_port
         self.mechanisms = set(mechanisms)
         self.session_lifetime_ms = session_lifetime_ms
+        self.answer_delay_s = answer_delay_s
         self.users = dict(users)
         self.tokens = set(tokens or ())
         self.counts: dict[str, int] = {}

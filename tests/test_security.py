@@ -546,31 +546,34 @@ def test_revoked_credentials_fail_pending_records_and_clear_when_restored() -> N
 
 @pytest.mark.parametrize("mechanism", ["OAUTHBEARER", "SCRAM-SHA-512"])
 def test_reauthentication_before_the_session_expires(mechanism: str) -> None:
-    # Sessions of 1.5 s, records sent for about 5 s with requests in flight: the producer re-authenticates on
-    # its connections before each session expires (the front closes any connection that sends a request after
-    # expiry), and OAUTHBEARER asks its provider for a token each time.
+    # Sessions of 1.5 s and records sent without pause for about 4.5 s through a front that holds each answer
+    # 20 ms, so that requests are in flight when a session is due (re-authentication waits for their answers): the producer re-authenticates on its connections before each session expires (the front
+    # closes a connection that sends a request after expiry), never reconnects, loses and reorders nothing, and
+    # OAUTHBEARER asks its provider for a token each time.
     cluster = _sasl_cluster(session_lifetime_ms=1500)
     front = cluster.sasl
     assert front is not None
     try:
         topic = cluster.topic()
+        front.answer_delay_s = 0.02  # answers lag, so requests are in flight when a session is due
         confluent_control(cluster, topic, {"security.protocol": "SASL_PLAINTEXT", **_ck_sasl(mechanism)})
         expired_before, connections_before = front.get("expired_closes"), front.get("connections")
+        reauth_before = front.get("reauthentications")
         options = _sasl_options(mechanism)
-        values = [f"r{i}".encode() for i in range(50)]
-        with KafkaProducer(cluster.bootstrap, linger_ms=0, **LONG, **options) as producer:
-            futures = []
-            for v in values:
-                futures.append(producer.send(topic, v))
-                time.sleep(0.1)
+        futures = []
+        with KafkaProducer(cluster.bootstrap, linger_ms=1, **LONG, **options) as producer:
+            deadline = time.monotonic() + 4.5
+            while time.monotonic() < deadline:
+                futures.extend(producer.send(topic, f"r{len(futures)}".encode()) for _ in range(200))
+                time.sleep(0.01)
             producer.flush(WAIT_S)
-            assert [f.get(WAIT_S).offset for f in futures] == list(range(1, 51))
-        assert front.get("reauthentications") >= 2
+            assert [f.get(WAIT_S).offset for f in futures] == list(range(1, len(futures) + 1))
+        assert front.get("reauthentications") - reauth_before >= 2
         assert front.get("expired_closes") == expired_before
         assert front.get("connections") - connections_before <= 2  # bootstrap and leader, never reconnected
         if mechanism == "OAUTHBEARER":
             assert options["sasl_oauth_token_provider"].calls >= 4  # two connections, then again per session
-        assert read_values(cluster, topic, 51)[1:] == values
+        assert read_values(cluster, topic, len(futures) + 1)[1:] == [f"r{i}".encode() for i in range(len(futures))]
     finally:
         cluster.stop()
 
