@@ -337,7 +337,7 @@ class NetworkClient:
         if code != 0:
             detail = body.get("error_message") or ""
             refusal = getattr(sasl, "refusal", None)
-            if refusal:
+            if refusal and refusal not in detail:
                 detail = f"{detail} ({refusal})" if detail else refusal
             self._auth_failed(conn, self._sasl_error(conn, code, detail))
             return
@@ -366,7 +366,9 @@ class NetworkClient:
                  conn.node_id, conn.host, conn.port)
 
     def _auth_failed(self, conn: _Connection, err: AuthenticationError) -> None:
-        log.warning("%s", err)
+        # Logged as a warning when it is new; the same refusal at every reconnect attempt after it only at INFO.
+        repeated = self.auth_error is not None and str(self.auth_error) == str(err)
+        log.log(logging.INFO if repeated else logging.WARNING, "%s", err)
         self._close(conn, str(err), failed=True)
         self.auth_error = err
         if self.on_auth is not None:
