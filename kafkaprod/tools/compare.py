@@ -58,7 +58,7 @@ from kafkaprod.tools.runners import CLIENTS, DEFAULT_CHUNK, DEFAULT_KEY_COUNT, D
 
 __all__ = [
     "BASELINE_SUFFIX", "BULK_CLIENTS", "CLIENTS", "CODECS", "DELIVERY_MODES", "KAFKAPROD_CLIENTS",
-    "PER_RECORD_CLIENTS", "SHARED_OPTIONS", "ComparisonError", "Contender", "CountMismatch", "Lineup", "Results",
+    "PER_RECORD_CLIENTS", "SECURITY_OPTIONS", "SHARED_OPTIONS", "ComparisonError", "Contender", "CountMismatch", "Lineup", "Results",
     "Workload", "client_settings", "format_table", "installed_clients", "line_up", "non_negative_int",
     "positive_int", "python_arg", "run_child", "run_once", "run_rounds", "summarize",
 ]
@@ -73,6 +73,10 @@ BASELINE_SUFFIX = "@baseline"
 CODECS = tuple(COMPRESSION_TYPES)
 #: kafkaprod-perf -X options that every client can be given the same way; any other -X would only change kafkaprod.
 SHARED_OPTIONS = frozenset({"enable_idempotence", "max_request_size"})
+# Security options that every client gets too (each in its own spelling), so a comparison can run against a
+# secured cluster.
+SECURITY_OPTIONS = frozenset({"security_protocol", "ssl_cafile", "ssl_certfile", "ssl_keyfile", "ssl_password",
+                              "ssl_check_hostname", "sasl_mechanism", "sasl_plain_username", "sasl_plain_password"})
 #: The benchmark's request size limit: requests may carry one full batch per partition, in every client.
 BENCH_MAX_REQUEST_SIZE = 64 * 1024 * 1024
 DEFAULT_TIMEOUT_S = 1800.0

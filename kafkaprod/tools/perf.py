@@ -275,10 +275,11 @@ def _check_compare(parser: argparse.ArgumentParser, ns: argparse.Namespace, extr
     if ns.payload_file is not None:
         parser.error("--payload-file does not apply with --compare (every client sends the harness's records: "
                      "--record-size and --key-size)")
-    own = sorted(set(extra) - compare.SHARED_OPTIONS - {"client_id"})
+    own = sorted(set(extra) - compare.SHARED_OPTIONS - compare.SECURITY_OPTIONS - {"client_id"})
     if own:
         parser.error(f"-X {', '.join(own)} would only change kafkaprod; with --compare -X may set "
-                     f"{', '.join(sorted(compare.SHARED_OPTIONS))}, which every client gets")
+                     f"{', '.join(sorted(compare.SHARED_OPTIONS | compare.SECURITY_OPTIONS))}, which every "
+                     f"client gets")
 
 
 def producer_options(args: PerfArgs, bootstrap_servers: str) -> dict[str, Any]:
@@ -531,7 +532,8 @@ def compare_workload(args: PerfArgs) -> compare.Workload:
         key_count=DEFAULT_KEY_COUNT, compression=settings["compression"], partitions=args.partitions,
         acks=str(settings["acks"]), idempotence=settings["idempotence"], linger_ms=settings["linger_ms"],
         batch_size=settings["batch_size"], max_request_size=settings["max_request_size"],
-        chunk=args.bulk or DEFAULT_BULK_CHUNK, delivery=args.delivery)
+        chunk=args.bulk or DEFAULT_BULK_CHUNK, delivery=args.delivery,
+        security={k: v for k, v in args.producer_options.items() if k in compare.SECURITY_OPTIONS})
 
 
 def run_compare(args: PerfArgs) -> int:
