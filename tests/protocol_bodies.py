@@ -108,8 +108,12 @@ def kp_new_class(api_key: int, request: bool):
         from kafka.protocol.metadata.metadata import MetadataRequest, MetadataResponse
         from kafka.protocol.producer.produce import ProduceRequest, ProduceResponse
         from kafka.protocol.producer.transaction import InitProducerIdRequest, InitProducerIdResponse
+        from kafka.protocol.sasl import (SaslAuthenticateRequest, SaslAuthenticateResponse, SaslHandshakeRequest,
+                                         SaslHandshakeResponse)
 
     table = {
+        17: (SaslHandshakeRequest, SaslHandshakeResponse),
+        36: (SaslAuthenticateRequest, SaslAuthenticateResponse),
         18: (ApiVersionsRequest, ApiVersionsResponse),
         3: (MetadataRequest, MetadataResponse),
         0: (ProduceRequest, ProduceResponse),
@@ -163,10 +167,13 @@ def kp_old_class(api_key: int, version: int, request: bool):
     """kafka-python's hand-written class for this message version, or None where it has none."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)
-        from kafka.protocol.old import api_versions, init_producer_id, metadata, produce
+        from kafka.protocol.old import (api_versions, init_producer_id, metadata, produce, sasl_authenticate,
+                                        sasl_handshake)
 
-    module = {18: api_versions, 3: metadata, 0: produce, 22: init_producer_id}[api_key]
-    name = {18: "ApiVersions", 3: "Metadata", 0: "Produce", 22: "InitProducerId"}[api_key]
+    module = {18: api_versions, 3: metadata, 0: produce, 22: init_producer_id, 17: sasl_handshake,
+              36: sasl_authenticate}[api_key]
+    name = {18: "ApiVersions", 3: "Metadata", 0: "Produce", 22: "InitProducerId", 17: "SaslHandshake",
+            36: "SaslAuthenticate"}[api_key]
     return getattr(module, f"{name}{'Request' if request else 'Response'}_v{version}", None)
 
 
