@@ -345,6 +345,21 @@ def test_unknown_ca_fails_promptly(tls: Cluster, pki: Pki) -> None:
                    tls.bootstrap, security_protocol="SSL", ssl_cafile=str(pki.rogue_ca))
 
 
+def test_the_asyncio_producer_refuses_an_unknown_ca_promptly_too(tls: Cluster, pki: Pki) -> None:
+    import asyncio
+
+    from kafkaprod.aio import AIOKafkaProducer
+
+    async def main() -> None:
+        async with AIOKafkaProducer(tls.bootstrap, security_protocol="SSL", ssl_cafile=str(pki.rogue_ca),
+                                    **LONG) as producer:
+            for _ in range(2):  # while the condition lasts, every send() raises it
+                with pytest.raises(SslAuthenticationError, match="certificate verify failed"):
+                    await producer.send(tls.topic(), b"v")
+
+    asyncio.run(asyncio.wait_for(main(), WAIT_S))
+
+
 def test_hostname_mismatch_fails_promptly(wrong_name_front: str, pki: Pki) -> None:
     assert_refused(wrong_name_front, SslAuthenticationError, "certificate verify failed", "mismatch",
                    security_protocol="SSL", ssl_cafile=str(pki.ca))
