@@ -115,6 +115,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--ratio-base", choices=[*CLIENTS, *(c + BASELINE_SUFFIX for c in KAFKAPROD_CLIENTS)],
                         default="kafkaprod", metavar="CLIENT",
                         help="the client the ratio columns divide by the others (default kafkaprod)")
+    parser.add_argument("--tls", action="store_true",
+                        help="TLS: start stunnel4 in front of the local Tansu (which advertises stunnel's port) with a "
+                             "throwaway CA, and have every client connect with security_protocol=SSL trusting it")
     parser.add_argument("--timeout", type=positive_int, default=1800, help="seconds before a run is killed (default 1800)")
     parser.add_argument("--json", type=Path, default=None, metavar="PATH", help="also write all runs and medians here")
     parser.add_argument("--ceiling", action="store_true",
@@ -136,6 +139,9 @@ def parse_args(argv: list[str] | None = None) -> tuple[argparse.Namespace, Workl
         parser.error("--idempotence needs --acks all")
     if args.ceiling and acks == "0":
         parser.error("--ceiling needs acks: the replay ends its window at the last answer, and acks=0 has none")
+    if args.tls and (args.ceiling or args.bootstrap_servers):
+        parser.error("--tls starts its own TLS front for the local broker: not with --bootstrap-servers, and not "
+                     "with --ceiling (the replay speaks plaintext)")
     if args.chart_from and args.chart is None:
         parser.error("--chart-from needs --chart PATH.png to write to")
     workload = Workload(
@@ -258,6 +264,25 @@ def render_markdown(meta: dict[str, Any], workload: Workload, rows: list[dict[st
     return "\n".join(lines)
 
 
+def _run_over_tls(meta: dict[str, Any], contenders: list[Any], workload: Workload, args: argparse.Namespace) -> Any:
+    """The rounds against a local Tansu behind stunnel4: every client (and the admin client that creates,
+    counts and deletes the topics) connects over TLS, trusting a CA made for this run."""
+    import tempfile
+
+    from kafkaprod.tools.broker import TansuBroker, _free_port
+    from kafkaprod.tools.tls_front import Stunnel, make_certificates
+
+    with tempfile.TemporaryDirectory(prefix="kafkaprod-tls-") as tmp:
+        ca_file, server_file = make_certificates(Path(tmp))
+        front = _free_port("127.0.0.1")
+        workload.security = {"security_protocol": "SSL", "ssl_cafile": str(ca_file)}
+        with TansuBroker(advertised_port=front) as broker, Stunnel(Path(tmp), front, broker.port, server_file):
+            meta["broker"] = (f"Tansu with memory storage behind stunnel4 (TLS on 127.0.0.1:{front}, plaintext "
+                              f"{broker.bootstrap_servers}), started for this run on this host")
+            return run_rounds(contenders, workload, f"127.0.0.1:{front}", args.rounds, broker_pid=broker.pid,
+                              timeout=args.timeout, topic_prefix="bench")
+
+
 def main(argv: list[str] | None = None) -> int:
     args, workload = parse_args(argv)
     command = shlex.join(["python", "bench/compare.py", *(sys.argv[1:] if argv is None else argv)])
@@ -288,6 +313,8 @@ def main(argv: list[str] | None = None) -> int:
             meta["broker"] = f"external, {args.bootstrap_servers}"
             results = run_rounds(lineup.contenders, workload, args.bootstrap_servers, args.rounds,
                                  timeout=args.timeout, topic_prefix="bench")
+        elif args.tls:
+            results = _run_over_tls(meta, lineup.contenders, workload, args)
         else:
             from kafkaprod.tools.broker import TansuBroker
 

@@ -5,6 +5,15 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+# The TLS tests put Debian's stunnel4 in front of Tansu (tests/secure_peers.py). CI runs as root; elsewhere sudo
+# is used when there is one, and a machine without either must install stunnel4 itself.
+if ! command -v stunnel4 >/dev/null 2>&1 && ! command -v stunnel >/dev/null 2>&1; then
+    SUDO=""
+    if [ "$(id -u)" != 0 ] && command -v sudo >/dev/null 2>&1; then SUDO="sudo"; fi
+    $SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq stunnel4 >/dev/null \
+        || echo "ci/test.sh: could not install stunnel4; the TLS tests will fail" >&2
+fi
+
 # shellcheck source=ci/venv.sh
 . ci/venv.sh
 # A regular (non-editable) install: the tests import the built wheel, exactly what a user gets.

@@ -31,14 +31,16 @@ logging.getLogger("kafkaprod").addHandler(logging.NullHandler())
 from kafkaprod._native.batch_future import BatchFuture, BatchMetadata  # noqa: E402
 from kafkaprod._native.future import FutureRecordMetadata  # noqa: E402
 from kafkaprod.errors import (  # noqa: E402
-    BatchSendError, BrokerResponseError, BufferExhaustedError, ErrorCode, KafkaError, KafkaTimeoutError,
-    ProducerClosedError, ProtocolError, RecordTooLargeError, RetriableBrokerError, UnknownBrokerError,
+    AuthenticationError, BatchSendError, BrokerResponseError, BufferExhaustedError, ErrorCode, KafkaError,
+    KafkaTimeoutError, ProducerClosedError, ProtocolError, RecordTooLargeError, RetriableBrokerError,
+    SaslAuthenticationError, SslAuthenticationError, UnknownBrokerError, UnsupportedSaslMechanismError,
     UnsupportedVersionError,
 )
 from kafkaprod.producer import KafkaProducer  # noqa: E402
 from kafkaprod._native.record_metadata import RecordMetadata  # noqa: E402
 
 __all__ = [
+    "AuthenticationError", "SaslAuthenticationError", "SslAuthenticationError", "UnsupportedSaslMechanismError",
     "BatchFuture", "BatchMetadata", "BatchSendError", "BrokerResponseError", "BufferExhaustedError", "ErrorCode",
     "FutureRecordMetadata", "KafkaError", "KafkaProducer", "KafkaTimeoutError", "ProducerClosedError",
     "ProtocolError", "RecordMetadata", "RecordTooLargeError", "RetriableBrokerError", "UnknownBrokerError",

@@ -72,8 +72,8 @@ class AIOKafkaProducer:
         self._loop = loop
         # The accumulator takes records straight from the loop unless serializers, interceptors or a custom
         # partitioner have to run first (then the producer's own send() does, in slow_send).
-        direct = producer._accumulator if producer.send == producer._accumulator.send else None
-        self._completions = AsyncCompletions(loop, direct, self._send_slow, producer._pool)
+        direct = producer._accumulator if producer._fast_send else None
+        self._completions = AsyncCompletions(loop, direct, self._send_slow, producer._pool, producer._metadata)
         # The common send() -- a known topic, room in the buffer -- is one call into compiled code.
         self.send = self._completions.send  # type: ignore[method-assign]
         if producer.config.transactional_id is not None:

@@ -126,6 +126,50 @@ def _interceptors(name: str, value: Any) -> tuple[Any, ...]:
     return items
 
 
+def _security_protocol(name: str, value: Any) -> str:
+    from kafkaprod.security import PROTOCOLS
+
+    if isinstance(value, str) and value.upper() in PROTOCOLS:
+        return value.upper()
+    raise ValueError(f"option {name!r} must be one of {', '.join(PROTOCOLS)}; got {value!r}")
+
+
+def _sasl_mechanism(name: str, value: Any) -> str:
+    from kafkaprod.security import MECHANISMS
+
+    if isinstance(value, str) and value.upper() in MECHANISMS:
+        return value.upper()
+    raise ValueError(f"option {name!r} must be one of {', '.join(MECHANISMS)}; got {value!r}")
+
+
+def _optional_file(name: str, value: Any) -> str | None:
+    if value is None:
+        return None
+    import os
+
+    if not isinstance(value, (str, os.PathLike)):
+        raise TypeError(f"option {name!r} must be a file path, got {type(value).__name__} {value!r}")
+    path = os.fspath(value)
+    if not isinstance(path, str) or not os.path.isfile(path):
+        raise ValueError(f"option {name!r}: no such file: {path!r}")
+    return path
+
+
+def _ssl_context(name: str, value: Any) -> Any:
+    import ssl
+
+    if value is None or isinstance(value, ssl.SSLContext):
+        return value
+    raise TypeError(f"option {name!r} must be an ssl.SSLContext, got {type(value).__name__} {value!r}")
+
+
+def _token_provider(name: str, value: Any) -> Any:
+    if value is None or callable(getattr(value, "token", None)):
+        return value
+    raise TypeError(f"option {name!r} must be an object with a token() method returning the bearer token, "
+                    f"got {value!r}")
+
+
 OPTIONS: tuple[Option, ...] = (
     Option("bootstrap_servers", "localhost:9092", "host:port list", "Brokers to fetch the first metadata from; any one suffices.", _servers),
     Option("client_id", None, "string", "Sent with every request; shows in broker logs and quotas. Default: kafkaprod-producer-N.", _optional_str),
@@ -153,6 +197,17 @@ OPTIONS: tuple[Option, ...] = (
     # Transactions: a transactional id implies idempotence and acks=all (see resolve()).
     Option("transactional_id", None, "string", "Makes the producer transactional (init_transactions(), begin/commit/abort_transaction()); unique per producer instance, stable across restarts.", _optional_nonempty_str),
     Option("transaction_timeout_ms", 60000, "ms", "How long the transaction coordinator lets a transaction stay open before it aborts it.", _int(1, _INT32_MAX)),
+    Option("security_protocol", "PLAINTEXT", "name", "How connections are secured: PLAINTEXT, SSL (TLS), SASL_PLAINTEXT (SASL without TLS), SASL_SSL (SASL over TLS).", _security_protocol),
+    Option("ssl_cafile", None, "file path", "PEM file of the CA certificates that brokers' certificates must chain to; default: the system's trusted CAs.", _optional_file),
+    Option("ssl_certfile", None, "file path", "PEM client certificate (chain) for mutual TLS; may hold the private key too.", _optional_file),
+    Option("ssl_keyfile", None, "file path", "PEM private key of ssl_certfile, when it is not in that file.", _optional_file),
+    Option("ssl_password", None, "string", "Password of an encrypted ssl_keyfile (or of the key in ssl_certfile).", _optional_str),
+    Option("ssl_check_hostname", True, "bool", "Whether a broker's certificate must name the host connected to (its advertised host).", _bool),
+    Option("ssl_context", None, "ssl.SSLContext", "A ready client SSLContext; replaces every other ssl_* option.", _ssl_context),
+    Option("sasl_mechanism", "PLAIN", "name", "SASL mechanism with SASL_PLAINTEXT/SASL_SSL: PLAIN, SCRAM-SHA-256, SCRAM-SHA-512, OAUTHBEARER.", _sasl_mechanism),
+    Option("sasl_plain_username", None, "string", "User name for PLAIN and SCRAM-SHA-256/512.", _optional_str),
+    Option("sasl_plain_password", None, "string", "Password for PLAIN and SCRAM-SHA-256/512.", _optional_str),
+    Option("sasl_oauth_token_provider", None, "object", "For OAUTHBEARER: an object whose token() returns the bearer token; called at every connection and again to re-authenticate before the session expires (on the I/O thread: keep it quick).", _token_provider),
 )
 
 _BY_NAME = {opt.name: opt for opt in OPTIONS}
@@ -162,6 +217,20 @@ _JAVA_NAMES["interceptor.classes"] = "interceptors"
 _JAVA_NAMES["partitioner.class"] = "partitioner"
 _JAVA_NAMES["key.serializer"] = "key_serializer"
 _JAVA_NAMES["value.serializer"] = "value_serializer"
+# The security options' Java and librdkafka names.
+_JAVA_NAMES["ssl.ca.location"] = "ssl_cafile"
+_JAVA_NAMES["ssl.certificate.location"] = "ssl_certfile"
+_JAVA_NAMES["ssl.key.location"] = "ssl_keyfile"
+_JAVA_NAMES["ssl.key.password"] = "ssl_password"
+_JAVA_NAMES["sasl.mechanisms"] = "sasl_mechanism"
+_JAVA_NAMES["sasl.username"] = "sasl_plain_username"
+_JAVA_NAMES["sasl.password"] = "sasl_plain_password"
+
+
+def canonical_name(name: str) -> str:
+    """The snake_case option a name stands for: Java/librdkafka names ("ssl.ca.location") are translated, dotted
+    forms of snake_case names ("linger.ms") too; unknown names come back as given."""
+    return _JAVA_NAMES.get(name, name)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -211,6 +280,7 @@ def resolve(config: Mapping[str, Any] | None = None, **options: Any) -> Producer
             "option 'delivery_timeout_ms' (%d) must be at least linger_ms + request_timeout_ms (%d)"
             % (values["delivery_timeout_ms"], values["linger_ms"] + values["request_timeout_ms"])
         )
+    _check_security(values, given)
     return ProducerConfig(values)
 
 
@@ -225,6 +295,40 @@ def _check_transactional(values: dict[str, Any], given: Mapping[str, Any]) -> No
     if values["max_in_flight_requests_per_connection"] > 5:
         raise ValueError("option 'transactional_id' requires max_in_flight_requests_per_connection <= 5 (for "
                          f"idempotence); got {values['max_in_flight_requests_per_connection']}")
+def _check_security(values: dict[str, Any], given: Mapping[str, Any]) -> None:
+    """Security options that contradict each other are refused here, naming the option."""
+    from kafkaprod.security import PROTOCOLS
+
+    protocol = values["security_protocol"]
+    use_tls, use_sasl = PROTOCOLS[protocol]
+    if not use_tls:
+        for name in ("ssl_cafile", "ssl_certfile", "ssl_keyfile", "ssl_password", "ssl_context"):
+            if values[name] is not None:
+                raise ValueError(f"option {name!r} is set but security_protocol is {protocol}, which does not use "
+                                 f"TLS; use SSL or SASL_SSL")
+    if not use_sasl:
+        for name in ("sasl_plain_username", "sasl_plain_password", "sasl_oauth_token_provider"):
+            if values[name] is not None:
+                raise ValueError(f"option {name!r} is set but security_protocol is {protocol}, which does not use "
+                                 f"SASL; use SASL_PLAINTEXT or SASL_SSL")
+    if use_tls and values["ssl_context"] is None:
+        if values["ssl_keyfile"] is not None and values["ssl_certfile"] is None:
+            raise ValueError("option 'ssl_keyfile' is set without 'ssl_certfile', the certificate it is the key of")
+        if values["ssl_certfile"] is not None and values["ssl_keyfile"] is None:
+            with open(values["ssl_certfile"], "rb") as f:
+                if b"PRIVATE KEY-----" not in f.read():
+                    raise ValueError("option 'ssl_certfile' is set without a private key: give 'ssl_keyfile', or "
+                                     "put the key in the certificate file")
+    if use_sasl:
+        mechanism = values["sasl_mechanism"]
+        if mechanism == "OAUTHBEARER":
+            if values["sasl_oauth_token_provider"] is None:
+                raise ValueError("option 'sasl_oauth_token_provider' is required with sasl_mechanism OAUTHBEARER: "
+                                 "an object whose token() returns the bearer token")
+        else:
+            for name in ("sasl_plain_username", "sasl_plain_password"):
+                if not values[name]:
+                    raise ValueError(f"option {name!r} is required with sasl_mechanism {mechanism}")
 
 
 def describe() -> str:

@@ -38,6 +38,7 @@ class ErrorCode(IntEnum):
     CLUSTER_AUTHORIZATION_FAILED = 31
     INVALID_TIMESTAMP = 32
     UNSUPPORTED_SASL_MECHANISM = 33
+    ILLEGAL_SASL_STATE = 34
     UNSUPPORTED_VERSION = 35
     TOPIC_ALREADY_EXISTS = 36
     INVALID_PARTITIONS = 37
@@ -54,6 +55,7 @@ class ErrorCode(IntEnum):
     CONCURRENT_TRANSACTIONS = 51
     TRANSACTIONAL_ID_AUTHORIZATION_FAILED = 53
     KAFKA_STORAGE_ERROR = 56
+    SASL_AUTHENTICATION_FAILED = 58
     UNKNOWN_PRODUCER_ID = 59
     FENCED_LEADER_EPOCH = 74
     UNKNOWN_LEADER_EPOCH = 75
@@ -108,6 +110,20 @@ class ProtocolError(KafkaError):
 
 class RecordTooLargeError(KafkaError):
     """A record is larger than ``max_request_size`` or ``buffer_memory`` allows."""
+
+
+class AuthenticationError(KafkaError):
+    """The client could not prove who it is to a broker, or the broker to it (Java's AuthenticationException).
+
+    Not retriable: the same credentials or certificates fail the same way. The producer fails its pending
+    records and makes ``send()`` raise the error while the condition lasts; it keeps reconnecting in the
+    background (reconnect backoff), and the first connection that authenticates lets sends through again.
+    """
+
+
+class SslAuthenticationError(AuthenticationError):
+    """The TLS handshake with a broker failed: its certificate was not trusted (unknown CA), did not name the
+    host connected to, or the broker refused the client's certificate (or its absence)."""
 
 
 class BatchSendError(KafkaError):
@@ -313,10 +329,16 @@ class InvalidTimestampError(BrokerResponseError):
     errno = ErrorCode.INVALID_TIMESTAMP
 
 
-class UnsupportedSaslMechanismError(BrokerResponseError):
+class UnsupportedSaslMechanismError(BrokerResponseError, AuthenticationError):
     """The broker does not support the requested SASL mechanism."""
 
     errno = ErrorCode.UNSUPPORTED_SASL_MECHANISM
+
+
+class IllegalSaslStateError(BrokerResponseError, AuthenticationError):
+    """Request is not valid given the current SASL state."""
+
+    errno = ErrorCode.ILLEGAL_SASL_STATE
 
 
 class UnsupportedVersionError(BrokerResponseError):
@@ -418,6 +440,14 @@ class KafkaStorageErrorError(RetriableBrokerError):
     errno = ErrorCode.KAFKA_STORAGE_ERROR
 
 
+class SaslAuthenticationError(BrokerResponseError, AuthenticationError):
+    """SASL Authentication failed."""
+
+    # Also raised by the client itself when the broker's SCRAM proof does not check out.
+
+    errno = ErrorCode.SASL_AUTHENTICATION_FAILED
+
+
 class UnknownProducerIdError(BrokerResponseError):
     """The broker could not locate the producer metadata associated with the producer id."""
 
@@ -474,12 +504,12 @@ _BY_CODE: dict[int, type[BrokerResponseError]] = {
         CoordinatorLoadInProgressError, CoordinatorNotAvailableError, NotCoordinatorError, InvalidTopicError,
         RecordListTooLargeError, NotEnoughReplicasError, NotEnoughReplicasAfterAppendError,
         InvalidRequiredAcksError, IllegalGenerationError, TopicAuthorizationFailedError,
-        ClusterAuthorizationFailedError, InvalidTimestampError, UnsupportedSaslMechanismError,
+        ClusterAuthorizationFailedError, InvalidTimestampError, UnsupportedSaslMechanismError, IllegalSaslStateError,
         UnsupportedVersionError, TopicAlreadyExistsError, InvalidPartitionsError, InvalidReplicationFactorError,
         NotControllerError, InvalidRequestError, UnsupportedForMessageFormatError, PolicyViolationError,
         OutOfOrderSequenceNumberError, DuplicateSequenceNumberError, InvalidProducerEpochError,
         InvalidTxnStateError, InvalidProducerIdMappingError, ConcurrentTransactionsError,
-        TransactionalIdAuthorizationFailedError, KafkaStorageErrorError, UnknownProducerIdError,
+        TransactionalIdAuthorizationFailedError, KafkaStorageErrorError, SaslAuthenticationError, UnknownProducerIdError,
         FencedLeaderEpochError, UnknownLeaderEpochError, UnsupportedCompressionTypeError, InvalidRecordError,
         ThrottlingQuotaExceededError, ProducerFencedError, UnknownTopicIdError,
     )

@@ -137,6 +137,9 @@ class Metadata:
         self._max_age = metadata_max_age_ms / 1000.0
         self._closed = False
         self._fatal: Exception | None = None
+        # A failed TLS handshake or authentication, until a connection authenticates again (Java's
+        # Metadata.fatalError for an AuthenticationException): send() and metadata waiters raise it meanwhile.
+        self.auth_error: Exception | None = None
 
     # -- read side (any thread) --------------------------------------------------------------------------------
     @property
@@ -172,6 +175,8 @@ class Metadata:
                     raise ProducerClosedError("the producer was closed while waiting for metadata")
                 if self._fatal is not None:
                     raise self._fatal
+                if self.auth_error is not None:
+                    raise self.auth_error
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     raise KafkaTimeoutError(f"metadata for {what} not available after {timeout_s * 1000:.0f} ms (max_block_ms)")
@@ -202,6 +207,12 @@ class Metadata:
         """A fatal error (e.g. authorization) reaches every thread waiting for metadata."""
         with self._cond:
             self._fatal = error
+            self._cond.notify_all()
+
+    def set_auth_error(self, error: Exception | None) -> None:
+        """An authentication failure (waiters raise it, and so does send() until it is cleared), or None."""
+        with self._cond:
+            self.auth_error = error
             self._cond.notify_all()
 
     def close(self) -> None:

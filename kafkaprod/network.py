@@ -1,8 +1,15 @@
 """NetworkClient: non-blocking connections to brokers under `selectors`, driven by the Sender thread.
 
-One connection per broker. A new connection negotiates API versions (ApiVersions, falling back to v0 when a
-broker rejects the newer request) before anything else is sent on it. Requests go out with `socket.sendmsg`
-over the encoded pieces (record batches are never copied into a request buffer), at most
+One connection per broker. A connection goes CONNECTING (TCP) -> HANDSHAKING (TLS, only with SSL/SASL_SSL) ->
+NEGOTIATING (ApiVersions, falling back to v0 when a broker rejects the newer request) -> AUTHENTICATING
+(SaslHandshake, then SaslAuthenticate rounds, only with SASL) -> READY; nothing else is sent before READY. A
+broker that gave the SASL session a lifetime (SaslAuthenticate v1+) is re-authenticated on the same connection
+at 85-95% of it (KIP-368): the connection takes no new requests, the ones in flight are answered, then it
+authenticates again. A failed TLS handshake or a refused authentication closes the connection and is reported
+through ``on_auth`` (an AuthenticationError); the next successful authentication reports None.
+
+Requests go out with `socket.sendmsg` over the encoded pieces (record batches are never copied into a request
+buffer; with TLS the pieces are encrypted into a memory BIO, one batch per write opportunity), at most
 `max_in_flight_requests_per_connection` unanswered per connection; answers are matched by correlation id;
 a request unanswered after `request_timeout_ms` closes its connection and fails everything in flight on it.
 Only the Sender thread calls into this class, except `wakeup()`.
@@ -12,21 +19,27 @@ from __future__ import annotations
 import collections
 import errno
 import logging
+import random
 import selectors
 import socket
+import ssl
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from kafkaprod import __version__, protocol
-from kafkaprod.protocol.messages import API_VERSIONS
+from kafkaprod.protocol.messages import API_VERSIONS, SASL_AUTHENTICATE, SASL_HANDSHAKE
 from kafkaprod.protocol.schema import Api
-from kafkaprod.errors import ErrorCode, ProtocolError, UnsupportedVersionError
+from kafkaprod.errors import (AuthenticationError, ErrorCode, ProtocolError, SaslAuthenticationError,
+                              SslAuthenticationError, UnsupportedSaslMechanismError, UnsupportedVersionError,
+                              broker_error)
+from kafkaprod.security import SaslMechanism, Security, TlsTransport, describe_ssl_error
 
 log = logging.getLogger("kafkaprod")
 
 DISCONNECTED, CONNECTING, NEGOTIATING, READY = "disconnected", "connecting", "negotiating", "ready"
+HANDSHAKING, AUTHENTICATING = "handshaking", "authenticating"
 _RECV_SIZE = 256 * 1024
 
 
@@ -78,6 +91,10 @@ class _Connection:
     last_attempt: float = 0.0
     failures: int = 0
     registered_events: int = 0
+    tls: TlsTransport | None = None  # only with SSL / SASL_SSL
+    sasl: SaslMechanism | None = None  # the authentication exchange under way
+    reauth_at: float = 0.0  # when to re-authenticate (KIP-368); 0: never
+    reauth_pending: bool = False  # re-authentication is due: waiting for the requests in flight to be answered
 
 
 class NetworkClient:
@@ -89,6 +106,7 @@ class NetworkClient:
         reconnect_backoff_max_ms: int,
         max_in_flight: int,
         max_frame_size: int = 100 * 1024 * 1024,
+        security: Security | None = None,
     ) -> None:
         self.client_id = client_id
         self.request_timeout = request_timeout_ms / 1000.0
@@ -106,6 +124,11 @@ class NetworkClient:
         self._selector.register(self._wake_r, selectors.EVENT_READ, None)
         self._woken = False
         self._closed = False
+        self.security = security
+        # Told of every failed TLS handshake or authentication (node id, error), and of the first success after
+        # one (node id, None); set by the Sender.
+        self.on_auth: Callable[[int, AuthenticationError | None], None] | None = None
+        self.auth_error: AuthenticationError | None = None  # the last failure, until a connection authenticates
 
     # ---- nodes and connections -----------------------------------------------------------------------------------
     def set_node(self, node_id: int, host: str, port: int) -> None:
@@ -160,7 +183,7 @@ class NetworkClient:
                 continue
             if conn.state == READY:
                 key = (0, len(conn.in_flight))
-            elif conn.state in (CONNECTING, NEGOTIATING):
+            elif conn.state in (CONNECTING, HANDSHAKING, NEGOTIATING, AUTHENTICATING):
                 key = (1, 0)
             elif now >= conn.last_attempt + self._backoff(conn):
                 key = (2, conn.failures)
@@ -203,8 +226,166 @@ class NetworkClient:
             self._on_connected(conn, now)
 
     def _on_connected(self, conn: _Connection, now: float) -> None:
+        security = self.security
+        if security is not None and security.ssl_context is not None:
+            try:
+                conn.tls = TlsTransport(security.ssl_context, conn.host)
+            except (ssl.SSLError, ValueError) as exc:
+                self._auth_failed(conn, SslAuthenticationError(self._tls_failure(conn, exc)))
+                return
+            conn.state = HANDSHAKING
+            self._tls_handshake(conn, 0, now)
+            return
         conn.state = NEGOTIATING
         self._send_api_versions(conn, API_VERSIONS.max_version, now)
+
+    # ---- TLS ------------------------------------------------------------------------------------------------------
+    def _tls_handshake(self, conn: _Connection, mask: int, now: float) -> None:
+        """Drives the TLS handshake with what the socket has; then ApiVersions, over TLS."""
+        sock, tls = conn.sock, conn.tls
+        if sock is None or tls is None:
+            return
+        try:
+            if mask & selectors.EVENT_READ:
+                data = sock.recv(_RECV_SIZE)
+                if not data:
+                    self._close(conn, "closed by the broker during the TLS handshake", failed=True)
+                    return
+                tls.incoming.write(data)
+            done = tls.handshake()
+            tls.flush(sock)
+        except (BlockingIOError, InterruptedError):
+            return
+        except ssl.SSLError as exc:
+            self._auth_failed(conn, SslAuthenticationError(self._tls_failure(conn, exc)))
+            return
+        except OSError as exc:
+            self._close(conn, f"TLS handshake failed: {exc}", failed=True)
+            return
+        if not done:
+            self._set_events(conn, selectors.EVENT_READ | (selectors.EVENT_WRITE if tls.has_output() else 0))
+            return
+        log.debug("TLS with broker %d at %s:%d: %s, %s", conn.node_id, conn.host, conn.port,
+                  tls.obj.version(), tls.obj.cipher())
+        conn.state = NEGOTIATING
+        self._send_api_versions(conn, API_VERSIONS.max_version, now)
+        self._want_write(conn, True)
+
+    @staticmethod
+    def _tls_failure(conn: _Connection, exc: BaseException) -> str:
+        return (f"TLS handshake with broker {conn.node_id} at {conn.host}:{conn.port} failed: "
+                f"{describe_ssl_error(exc)}")
+
+    def _set_events(self, conn: _Connection, events: int) -> None:
+        if conn.sock is not None and conn.registered_events != events:
+            self._selector.modify(conn.sock, events, conn)
+            conn.registered_events = events
+
+    # ---- SASL -----------------------------------------------------------------------------------------------------
+    def _start_sasl(self, conn: _Connection, now: float) -> None:
+        """SaslHandshake v1 with the configured mechanism; SaslAuthenticate rounds follow its answer."""
+        security = self.security
+        assert security is not None and security.new_sasl is not None and security.sasl_mechanism is not None
+        conn.state = AUTHENTICATING
+        for api in (SASL_HANDSHAKE, SASL_AUTHENTICATE):
+            if api.key not in conn.api_versions:
+                self._auth_failed(conn, SaslAuthenticationError(
+                    f"{self._sasl_where(conn)}: the broker does not speak {api.name} (is its listener SASL?)"))
+                return
+        conn.sasl = security.new_sasl()
+        self._enqueue(conn, SASL_HANDSHAKE.key, self.api_version(conn.node_id, SASL_HANDSHAKE),
+                      {"mechanism": security.sasl_mechanism}, None, True, None, now, internal=True)
+
+    @staticmethod
+    def _sasl_where(conn: _Connection) -> str:
+        return f"SASL authentication with broker {conn.node_id} at {conn.host}:{conn.port} failed"
+
+    def _on_sasl_handshake(self, conn: _Connection, resp: ClientResponse, now: float) -> None:
+        body = resp.body or {}
+        code = body.get("error_code", 0)
+        mechanism = self.security.sasl_mechanism if self.security is not None else None
+        if code == ErrorCode.UNSUPPORTED_SASL_MECHANISM:
+            self._auth_failed(conn, UnsupportedSaslMechanismError(
+                f"{self._sasl_where(conn)}: the broker does not enable {mechanism} (it lists: "
+                f"{', '.join(body.get('mechanisms') or ()) or 'none'})"))
+            return
+        if code != 0:
+            self._auth_failed(conn, self._sasl_error(conn, code, "SaslHandshake"))
+            return
+        self._sasl_step(conn, None, now)
+
+    def _sasl_step(self, conn: _Connection, challenge: bytes | None, now: float) -> None:
+        """Sends the mechanism's next message, or finishes when it has none."""
+        sasl = conn.sasl
+        if sasl is None:
+            return
+        try:
+            message = sasl.first_message() if challenge is None else sasl.respond(challenge)
+        except SaslAuthenticationError as exc:
+            self._auth_failed(conn, SaslAuthenticationError(f"{self._sasl_where(conn)}: {exc.args[0] if exc.args else exc}"))
+            return
+        if message is not None:
+            self._enqueue(conn, SASL_AUTHENTICATE.key, self.api_version(conn.node_id, SASL_AUTHENTICATE),
+                          {"auth_bytes": message}, None, True, None, now, internal=True)
+            return
+        self._authenticated(conn, now)
+
+    def _on_sasl_authenticate(self, conn: _Connection, resp: ClientResponse, now: float) -> None:
+        body = resp.body or {}
+        code = body.get("error_code", 0)
+        sasl = conn.sasl
+        if code != 0:
+            detail = body.get("error_message") or ""
+            refusal = getattr(sasl, "refusal", None)
+            if refusal and refusal not in detail:
+                detail = f"{detail} ({refusal})" if detail else refusal
+            self._auth_failed(conn, self._sasl_error(conn, code, detail))
+            return
+        lifetime_ms = body.get("session_lifetime_ms", 0)
+        if lifetime_ms > 0:
+            # Java's client re-authenticates at 85-95% of the session's lifetime, spread so that a fleet of
+            # clients does not come back at once.
+            conn.reauth_at = now + lifetime_ms / 1000.0 * random.uniform(0.85, 0.95)
+        self._sasl_step(conn, body.get("auth_bytes") or b"", now)
+
+    def _sasl_error(self, conn: _Connection, code: int, detail: str) -> AuthenticationError:
+        mechanism = self.security.sasl_mechanism if self.security is not None else "SASL"
+        text = f"{self._sasl_where(conn)}: {mechanism}: {detail or 'refused'}"
+        err = broker_error(code, text)
+        return err if isinstance(err, AuthenticationError) else SaslAuthenticationError(f"{text} (error {code})")
+
+    def _authenticated(self, conn: _Connection, now: float) -> None:
+        conn.sasl = None
+        conn.state = READY
+        conn.failures = 0
+        if self.auth_error is not None:
+            self.auth_error = None
+            if self.on_auth is not None:
+                self.on_auth(conn.node_id, None)
+        log.info("authenticated (%s) with broker %d at %s:%d", self.security.sasl_mechanism if self.security else "",
+                 conn.node_id, conn.host, conn.port)
+
+    def _auth_failed(self, conn: _Connection, err: AuthenticationError) -> None:
+        # Logged as a warning when it is new; the same refusal at every reconnect attempt after it only at INFO.
+        repeated = self.auth_error is not None and str(self.auth_error) == str(err)
+        log.log(logging.INFO if repeated else logging.WARNING, "%s", err)
+        self._close(conn, str(err), failed=True)
+        self.auth_error = err
+        if self.on_auth is not None:
+            self.on_auth(conn.node_id, err)
+
+    def _maybe_reauthenticate(self, conn: _Connection, now: float) -> None:
+        """KIP-368: a READY connection whose session is about to expire stops taking requests; once nothing is in
+        flight or queued on it, it authenticates again (a new token from OAUTHBEARER's provider)."""
+        if conn.state == READY:
+            log.debug("re-authenticating with broker %d once its %d request(s) in flight are answered",
+                      conn.node_id, len(conn.in_flight))
+            conn.state = AUTHENTICATING
+            conn.reauth_at = 0.0
+            conn.reauth_pending = True
+        if not conn.in_flight and not conn.out:
+            conn.reauth_pending = False
+            self._start_sasl(conn, now)
 
     def _send_api_versions(self, conn: _Connection, version: int, now: float) -> None:
         body = {"client_software_name": "kafkaprod", "client_software_version": __version__}
@@ -227,6 +408,14 @@ class NetworkClient:
             self._close(conn, f"ApiVersions error {code}")
             return
         conn.api_versions = {k["api_key"]: (k["min_version"], k["max_version"]) for k in body.get("api_keys", ())}
+        if self.security is not None:
+            if self.security.new_sasl is not None:
+                self._start_sasl(conn, now)
+                return
+            if self.auth_error is not None:  # a TLS connection got through after failed ones
+                self.auth_error = None
+                if self.on_auth is not None:
+                    self.on_auth(conn.node_id, None)
         conn.state = READY
         conn.failures = 0
         log.info("connected to broker %d at %s:%d", conn.node_id, conn.host, conn.port)
@@ -277,7 +466,8 @@ class NetworkClient:
 
     def _want_write(self, conn: _Connection, on: bool) -> None:
         events = selectors.EVENT_READ | (selectors.EVENT_WRITE if on else 0)
-        if conn.sock is not None and conn.registered_events != events and conn.state != CONNECTING:
+        if conn.sock is not None and conn.registered_events != events and conn.state != CONNECTING \
+                and conn.state != HANDSHAKING:
             self._selector.modify(conn.sock, events, conn)
             conn.registered_events = events
 
@@ -315,6 +505,9 @@ class NetworkClient:
             if conn.state == CONNECTING:
                 self._finish_connect(conn, now)
                 continue
+            if conn.state == HANDSHAKING:
+                self._tls_handshake(conn, mask, now)
+                continue
             if mask & selectors.EVENT_READ:
                 self._read(conn, now)
             if conn.sock is not None and mask & selectors.EVENT_WRITE:
@@ -328,8 +521,10 @@ class NetworkClient:
         for conn in self._conns.values():
             if conn.sock is None:
                 continue
-            if conn.state == CONNECTING:
+            if conn.state == CONNECTING or conn.state == HANDSHAKING:
                 earliest = min(earliest, conn.last_attempt + self.request_timeout)
+            elif conn.reauth_at and conn.state == READY:
+                earliest = min(earliest, conn.reauth_at)
             for inf in conn.in_flight.values():
                 if inf.deadline < earliest:
                     earliest = inf.deadline
@@ -355,11 +550,15 @@ class NetworkClient:
             return
         conn.registered_events = 0
         self._on_connected(conn, now)
-        self._want_write(conn, bool(conn.out))
+        if conn.state != HANDSHAKING:
+            self._want_write(conn, bool(conn.out))
 
     def _write(self, conn: _Connection, now: float) -> None:
         sock = conn.sock
         if sock is None:  # poll() calls this for open sockets only
+            return
+        if conn.tls is not None:
+            self._write_tls(conn, sock, conn.tls, now)
             return
         while conn.out:
             try:
@@ -370,6 +569,24 @@ class NetworkClient:
                 self._close(conn, f"send failed: {exc}")
                 return
             self._consume(conn, sent, now)
+        self._want_write(conn, False)
+
+    def _write_tls(self, conn: _Connection, sock: socket.socket, tls: TlsTransport, now: float) -> None:
+        # Batched: the queued pieces are encrypted together (up to 1 MiB per round) and the ciphertext goes out in
+        # as few send() calls as the socket takes; a request counts as sent once it is encrypted.
+        try:
+            while True:
+                if not tls.flush(sock):
+                    return  # the socket is full: wait for the next write event
+                if not conn.out:
+                    break
+                self._consume(conn, tls.encrypt(conn.out), now)
+        except ssl.SSLError as exc:
+            self._close(conn, f"TLS error while sending: {describe_ssl_error(exc)}")
+            return
+        except OSError as exc:
+            self._close(conn, f"send failed: {exc}")
+            return
         self._want_write(conn, False)
 
     def _consume(self, conn: _Connection, sent: int, now: float) -> None:
@@ -404,6 +621,9 @@ class NetworkClient:
         sock, splitter = conn.sock, conn.splitter
         if sock is None or splitter is None:  # poll() calls this for open sockets only, which have a splitter
             return
+        if conn.tls is not None:
+            self._read_tls(conn, sock, conn.tls, splitter, now)
+            return
         while True:
             try:
                 data = sock.recv(_RECV_SIZE)
@@ -425,6 +645,46 @@ class NetworkClient:
                     return
             if len(data) < _RECV_SIZE:
                 return
+
+    def _read_tls(self, conn: _Connection, sock: socket.socket, tls: TlsTransport, splitter: protocol.FrameSplitter,
+                  now: float) -> None:
+        while True:
+            try:
+                data = sock.recv(_RECV_SIZE)
+            except (BlockingIOError, InterruptedError):
+                break
+            except OSError as exc:
+                self._close(conn, f"receive failed: {exc}")
+                return
+            if not data:
+                self._close(conn, "closed by the broker")
+                return
+            try:
+                chunks = tls.decrypt(data)
+            except ssl.SSLZeroReturnError:
+                self._close(conn, "closed by the broker (TLS close_notify)")
+                return
+            except ssl.SSLError as exc:
+                if conn.state == NEGOTIATING:
+                    # With TLS 1.3 the broker checks the client's certificate after the client has finished its
+                    # side of the handshake: its refusal arrives as an alert in place of the first answer.
+                    self._auth_failed(conn, SslAuthenticationError(self._tls_failure(conn, exc)))
+                else:
+                    self._close(conn, f"TLS error while receiving: {describe_ssl_error(exc)}")
+                return
+            for chunk in chunks:
+                try:
+                    frames = splitter.feed(chunk)
+                except ProtocolError as exc:
+                    self._close(conn, f"bad frame: {exc}")
+                    return
+                for frame in frames:
+                    if not self._handle_frame(conn, frame, now):
+                        return
+            if len(data) < _RECV_SIZE:
+                break
+        if tls.has_output():  # TLS's own messages (a key update, say) to send back
+            self._want_write(conn, True)
 
     def _handle_frame(self, conn: _Connection, frame: bytes, now: float) -> bool:
         try:
@@ -449,7 +709,12 @@ class NetworkClient:
             return False
         resp = ClientResponse(conn.node_id, inf.api_key, inf.api_version, inf.request, body=body, latency=now - inf.sent_at)
         if inf.internal:
-            self._on_api_versions(conn, resp, now)
+            if inf.api_key == API_VERSIONS.key:
+                self._on_api_versions(conn, resp, now)
+            elif inf.api_key == SASL_HANDSHAKE.key:
+                self._on_sasl_handshake(conn, resp, now)
+            else:
+                self._on_sasl_authenticate(conn, resp, now)
             return conn.sock is not None
         self._completed.append(resp)
         self._finish(inf, resp)
@@ -464,9 +729,12 @@ class NetworkClient:
         for conn in list(self._conns.values()):
             if conn.sock is None:
                 continue
-            if conn.state == CONNECTING and now - conn.last_attempt > self.request_timeout:
-                self._close(conn, "connect timed out", failed=True)
+            if (conn.state == CONNECTING or conn.state == HANDSHAKING) and now - conn.last_attempt > self.request_timeout:
+                self._close(conn, "connect timed out" if conn.state == CONNECTING else "TLS handshake timed out",
+                            failed=True)
                 continue
+            if conn.reauth_pending or (conn.reauth_at and now >= conn.reauth_at and conn.state == READY):
+                self._maybe_reauthenticate(conn, now)
             for inf in conn.in_flight.values():
                 if inf.deadline <= now:
                     self._close(conn, f"request (api {inf.api_key}) timed out after {self.request_timeout * 1000:.0f} ms", timed_out=True)
@@ -482,6 +750,10 @@ class NetworkClient:
             conn.sock = None
         was = conn.state
         conn.state = DISCONNECTED
+        conn.tls = None
+        conn.sasl = None
+        conn.reauth_at = 0.0
+        conn.reauth_pending = False
         if failed or was != READY:
             conn.failures += 1
         log.info("disconnected from broker %d at %s:%d: %s", conn.node_id, conn.host, conn.port, reason)

@@ -27,6 +27,7 @@ from kafkaprod.errors import KafkaError, KafkaTimeoutError, ProducerClosedError,
 from kafkaprod.interceptors import ProducerInterceptors
 from kafkaprod.metadata import Metadata, PartitionInfo
 from kafkaprod.metrics import ProducerMetrics
+from kafkaprod import security as _security
 from kafkaprod.network import NetworkClient
 from kafkaprod.sender import Sender
 from kafkaprod.serializers import as_serializer
@@ -61,7 +62,8 @@ class KafkaProducer:
         self._pool = BufferPool(cfg.buffer_memory, cfg.batch_size)
         self._metadata = Metadata(cfg.bootstrap_servers, cfg.retry_backoff_ms, cfg.metadata_max_age_ms)
         self._client = NetworkClient(self.client_id, cfg.request_timeout_ms, cfg.reconnect_backoff_ms,
-                                     cfg.reconnect_backoff_max_ms, cfg.max_in_flight_requests_per_connection)
+                                     cfg.reconnect_backoff_max_ms, cfg.max_in_flight_requests_per_connection,
+                                     security=_security.from_config(cfg.values))
         self._accumulator = RecordAccumulator(
             self._pool, cfg.batch_size, parse_compression_type(cfg.compression_type), cfg.linger_ms,
             cfg.retry_backoff_ms, cfg.delivery_timeout_ms, cfg.max_block_ms, cfg.enable_idempotence,
@@ -74,9 +76,11 @@ class KafkaProducer:
         self._sender = Sender(self._client, self._metadata, self._accumulator, cfg, self._metrics)
         tm = self._sender.tm
         self._txn: TransactionManager | None = tm if tm is not None and tm.transactional else None
+        self._fast_send = self._interceptors is None and self._key_serializer is None \
+            and self._value_serializer is None and self._partitioner is None
+        self._sender.on_auth_change = self._on_auth_change
         self._sender.start()
-        if self._interceptors is None and self._key_serializer is None and self._value_serializer is None \
-                and self._partitioner is None:
+        if self._fast_send:
             # Bytes in, built-in partitioner: send() is the accumulator's compiled entry point, which falls back
             # to _send_slow for anything it does not handle itself (unknown topic, arguments to check).
             self._accumulator.slow_send = self._send_slow
@@ -224,7 +228,21 @@ class KafkaProducer:
             partitions = chosen
         return values, keys, partitions
 
+    def _on_auth_change(self, err: KafkaError | None) -> None:
+        # Called on the I/O thread. While a TLS handshake or authentication keeps failing, send() is the Python
+        # method, which raises the error (from _wait_on_metadata); the compiled entry point comes back once a
+        # connection authenticates.
+        if not self._fast_send or self._closed:
+            return
+        if err is None:
+            self.send = self._accumulator.send  # type: ignore[method-assign]
+        else:
+            self.__dict__.pop("send", None)
+
     def _wait_on_metadata(self, topic: str) -> None:
+        auth_error = self._metadata.auth_error
+        if auth_error is not None:
+            raise auth_error
         acc = self._accumulator
         if acc.partition_count(topic):
             return

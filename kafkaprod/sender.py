@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Callable
 from typing import Any
 
 from kafkaprod import errors
@@ -79,6 +80,13 @@ class Sender(threading.Thread):
         self.running = True
         self.force_close = False
         self._metadata_in_flight = False
+        # A failed TLS handshake or authentication, and the broker it happened with, until one succeeds.
+        self._auth_error: errors.AuthenticationError | None = None
+        self._auth_node = 0
+        #: Told of each change of the authentication state (the error, or None once it clears): the producer
+        #: makes send() raise the error meanwhile.
+        self.on_auth_change: Callable[[errors.AuthenticationError | None], None] | None = None
+        client.on_auth = self._on_auth
         for node in metadata.cluster.nodes.values():
             client.set_node(node.id, node.host, node.port)
 
@@ -127,6 +135,8 @@ class Sender(threading.Thread):
             self._stop_fatal(tm.fatal_error)
             return
         poll_timeout = self._maybe_update_metadata(now)
+        if self._auth_error is not None:
+            poll_timeout = min(poll_timeout, self._while_auth_failed(now))
         if tm is not None:
             tm.restart_sequences_if_needed()
             # Nothing is drained without a producer id, so nothing else would wake the loop for the next try.
@@ -194,6 +204,44 @@ class Sender(threading.Thread):
         if cluster.unauthorized_topics:
             self.metadata.fail_waiters(errors.broker_error(
                 E.TOPIC_AUTHORIZATION_FAILED, f"topics {sorted(cluster.unauthorized_topics)}"))
+
+    # ---- authentication failures ---------------------------------------------------------------------------------
+    def _on_auth(self, node: int, err: errors.AuthenticationError | None) -> None:
+        """A TLS handshake or authentication failed (err), or succeeded after failures (None). A failure is not
+        retried record by record for max_block_ms or delivery_timeout_ms, as Java's producer does not: queued
+        records fail with it now, and send() and metadata waiters raise it until a connection authenticates."""
+        changed = (err is None) != (self._auth_error is None)
+        self._auth_error = err
+        self._auth_node = node
+        self.metadata.set_auth_error(err)
+        if err is not None:
+            self.metadata.request_update()
+            self._fail_queued(err)
+        else:
+            log.info("authenticated with broker %d again; sends go through", node)
+        if changed and self.on_auth_change is not None:
+            self.on_auth_change(err)
+
+    def _while_auth_failed(self, now: float) -> float:
+        # Records that slipped in (a send() racing the failure) fail too; the broker that refused is retried in
+        # the background with the reconnect backoff, so that fixed credentials or certificates are noticed.
+        err = self._auth_error
+        assert err is not None
+        if self.acc.has_incomplete():
+            self._fail_queued(err)
+        node = self._auth_node
+        if self.client.ready(node, now):
+            return float("inf")
+        return max(self.client.connection_delay(node, now), 0.005)
+
+    def _fail_queued(self, err: errors.KafkaError) -> None:
+        # Batches waiting in the queues fail; those in flight on other connections get their answers.
+        tm = self.tm
+        for batch in self.acc.abort_undrained(err):
+            self.metrics.record_errors(batch.record_count)
+            if tm is not None:
+                tm.handle_failed_batch(batch, err)
+            self.acc.deallocate(batch)
 
     # ---- the TransactionManager's requests -----------------------------------------------------------------------
     def _maybe_send_transactional_request(self, now: float) -> float:

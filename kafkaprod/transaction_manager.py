@@ -630,8 +630,10 @@ class TransactionManager:
             # written once the earlier one is. Otherwise the broker misses sequences that will never come (a batch
             # failed or expired): the partition restarts its numbering and the batch is retried.
             # An earlier batch is usually back in the queue for a retry (answered before this one, since answers
-            # come in order); a batch that was itself retried is taken to be behind one too.
-            if not (batch.retry or self.acc.has_earlier_pending(batch)):
+            # come in order). A retried batch is no exception: after an error a partition's retries go one at a
+            # time in sequence order, so one that is refused as out of order has no earlier batch to wait for
+            # unless has_earlier_pending finds it.
+            if not self.acc.has_earlier_pending(batch):
                 self._request_restart(batch, "OUT_OF_ORDER_SEQUENCE_NUMBER with no earlier batch pending")
             return True
         return False

@@ -113,8 +113,12 @@ def kp_new_class(api_key: int, request: bool):
             EndTxnRequest, EndTxnResponse, InitProducerIdRequest, InitProducerIdResponse, TxnOffsetCommitRequest,
             TxnOffsetCommitResponse,
         )
+        from kafka.protocol.sasl import (SaslAuthenticateRequest, SaslAuthenticateResponse, SaslHandshakeRequest,
+                                         SaslHandshakeResponse)
 
     table = {
+        17: (SaslHandshakeRequest, SaslHandshakeResponse),
+        36: (SaslAuthenticateRequest, SaslAuthenticateResponse),
         18: (ApiVersionsRequest, ApiVersionsResponse),
         3: (MetadataRequest, MetadataResponse),
         0: (ProduceRequest, ProduceResponse),
@@ -175,13 +179,15 @@ def kp_old_class(api_key: int, version: int, request: bool):
         warnings.simplefilter("ignore", DeprecationWarning)
         from kafka.protocol.old import (
             add_offsets_to_txn, add_partitions_to_txn, api_versions, end_txn, find_coordinator, init_producer_id,
-            metadata, produce, txn_offset_commit,
+            metadata, produce, sasl_authenticate, sasl_handshake, txn_offset_commit,
         )
 
-    module = {18: api_versions, 3: metadata, 0: produce, 22: init_producer_id, 10: find_coordinator,
-              24: add_partitions_to_txn, 25: add_offsets_to_txn, 26: end_txn, 28: txn_offset_commit}[api_key]
-    name = {18: "ApiVersions", 3: "Metadata", 0: "Produce", 22: "InitProducerId", 10: "FindCoordinator",
-            24: "AddPartitionsToTxn", 25: "AddOffsetsToTxn", 26: "EndTxn", 28: "TxnOffsetCommit"}[api_key]
+    module = {18: api_versions, 3: metadata, 0: produce, 22: init_producer_id, 17: sasl_handshake,
+              36: sasl_authenticate, 10: find_coordinator, 24: add_partitions_to_txn, 25: add_offsets_to_txn,
+              26: end_txn, 28: txn_offset_commit}[api_key]
+    name = {18: "ApiVersions", 3: "Metadata", 0: "Produce", 22: "InitProducerId", 17: "SaslHandshake",
+            36: "SaslAuthenticate", 10: "FindCoordinator", 24: "AddPartitionsToTxn", 25: "AddOffsetsToTxn",
+            26: "EndTxn", 28: "TxnOffsetCommit"}[api_key]
     return getattr(module, f"{name}{'Request' if request else 'Response'}_v{version}", None)
 
 

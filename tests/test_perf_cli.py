@@ -231,6 +231,17 @@ def test_compare_accepts_options_every_client_gets():
     assert args.producer_options == {"enable_idempotence": False, "max_request_size": 67108864}
 
 
+def test_compare_gives_every_client_the_security_options(tmp_path):
+    ca = tmp_path / "ca.pem"
+    ca.write_text("not read here")
+    args = perf.parse_args(["--compare", "-X", "security.protocol=SSL", "-X", f"ssl_cafile={ca}"])
+    assert perf.compare_workload(args).security == {"security_protocol": "SSL", "ssl_cafile": str(ca)}
+    from kafkaprod.tools.broker import librdkafka_security
+
+    assert librdkafka_security(perf.compare_workload(args).security) == \
+        {"security.protocol": "SSL", "ssl.ca.location": str(ca)}
+
+
 def test_every_client_gets_the_settings_kafkaprod_resolves_from_the_flags():
     from kafkaprod.tools.compare import client_settings
 

@@ -237,27 +237,29 @@ cdef class AsyncCompletions:
     cdef RecordAccumulator acc           # appended to directly when the producer's send() is the compiled one
     cdef object slow_send                # the coroutine function for everything else
     cdef BufferPool pool
+    cdef object metadata                 # its auth_error: while a TLS/SASL failure lasts, send() must raise it
     cdef Py_ssize_t batch_size
 
-    def __cinit__(self, loop, RecordAccumulator acc, slow_send, BufferPool pool):
+    def __cinit__(self, loop, RecordAccumulator acc, slow_send, BufferPool pool, metadata):
         self.loop = loop
         self.pending = {}
         self.current = None
         self.acc = acc
         self.slow_send = slow_send
         self.pool = pool
+        self.metadata = metadata
         self.batch_size = 0 if acc is None else acc.batch_size
 
     def send(self, topic, value=None, key=None, partition=None, timestamp_ms=None, headers=None):
         """AIOKafkaProducer.send: an awaitable giving the record's AsyncRecord. Appends at once when the topic is
         known and the pool has room for a new batch -- only this loop allocates from it, so that holds until the
-        append; anything else (metadata to fetch, memory to wait for, serializers or interceptors to run) goes to
-        the coroutine slow_send."""
+        append; anything else (metadata to fetch, memory to wait for, serializers or interceptors to run, an
+        authentication failure to raise) goes to the coroutine slow_send."""
         cdef FutureRecordMetadata record
         if _running_loop() is not self.loop:
             raise RuntimeError("send() from another event loop (or from no running loop): an AIOKafkaProducer "
                                "belongs to the loop that started it")
-        if self.acc is not None and self._has_room(value, key):
+        if self.acc is not None and self.metadata.auth_error is None and self._has_room(value, key):
             record = self.acc.try_send(topic, value, key, partition, timestamp_ms, headers, None)
             if record is not None:
                 return _async_record(self, record, False)

@@ -17,6 +17,7 @@ from kafkaprod.protocol.types import ZERO_UUID
 class ApiKey(IntEnum):
     PRODUCE = 0
     METADATA = 3
+    SASL_HANDSHAKE = 17
     API_VERSIONS = 18
     INIT_PRODUCER_ID = 22
     # Transactions (the TransactionManager's requests).
@@ -25,6 +26,7 @@ class ApiKey(IntEnum):
     ADD_OFFSETS_TO_TXN = 25
     END_TXN = 26
     TXN_OFFSET_COMMIT = 28
+    SASL_AUTHENTICATE = 36
 
 
 # An int32 with only the top bit set: Kafka's "authorized operations were not requested".
@@ -310,9 +312,40 @@ TXN_OFFSET_COMMIT = Api(
 TRANSACTION_APIS = (FIND_COORDINATOR, ADD_PARTITIONS_TO_TXN, ADD_OFFSETS_TO_TXN, END_TXN, TXN_OFFSET_COMMIT)
 
 
+SASL_HANDSHAKE = Api(
+    # v0 is followed by raw SASL tokens outside Kafka's framing; kafkaprod speaks only v1, after which every
+    # token travels in a SaslAuthenticate request (brokers since Kafka 1.0).
+    # No version of it is flexible (2 is past the last).
+    "SaslHandshake", ApiKey.SASL_HANDSHAKE, versions=(1, 1), flexible_from=2,
+    request=[
+        Field("mechanism", "string", "0+"),
+    ],
+    response=[
+        Field("error_code", "int16", "0+"),
+        Field("mechanisms", Array("string"), "0+"),
+    ],
+)
+
+
+SASL_AUTHENTICATE = Api(
+    # v1 adds session_lifetime_ms: how long the broker accepts the session before the client must
+    # re-authenticate on the same connection (KIP-368).
+    "SaslAuthenticate", ApiKey.SASL_AUTHENTICATE, versions=(0, 2), flexible_from=2,
+    request=[
+        Field("auth_bytes", "bytes", "0+"),
+    ],
+    response=[
+        Field("error_code", "int16", "0+"),
+        Field("error_message", "string", "0+", nullable="0+", default=None),
+        Field("auth_bytes", "bytes", "0+"),
+        Field("session_lifetime_ms", "int64", "1+", default=0),
+    ],
+)
+
+
 #: Every API kafkaprod speaks, by key.
-APIS: dict[int, Api] = {api.key: api for api in (API_VERSIONS, METADATA, PRODUCE, INIT_PRODUCER_ID)}
-APIS.update({api.key: api for api in TRANSACTION_APIS})
+APIS: dict[int, Api] = {api.key: api for api in (API_VERSIONS, METADATA, PRODUCE, INIT_PRODUCER_ID,
+                                                  SASL_HANDSHAKE, SASL_AUTHENTICATE, *TRANSACTION_APIS)}
 
 #: The version range kafkaprod speaks per API key, for negotiation.
 SUPPORTED_VERSIONS: dict[int, tuple[int, int]] = {k: (a.min_version, a.max_version) for k, a in APIS.items()}

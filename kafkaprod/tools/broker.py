@@ -44,6 +44,7 @@ __all__ = [
     "create_topics",
     "delete_topics",
     "fetch_api_versions",
+    "librdkafka_security",
 ]
 
 log = logging.getLogger("kafkaprod")
@@ -515,6 +516,36 @@ class NoidaBroker:
     def __repr__(self) -> str:
         state = f"running {self.bootstrap_servers}" if self.is_running() else "stopped"
         return f"<NoidaBroker {state}>"
+# kafkaprod's security options and librdkafka's names for them.
+_LIBRDKAFKA_NAMES = {
+    "security_protocol": "security.protocol",
+    "ssl_cafile": "ssl.ca.location",
+    "ssl_certfile": "ssl.certificate.location",
+    "ssl_keyfile": "ssl.key.location",
+    "ssl_password": "ssl.key.password",
+    "sasl_mechanism": "sasl.mechanism",
+    "sasl_plain_username": "sasl.username",
+    "sasl_plain_password": "sasl.password",
+}
+
+
+def librdkafka_security(options: Mapping[str, Any]) -> dict[str, Any]:
+    """confluent-kafka's settings for the security options among kafkaprod producer ``options`` (snake_case or
+    Java names), so that its admin client and consumer reach the same secured cluster. Options that have no
+    librdkafka equivalent here (``ssl_context``, a token provider) raise ValueError."""
+    from kafkaprod.config import canonical_name
+
+    out: dict[str, Any] = {}
+    for key, value in options.items():
+        name = canonical_name(key)
+        if name in _LIBRDKAFKA_NAMES:
+            out[_LIBRDKAFKA_NAMES[name]] = value
+        elif name == "ssl_check_hostname":
+            if str(value).lower() in ("false", "0"):
+                out["ssl.endpoint.identification.algorithm"] = "none"
+        elif name in ("ssl_context", "sasl_oauth_token_provider") and value is not None:
+            raise ValueError(f"option {name!r} has no librdkafka setting; the admin client cannot use it")
+    return out
 
 
 def _validate_topics(topics: Mapping[str, int], replication_factor: int, timeout: float) -> None:
@@ -539,6 +570,7 @@ def create_topics(
     timeout: float = 30.0,
     *,
     exist_ok: bool = False,
+    config: Mapping[str, Any] | None = None,
 ) -> None:
     """Create ``topics`` (name -> partition count) with an admin client and wait until every partition has a
     leader in metadata, so a producer started next never meets a half-created topic.
@@ -555,7 +587,7 @@ def create_topics(
         raise _missing_dependency("confluent-kafka", "Creating topics", exc) from exc
 
     deadline = time.monotonic() + timeout
-    admin = AdminClient({"bootstrap.servers": bootstrap_servers})
+    admin = AdminClient({"bootstrap.servers": bootstrap_servers, **(config or {})})
     futures = admin.create_topics(
         [NewTopic(name, partitions, replication_factor) for name, partitions in topics.items()],
         operation_timeout=timeout,
@@ -610,7 +642,8 @@ def create_topics(
         time.sleep(0.05)
 
 
-def delete_topics(bootstrap_servers: str, topics: Sequence[str], timeout: float = 30.0) -> None:
+def delete_topics(bootstrap_servers: str, topics: Sequence[str], timeout: float = 30.0, *,
+                  config: Mapping[str, Any] | None = None) -> None:
     """Delete ``topics`` with an admin client and wait for the broker to confirm.
 
     Tansu's memory storage keeps every record in RAM until its topic goes, so benchmarks drop each run's topic.
@@ -622,7 +655,7 @@ def delete_topics(bootstrap_servers: str, topics: Sequence[str], timeout: float 
         from confluent_kafka.admin import AdminClient
     except ImportError as exc:
         raise _missing_dependency("confluent-kafka", "Deleting topics", exc) from exc
-    admin = AdminClient({"bootstrap.servers": bootstrap_servers})
+    admin = AdminClient({"bootstrap.servers": bootstrap_servers, **(config or {})})
     futures = admin.delete_topics(list(topics), operation_timeout=timeout, request_timeout=timeout)
     for name, future in futures.items():
         try:
@@ -631,7 +664,8 @@ def delete_topics(bootstrap_servers: str, topics: Sequence[str], timeout: float 
             raise TopicSetupError(f"deleting topic {name!r} on {bootstrap_servers} failed: {exc}") from exc
 
 
-def count_records(bootstrap_servers: str, topic: str, timeout: float = 30.0) -> int:
+def count_records(bootstrap_servers: str, topic: str, timeout: float = 30.0, *,
+                  config: Mapping[str, Any] | None = None) -> int:
     """Records in ``topic``: the sum over partitions of (last offset + 1), read from the records themselves.
 
     Not the ListOffsets high watermark: Tansu 0.6.0's memory storage answers with the base offset of the last
@@ -652,6 +686,7 @@ def count_records(bootstrap_servers: str, topic: str, timeout: float = 30.0) -> 
         "enable.auto.commit": False,
         "enable.partition.eof": True,
         "fetch.max.bytes": 64 * 1024 * 1024,
+        **(config or {}),
     })
     try:
         metadata = consumer.list_topics(topic, timeout=timeout)

@@ -58,7 +58,7 @@ from kafkaprod.tools.runners import CLIENTS, DEFAULT_CHUNK, DEFAULT_KEY_COUNT, D
 
 __all__ = [
     "BASELINE_SUFFIX", "BULK_CLIENTS", "CLIENTS", "CODECS", "DELIVERY_MODES", "KAFKAPROD_CLIENTS",
-    "PER_RECORD_CLIENTS", "SHARED_OPTIONS", "ComparisonError", "Contender", "CountMismatch", "Lineup", "Results",
+    "PER_RECORD_CLIENTS", "SECURITY_OPTIONS", "SHARED_OPTIONS", "ComparisonError", "Contender", "CountMismatch", "Lineup", "Results",
     "Workload", "client_settings", "format_table", "installed_clients", "line_up", "non_negative_int",
     "positive_int", "python_arg", "run_child", "run_once", "run_rounds", "summarize",
 ]
@@ -73,6 +73,10 @@ BASELINE_SUFFIX = "@baseline"
 CODECS = tuple(COMPRESSION_TYPES)
 #: kafkaprod-perf -X options that every client can be given the same way; any other -X would only change kafkaprod.
 SHARED_OPTIONS = frozenset({"enable_idempotence", "max_request_size"})
+# Security options that every client gets too (each in its own spelling), so a comparison can run against a
+# secured cluster.
+SECURITY_OPTIONS = frozenset({"security_protocol", "ssl_cafile", "ssl_certfile", "ssl_keyfile", "ssl_password",
+                              "ssl_check_hostname", "sasl_mechanism", "sasl_plain_username", "sasl_plain_password"})
 #: The benchmark's request size limit: requests may carry one full batch per partition, in every client.
 BENCH_MAX_REQUEST_SIZE = 64 * 1024 * 1024
 DEFAULT_TIMEOUT_S = 1800.0
@@ -132,6 +136,9 @@ class Workload:
     chunk: int = DEFAULT_CHUNK  # records per call of the bulk clients
     delivery: str = "none"  # one of DELIVERY_MODES
     client_records: dict[str, int] = field(default_factory=dict)  # records per run for some clients
+    # Security options in kafkaprod's (= kafka-python's) names, e.g. {"security_protocol": "SSL", "ssl_cafile":
+    # path}; each client gets them in its own spelling, and so do the admin client and the record count.
+    security: dict[str, Any] = field(default_factory=dict)
 
     def records_for(self, label: str, client: str | None = None) -> int:
         """Records per run for a row: its own count, else its client's (``kafkaprod`` for
@@ -143,7 +150,8 @@ class Workload:
         return (f"{self.record_size}-byte values, {keys}, {self.partitions} partitions, acks={self.acks}, "
                 f"idempotence {'on' if self.idempotence else 'off'}, linger {self.linger_ms} ms, "
                 f"batch size {self.batch_size:,} B, compression {self.compression}, "
-                f"max request size {self.max_request_size:,} B, delivery {self.delivery}")
+                f"max request size {self.max_request_size:,} B, delivery {self.delivery}"
+                + (f", security {self.security.get('security_protocol', 'PLAINTEXT')}" if self.security else ""))
 
     def spec(self, client: str, topic: str, bootstrap_servers: str, num_records: int) -> dict[str, Any]:
         """The child's instructions for one run (JSON)."""
@@ -153,6 +161,7 @@ class Workload:
             "compression": self.compression, "partitions": self.partitions, "acks": self.acks,
             "idempotence": self.idempotence, "linger_ms": self.linger_ms, "batch_size": self.batch_size,
             "max_request_size": self.max_request_size, "chunk": self.chunk, "delivery": self.delivery,
+            "security": self.security,
         }
 
 
@@ -332,21 +341,22 @@ def run_once(contender: Contender, workload: Workload, bootstrap_servers: str, r
     Raises ComparisonError when the child fails, and CountMismatch when the topic holds anything but the records
     sent plus the warm-up.
     """
-    from kafkaprod.tools.broker import count_records, create_topics, delete_topics
+    from kafkaprod.tools.broker import count_records, create_topics, delete_topics, librdkafka_security
 
     num_records = workload.records_for(contender.label, contender.client)
     topic = topic_name(topic_prefix, contender.label, round_no)
     spec = workload.spec(contender.client, topic, bootstrap_servers, num_records)
     spec.update(broker_pid=broker_pid, client_id=f"{topic_prefix}-{contender.client}", **(extra_spec or {}))
-    create_topics(bootstrap_servers, {topic: workload.partitions})
+    admin_config = librdkafka_security(workload.security)
+    create_topics(bootstrap_servers, {topic: workload.partitions}, config=admin_config)
     try:
         started = time.perf_counter()
         result = run_child(spec, timeout, contender=contender)
         wall = time.perf_counter() - started
-        stored = count_records(bootstrap_servers, topic)
+        stored = count_records(bootstrap_servers, topic, config=admin_config)
     finally:
         try:
-            delete_topics(bootstrap_servers, [topic])
+            delete_topics(bootstrap_servers, [topic], config=admin_config)
         except Exception as exc:  # a leftover topic costs broker memory, not correctness
             print(f"warning: could not delete topic {topic}: {exc}", file=sys.stderr)
     expected = num_records + 1  # the warm-up record

@@ -52,6 +52,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
+from kafkaprod.config import canonical_name
 from kafkaprod.tools import compare
 from kafkaprod.tools.perf_stats import (
     Report, Stats, check_batch_futures, check_futures, format_progress, format_summary,
@@ -216,7 +217,8 @@ def parse_args(argv: Sequence[str] | None = None) -> PerfArgs:
         parser.error("--create-topic only applies with --bootstrap-servers (the local broker always gets the topic)")
     extra: dict[str, Any] = {}
     for key, value in ns.producer_option:
-        snake = key.replace(".", "_")
+        # Java / librdkafka names ("ssl.ca.location") as well as snake_case ones.
+        snake = canonical_name(key).replace(".", "_")
         if snake in extra:
             parser.error(f"-X {key} given twice")
         if snake == "bootstrap_servers":
@@ -273,10 +275,11 @@ def _check_compare(parser: argparse.ArgumentParser, ns: argparse.Namespace, extr
     if ns.payload_file is not None:
         parser.error("--payload-file does not apply with --compare (every client sends the harness's records: "
                      "--record-size and --key-size)")
-    own = sorted(set(extra) - compare.SHARED_OPTIONS - {"client_id"})
+    own = sorted(set(extra) - compare.SHARED_OPTIONS - compare.SECURITY_OPTIONS - {"client_id"})
     if own:
         parser.error(f"-X {', '.join(own)} would only change kafkaprod; with --compare -X may set "
-                     f"{', '.join(sorted(compare.SHARED_OPTIONS))}, which every client gets")
+                     f"{', '.join(sorted(compare.SHARED_OPTIONS | compare.SECURITY_OPTIONS))}, which every "
+                     f"client gets")
 
 
 def producer_options(args: PerfArgs, bootstrap_servers: str) -> dict[str, Any]:
@@ -500,10 +503,11 @@ def _local_broker() -> Iterator[Any]:
         broker.stop()
 
 
-def _create_topic(bootstrap_servers: str, topic: str, partitions: int) -> None:
-    from kafkaprod.tools.broker import create_topics
+def _create_topic(bootstrap_servers: str, topic: str, partitions: int, options: dict[str, Any] | None = None) -> None:
+    from kafkaprod.tools.broker import create_topics, librdkafka_security
 
-    create_topics(bootstrap_servers, {topic: partitions})
+    # The admin client connects with the producer's security options (-X security_protocol=SSL ...).
+    create_topics(bootstrap_servers, {topic: partitions}, config=librdkafka_security(options or {}))
 
 
 def run(args: PerfArgs) -> int:
@@ -512,7 +516,7 @@ def run(args: PerfArgs) -> int:
     records = Records.from_args(args)
     if args.bootstrap_servers is not None:
         if args.create_topic:
-            _create_topic(args.bootstrap_servers, args.topic, args.partitions)
+            _create_topic(args.bootstrap_servers, args.topic, args.partitions, args.producer_options)
         return _run_on(args, args.bootstrap_servers, records)
     with _local_broker() as broker:
         log.info("started a local Tansu broker at %s", broker.bootstrap_servers)
@@ -528,7 +532,8 @@ def compare_workload(args: PerfArgs) -> compare.Workload:
         key_count=DEFAULT_KEY_COUNT, compression=settings["compression"], partitions=args.partitions,
         acks=str(settings["acks"]), idempotence=settings["idempotence"], linger_ms=settings["linger_ms"],
         batch_size=settings["batch_size"], max_request_size=settings["max_request_size"],
-        chunk=args.bulk or DEFAULT_BULK_CHUNK, delivery=args.delivery)
+        chunk=args.bulk or DEFAULT_BULK_CHUNK, delivery=args.delivery,
+        security={k: v for k, v in args.producer_options.items() if k in compare.SECURITY_OPTIONS})
 
 
 def run_compare(args: PerfArgs) -> int:

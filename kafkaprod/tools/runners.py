@@ -437,7 +437,13 @@ def _kafkaprod(spec: dict[str, Any]) -> Any:
     return KafkaProducer(
         bootstrap_servers=spec["bootstrap_servers"], acks=_acks(spec), enable_idempotence=spec["idempotence"],
         linger_ms=spec["linger_ms"], batch_size=spec["batch_size"], max_request_size=spec["max_request_size"],
-        compression_type=spec["compression"], client_id=spec["client_id"])
+        compression_type=spec["compression"], client_id=spec["client_id"], **spec.get("security", {}))
+
+
+def _librdkafka_security(spec: dict[str, Any]) -> dict[str, Any]:
+    from kafkaprod.tools.broker import librdkafka_security
+
+    return librdkafka_security(spec.get("security", {}))
 
 
 def run_kafkaprod(spec: dict[str, Any], records: Records, window: Window) -> dict[str, Any]:
@@ -475,7 +481,7 @@ def _confluent(spec: dict[str, Any], records: Records, errors: list[str]) -> Any
         "bootstrap.servers": spec["bootstrap_servers"], "acks": _acks(spec), "enable.idempotence": spec["idempotence"],
         "linger.ms": spec["linger_ms"], "batch.size": spec["batch_size"], "compression.type": spec["compression"],
         "message.max.bytes": spec["max_request_size"], "client.id": spec["client_id"],
-        "error_cb": lambda err: errors.append(str(err)),
+        "error_cb": lambda err: errors.append(str(err)), **_librdkafka_security(spec),
     })
     warm: list[Any] = []
     producer.produce(spec["topic"], records.value, records.first_key, on_delivery=lambda err, msg: warm.append(err))
@@ -591,7 +597,7 @@ def run_kafka_python(spec: dict[str, Any], records: Records, window: Window) -> 
     producer = KafkaProducer(
         bootstrap_servers=spec["bootstrap_servers"], acks=_acks(spec), enable_idempotence=spec["idempotence"],
         linger_ms=spec["linger_ms"], batch_size=spec["batch_size"], max_request_size=spec["max_request_size"],
-        compression_type=_codec(spec), client_id=spec["client_id"])
+        compression_type=_codec(spec), client_id=spec["client_id"], **spec.get("security", {}))
     return _run_sync(producer, spec, records, window, _send_each_kafka_python_callback)
 
 
@@ -609,9 +615,19 @@ async def _aiokafka(spec: dict[str, Any]) -> _AsyncClient:
     producer = AIOKafkaProducer(
         bootstrap_servers=spec["bootstrap_servers"], acks=_acks(spec), enable_idempotence=spec["idempotence"],
         linger_ms=spec["linger_ms"], max_batch_size=spec["batch_size"], max_request_size=spec["max_request_size"],
-        compression_type=_codec(spec), client_id=spec["client_id"])
+        compression_type=_codec(spec), client_id=spec["client_id"], **_aiokafka_security(spec))
     await producer.start()
     return _AsyncClient(producer.send, producer.flush, producer.stop)
+
+
+def _aiokafka_security(spec: dict[str, Any]) -> dict[str, Any]:
+    # aiokafka takes TLS settings as an SSLContext only.
+    security = dict(spec.get("security", {}))
+    if "ssl_cafile" in security:
+        import ssl
+
+        security["ssl_context"] = ssl.create_default_context(cafile=security.pop("ssl_cafile"))
+    return security
 
 
 async def _kafkaprod_aio(spec: dict[str, Any]) -> _AsyncClient:
@@ -620,7 +636,7 @@ async def _kafkaprod_aio(spec: dict[str, Any]) -> _AsyncClient:
     producer = AIOKafkaProducer(
         bootstrap_servers=spec["bootstrap_servers"], acks=_acks(spec), enable_idempotence=spec["idempotence"],
         linger_ms=spec["linger_ms"], batch_size=spec["batch_size"], max_request_size=spec["max_request_size"],
-        compression_type=spec["compression"], client_id=spec["client_id"])
+        compression_type=spec["compression"], client_id=spec["client_id"], **spec.get("security", {}))
     await producer.start()
     return _AsyncClient(producer.send, producer.flush, producer.stop)
 
@@ -631,7 +647,7 @@ async def _confluent_aio(spec: dict[str, Any]) -> _AsyncClient:
     producer = AIOProducer({
         "bootstrap.servers": spec["bootstrap_servers"], "acks": _acks(spec), "enable.idempotence": spec["idempotence"],
         "linger.ms": spec["linger_ms"], "batch.size": spec["batch_size"], "compression.type": spec["compression"],
-        "message.max.bytes": spec["max_request_size"], "client.id": spec["client_id"]})
+        "message.max.bytes": spec["max_request_size"], "client.id": spec["client_id"], **_librdkafka_security(spec)})
     return _AsyncClient(producer.produce, producer.flush, producer.close)
 
 
