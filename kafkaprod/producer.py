@@ -31,7 +31,8 @@ from kafkaprod import security as _security
 from kafkaprod.network import NetworkClient
 from kafkaprod.sender import Sender
 from kafkaprod.serializers import as_serializer
-from kafkaprod.transaction_manager import TransactionalRequestResult, TransactionManager, make_group, make_offsets
+from kafkaprod.transaction_manager import TransactionManager
+from kafkaprod.txn_requests import TransactionalRequestResult, make_group, make_offsets
 
 log = logging.getLogger("kafkaprod")
 _client_ids = itertools.count(1)

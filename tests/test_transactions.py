@@ -734,7 +734,7 @@ def test_a_transaction_that_added_nothing_ends_without_end_txn():
 
 
 def test_offsets_go_to_the_transaction_coordinator_then_to_the_group_coordinator():
-    from kafkaprod.transaction_manager import make_group, make_offsets
+    from kafkaprod.txn_requests import make_group, make_offsets
 
     h = TxnHarness()
     h.init()
