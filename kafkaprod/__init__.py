@@ -32,8 +32,9 @@ from kafkaprod._native.batch_future import BatchFuture, BatchMetadata  # noqa: E
 from kafkaprod._native.future import FutureRecordMetadata  # noqa: E402
 from kafkaprod.errors import (  # noqa: E402
     AuthenticationError, BatchSendError, BrokerResponseError, BufferExhaustedError, ErrorCode, KafkaError,
-    KafkaTimeoutError, ProducerClosedError, ProtocolError, RecordTooLargeError, RetriableBrokerError,
-    SaslAuthenticationError, SslAuthenticationError, UnknownBrokerError, UnsupportedSaslMechanismError,
+    KafkaTimeoutError, ProducerClosedError, ProducerFencedError, ProtocolError, RecordTooLargeError,
+    RetriableBrokerError, SaslAuthenticationError, SslAuthenticationError, TransactionAbortableError,
+    TransactionAbortedError, TransactionStateError, UnknownBrokerError, UnsupportedSaslMechanismError,
     UnsupportedVersionError,
 )
 from kafkaprod.producer import KafkaProducer  # noqa: E402
@@ -45,4 +46,5 @@ __all__ = [
     "FutureRecordMetadata", "KafkaError", "KafkaProducer", "KafkaTimeoutError", "ProducerClosedError",
     "ProtocolError", "RecordMetadata", "RecordTooLargeError", "RetriableBrokerError", "UnknownBrokerError",
     "UnsupportedVersionError", "__version__",
+    "ProducerFencedError", "TransactionAbortableError", "TransactionAbortedError", "TransactionStateError",
 ]

@@ -15,12 +15,18 @@ partitions_for() are awaited the same way.
 
 Cancelling a record's awaitable does not cancel the record: it is sent all the same. A producer belongs to the
 event loop that started it; using it from another loop, or after stop(), raises at once.
+
+Transactions (``transactional_id=...``) have aiokafka's calls -- ``begin_transaction()``, ``commit_transaction()``,
+``abort_transaction()``, ``send_offsets_to_transaction()``, ``async with producer.transaction():`` -- awaited, with
+the blocking KafkaProducer calls run in a worker thread. As aiokafka's does, start() initializes transactions
+(init_transactions(), which may also be awaited on its own).
 """
 from __future__ import annotations
 
 import asyncio
 import functools
-from collections.abc import Iterable
+from collections.abc import AsyncIterator, Iterable
+from contextlib import asynccontextmanager
 from types import TracebackType
 from typing import Any
 
@@ -52,6 +58,7 @@ class AIOKafkaProducer:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._completions: AsyncCompletions | None = None
         self._stopped = False
+        self._transactions_initialized = False
 
     # ---- lifecycle -------------------------------------------------------------------------------------------
     async def start(self) -> None:
@@ -69,6 +76,8 @@ class AIOKafkaProducer:
         self._completions = AsyncCompletions(loop, direct, self._send_slow, producer._pool, producer._metadata)
         # The common send() -- a known topic, room in the buffer -- is one call into compiled code.
         self.send = self._completions.send  # type: ignore[method-assign]
+        if producer.config.transactional_id is not None:
+            await self.init_transactions()  # as aiokafka's start(): begin_transaction() may follow at once
 
     async def stop(self, timeout: float | None = None) -> None:
         """Sends what is pending (up to timeout seconds; None: until done), then stops. Records still pending when
@@ -159,6 +168,60 @@ class AIOKafkaProducer:
         assert self._producer is not None
         partitions: list[PartitionInfo] = await self._in_thread(self._producer.partitions_for, topic)
         return partitions
+
+    # ---- transactions ------------------------------------------------------------------------------------------
+    # KafkaProducer's transactional calls, awaited: each blocking call runs in a worker thread, so the loop goes on
+    # while it waits for the coordinator. Errors as KafkaProducer's: TransactionStateError out of order,
+    # TransactionAbortableError (abort_transaction() and go on), ProducerFencedError and other fatal errors.
+
+    async def init_transactions(self, timeout: float | None = None) -> None:
+        """KafkaProducer.init_transactions(); start() already ran it, and then this returns at once."""
+        self._check_loop("init_transactions()")
+        assert self._producer is not None
+        if self._transactions_initialized:
+            return
+        await self._in_thread(self._producer.init_transactions, timeout)
+        self._transactions_initialized = True
+
+    async def begin_transaction(self) -> None:
+        """KafkaProducer.begin_transaction() (no request: not run in a thread)."""
+        self._check_loop("begin_transaction()")
+        assert self._producer is not None
+        self._producer.begin_transaction()
+
+    async def commit_transaction(self, timeout: float | None = None) -> None:
+        """KafkaProducer.commit_transaction(): flushes, then commits; the records' awaitables resolve first."""
+        self._check_loop("commit_transaction()")
+        assert self._producer is not None
+        await self._in_thread(self._producer.commit_transaction, timeout)
+        await asyncio.sleep(0)  # let the loop calls of the last batches resolve their awaitables
+
+    async def abort_transaction(self, timeout: float | None = None) -> None:
+        """KafkaProducer.abort_transaction()."""
+        self._check_loop("abort_transaction()")
+        assert self._producer is not None
+        await self._in_thread(self._producer.abort_transaction, timeout)
+        await asyncio.sleep(0)
+
+    async def send_offsets_to_transaction(self, offsets: Any, group_id: Any, timeout: float | None = None) -> None:
+        """KafkaProducer.send_offsets_to_transaction(): offsets map (topic, partition) to the next offset to
+        consume; group_id is the group's id or a consumer-group metadata object with a group_id."""
+        self._check_loop("send_offsets_to_transaction()")
+        assert self._producer is not None
+        await self._in_thread(functools.partial(self._producer.send_offsets_to_transaction, offsets, group_id,
+                                                timeout=timeout))
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[None]:
+        """``async with producer.transaction():`` begins a transaction, commits it when the block ends, and aborts
+        it when the block raises (aiokafka's TransactionContext)."""
+        await self.begin_transaction()
+        try:
+            yield
+        except BaseException:
+            await self.abort_transaction()
+            raise
+        await self.commit_transaction()
 
     def metrics(self) -> dict[str, float]:
         if self._producer is None:

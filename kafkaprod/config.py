@@ -94,6 +94,15 @@ def _optional_str(name: str, value: Any) -> str | None:
     return None if value is None else _str(name, value)
 
 
+def _optional_nonempty_str(name: str, value: Any) -> str | None:
+    if value is None:
+        return None
+    text = _str(name, value)
+    if not text:
+        raise ValueError(f"option {name!r} must be a non-empty string or None")
+    return text
+
+
 def _serializer(name: str, value: Any) -> Any:
     if value is None or callable(value) or callable(getattr(value, "serialize", None)):
         return value
@@ -185,6 +194,9 @@ OPTIONS: tuple[Option, ...] = (
     Option("value_serializer", None, "callable", "Turns values into bytes, as key_serializer.", _serializer),
     Option("partitioner", None, "callable", "f(topic, key_bytes, value_bytes, cluster) -> partition; default murmur2 for keys, uniform sticky without.", _partitioner),
     Option("interceptors", None, "list", "Objects with on_send(record), on_acknowledgement(metadata, exc), close().", _interceptors),
+    # Transactions: a transactional id implies idempotence and acks=all (see resolve()).
+    Option("transactional_id", None, "string", "Makes the producer transactional (init_transactions(), begin/commit/abort_transaction()); unique per producer instance, stable across restarts.", _optional_nonempty_str),
+    Option("transaction_timeout_ms", 60000, "ms", "How long the transaction coordinator lets a transaction stay open before it aborts it.", _int(1, _INT32_MAX)),
     Option("security_protocol", "PLAINTEXT", "name", "How connections are secured: PLAINTEXT, SSL (TLS), SASL_PLAINTEXT (SASL without TLS), SASL_SSL (SASL over TLS).", _security_protocol),
     Option("ssl_cafile", None, "file path", "PEM file of the CA certificates that brokers' certificates must chain to; default: the system's trusted CAs.", _optional_file),
     Option("ssl_certfile", None, "file path", "PEM client certificate (chain) for mutual TLS; may hold the private key too.", _optional_file),
@@ -248,6 +260,8 @@ def resolve(config: Mapping[str, Any] | None = None, **options: Any) -> Producer
                 raise ValueError(f"unknown producer option {key!r}{hint} (known: {', '.join(sorted(_BY_NAME))})")
             given[name] = value
     values = {opt.name: opt.check(opt.name, given.get(opt.name, opt.default)) for opt in OPTIONS}
+    if values["transactional_id"] is not None:
+        _check_transactional(values, given)
     if values["enable_idempotence"]:
         if values["acks"] != -1:
             if "enable_idempotence" in given:
@@ -270,6 +284,17 @@ def resolve(config: Mapping[str, Any] | None = None, **options: Any) -> Producer
     return ProducerConfig(values)
 
 
+def _check_transactional(values: dict[str, Any], given: Mapping[str, Any]) -> None:
+    # As the Java client: a transactional id needs idempotence, and so acks=all and at most 5 requests in flight;
+    # options given against that are refused, naming both sides.
+    if not values["enable_idempotence"]:
+        raise ValueError("option 'transactional_id' requires idempotence; got enable_idempotence=False (leave it "
+                         "out or set it to True)")
+    if values["acks"] != -1:
+        raise ValueError(f"option 'transactional_id' requires acks='all' (-1); got acks={given.get('acks')!r}")
+    if values["max_in_flight_requests_per_connection"] > 5:
+        raise ValueError("option 'transactional_id' requires max_in_flight_requests_per_connection <= 5 (for "
+                         f"idempotence); got {values['max_in_flight_requests_per_connection']}")
 def _check_security(values: dict[str, Any], given: Mapping[str, Any]) -> None:
     """Security options that contradict each other are refused here, naming the option."""
     from kafkaprod.security import PROTOCOLS

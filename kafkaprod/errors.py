@@ -64,6 +64,17 @@ class ErrorCode(IntEnum):
     THROTTLING_QUOTA_EXCEEDED = 89
     PRODUCER_FENCED = 90
     UNKNOWN_TOPIC_ID = 100
+    # Transactions and the consumer-group offsets they commit (the TransactionManager's requests).
+    INVALID_GROUP_ID = 24
+    UNKNOWN_MEMBER_ID = 25
+    REBALANCE_IN_PROGRESS = 27
+    INVALID_COMMIT_OFFSET_SIZE = 28
+    GROUP_AUTHORIZATION_FAILED = 30
+    INVALID_TRANSACTION_TIMEOUT = 50
+    TRANSACTION_COORDINATOR_FENCED = 52
+    OPERATION_NOT_ATTEMPTED = 55
+    FENCED_INSTANCE_ID = 82
+    TRANSACTION_ABORTABLE = 120
 
 
 class KafkaError(Exception):
@@ -503,6 +514,95 @@ _BY_CODE: dict[int, type[BrokerResponseError]] = {
         ThrottlingQuotaExceededError, ProducerFencedError, UnknownTopicIdError,
     )
 }
+
+
+# ---- transactions ------------------------------------------------------------------------------------------------
+# The codes the transactional requests meet, and the client-side errors of the transactional API (Java's
+# IllegalStateException from its TransactionManager, TransactionAbortedException, and the "abort and go on" state).
+
+class InvalidGroupIdError(BrokerResponseError):
+    """The configured groupId is invalid."""
+
+    errno = ErrorCode.INVALID_GROUP_ID
+
+
+class UnknownMemberIdError(BrokerResponseError):
+    """The coordinator is not aware of this member."""
+
+    errno = ErrorCode.UNKNOWN_MEMBER_ID
+
+
+class RebalanceInProgressError(BrokerResponseError):
+    """The group is rebalancing, so a rejoin is needed."""
+
+    errno = ErrorCode.REBALANCE_IN_PROGRESS
+
+
+class InvalidCommitOffsetSizeError(BrokerResponseError):
+    """The committing offset data size is not valid."""
+
+    errno = ErrorCode.INVALID_COMMIT_OFFSET_SIZE
+
+
+class GroupAuthorizationFailedError(BrokerResponseError):
+    """Group authorization failed."""
+
+    errno = ErrorCode.GROUP_AUTHORIZATION_FAILED
+
+
+class InvalidTransactionTimeoutError(BrokerResponseError):
+    """The transaction timeout is larger than the maximum value allowed by the broker (as configured by
+    transaction.max.timeout.ms)."""
+
+    errno = ErrorCode.INVALID_TRANSACTION_TIMEOUT
+
+
+class TransactionCoordinatorFencedError(BrokerResponseError):
+    """Indicates that the transaction coordinator sending a WriteTxnMarker is no longer the current coordinator
+    for a given producer."""
+
+    errno = ErrorCode.TRANSACTION_COORDINATOR_FENCED
+
+
+class OperationNotAttemptedError(BrokerResponseError):
+    """The broker did not attempt to execute this operation. This may happen for batched RPCs where some
+    operations in the batch failed, causing the broker to respond without trying the rest."""
+
+    errno = ErrorCode.OPERATION_NOT_ATTEMPTED
+
+
+class FencedInstanceIdError(BrokerResponseError):
+    """The broker rejected this static consumer since another consumer with the same group.instance.id has
+    registered with a different member.id."""
+
+    errno = ErrorCode.FENCED_INSTANCE_ID
+
+
+class TransactionAbortableError(BrokerResponseError):
+    """The server encountered an error with the transaction. The client can abort the transaction to continue
+    using this transactional ID."""
+
+    # Also what the transactional calls raise while the transaction can only be aborted (Java's ABORTABLE_ERROR
+    # state): __cause__ is the error that put it there. abort_transaction(), then begin_transaction() again.
+
+    errno = ErrorCode.TRANSACTION_ABORTABLE
+
+
+_BY_CODE.update({cls.errno: cls for cls in (
+    InvalidGroupIdError, UnknownMemberIdError, RebalanceInProgressError, InvalidCommitOffsetSizeError,
+    GroupAuthorizationFailedError, InvalidTransactionTimeoutError, TransactionCoordinatorFencedError,
+    OperationNotAttemptedError, FencedInstanceIdError, TransactionAbortableError,
+)})
+
+
+class TransactionStateError(KafkaError):
+    """A transactional call came out of order (Java's IllegalStateException from its TransactionManager), or on a
+    producer without ``transactional_id``. The message names the state and the call that is expected."""
+
+
+class TransactionAbortedError(KafkaError):
+    """The record was still queued when its transaction was aborted, so it was never sent (Java's
+    TransactionAbortedException)."""
 
 
 def error_class(code: int) -> type[BrokerResponseError]:

@@ -1,7 +1,9 @@
 """KafkaProducer: the public entry point, wiring the pieces of Java's KafkaProducer together.
 
 send() runs the first steps on the caller's thread -- interceptors, serializers, partitioner, append into the
-RecordAccumulator -- and returns a future; the Sender thread does the rest.
+RecordAccumulator -- and returns a future; the Sender thread does the rest. With ``transactional_id`` the
+transactional calls (init_transactions() ...) change the TransactionManager's state and wait, with a timeout, for
+the requests it queues for the Sender.
 """
 from __future__ import annotations
 
@@ -21,7 +23,7 @@ from kafkaprod._native.checks import check_partition, check_record_callback, che
 from kafkaprod._native.future import FutureRecordMetadata
 from kafkaprod._native.headers import check_headers
 from kafkaprod._native.records import parse_compression_type
-from kafkaprod.errors import KafkaError, KafkaTimeoutError, ProducerClosedError
+from kafkaprod.errors import KafkaError, KafkaTimeoutError, ProducerClosedError, TransactionStateError
 from kafkaprod.interceptors import ProducerInterceptors
 from kafkaprod.metadata import Metadata, PartitionInfo
 from kafkaprod.metrics import ProducerMetrics
@@ -29,6 +31,8 @@ from kafkaprod import security as _security
 from kafkaprod.network import NetworkClient
 from kafkaprod.sender import Sender
 from kafkaprod.serializers import as_serializer
+from kafkaprod.transaction_manager import TransactionManager
+from kafkaprod.txn_requests import TransactionalRequestResult, make_group, make_offsets
 
 log = logging.getLogger("kafkaprod")
 _client_ids = itertools.count(1)
@@ -64,13 +68,15 @@ class KafkaProducer:
         self._accumulator = RecordAccumulator(
             self._pool, cfg.batch_size, parse_compression_type(cfg.compression_type), cfg.linger_ms,
             cfg.retry_backoff_ms, cfg.delivery_timeout_ms, cfg.max_block_ms, cfg.enable_idempotence,
-            self._client.wakeup, cfg.max_request_size)
+            self._client.wakeup, cfg.max_request_size, cfg.transactional_id is not None)
         self._accumulator.set_retry_backoff_max(cfg.retry_backoff_max_ms)
         if self._interceptors is not None:
             # Called for every record as its batch completes, before its callback (Java's InterceptorCallback).
             self._accumulator.acknowledge = self._interceptors.on_acknowledgement
         self._metrics = ProducerMetrics(self._pool)
         self._sender = Sender(self._client, self._metadata, self._accumulator, cfg, self._metrics)
+        tm = self._sender.tm
+        self._txn: TransactionManager | None = tm if tm is not None and tm.transactional else None
         self._fast_send = self._interceptors is None and self._key_serializer is None \
             and self._value_serializer is None and self._partitioner is None
         self._sender.on_auth_change = self._on_auth_change
@@ -95,6 +101,8 @@ class KafkaProducer:
                    callback: Callback | None) -> FutureRecordMetadata:
         if self._closed:
             raise ProducerClosedError("send() after the producer was closed")
+        if self._txn is not None and not self._txn.state_allows_send():
+            raise self._txn.refusal("send()")  # at once, not after waiting for the topic's metadata
         check_topic(topic)
         check_partition(partition)
         check_timestamp(timestamp_ms)
@@ -150,6 +158,8 @@ class KafkaProducer:
         """
         if self._closed:
             raise ProducerClosedError("send_batch() after the producer was closed")
+        if self._txn is not None and not self._txn.state_allows_send():
+            raise self._txn.refusal("send_batch()")
         check_topic(topic)
         check_partition(partition)
         check_timestamp(timestamp_ms)
@@ -254,6 +264,81 @@ class KafkaProducer:
                 raise KafkaTimeoutError(
                     f"topic {topic!r} not present in metadata after {self.config.max_block_ms} ms (max_block_ms)") from None
 
+    # ---- transactions ---------------------------------------------------------------------------------------------
+    # Java's KafkaProducer transactional API. Each call that sends a request waits for it up to `timeout` seconds
+    # (default max_block_ms); when that runs out it raises KafkaTimeoutError and the request goes on: the same call
+    # made again waits for it. Errors: TransactionStateError for a call out of order (its message names the call
+    # expected); TransactionAbortableError when the transaction can only be aborted (abort_transaction(), then
+    # begin_transaction() again; __cause__ is what failed); ProducerFencedError -- another producer took the
+    # transactional id -- and other fatal errors, after which every pending record and every later call fails and
+    # the producer can only be closed.
+
+    def init_transactions(self, timeout: float | None = None) -> None:
+        """Registers the transactional_id with its transaction coordinator (InitProducerId): gets the producer id
+        and a new epoch, which fences any earlier producer with the same id, and completes or aborts the
+        transaction such a producer left open. Call once, before the first begin_transaction()."""
+        what = "init_transactions()"
+        self._await_transactional(self._transactions(what).initialize_transactions(), timeout, what)
+
+    def begin_transaction(self) -> None:
+        """Opens a transaction: from here until commit_transaction() or abort_transaction(), what send() and
+        send_batch() queue is part of it. Sends no request."""
+        self._transactions("begin_transaction()").begin_transaction()
+
+    def send_offsets_to_transaction(self, offsets: Any, group_id: Any, timeout: float | None = None) -> None:
+        """Commits consumer offsets as part of the open transaction: visible to the group once the transaction
+        commits, never if it aborts (AddOffsetsToTxn, then TxnOffsetCommit to the group's coordinator).
+
+        offsets maps (topic, partition) to the next offset to consume (an int, or an object with ``offset`` and
+        optionally ``metadata``, ``leader_epoch``); a list of confluent-kafka TopicPartitions is taken too.
+        group_id is the consumer group's id, or a consumer-group metadata object with ``group_id`` (and
+        ``generation_id``, ``member_id``, ``group_instance_id`` if it has them, so the group coordinator can fence
+        a zombie consumer). An empty offsets does nothing."""
+        what = "send_offsets_to_transaction()"
+        tm = self._transactions(what)
+        parsed = make_offsets(offsets)
+        group = make_group(group_id)
+        _check_timeout(what, timeout)
+        if not parsed:
+            return
+        self._await_transactional(tm.send_offsets_to_transaction(parsed, group), timeout, what)
+
+    def commit_transaction(self, timeout: float | None = None) -> None:
+        """Sends everything the transaction queued (a flush), then commits it (EndTxn): its records become visible
+        to read_committed consumers, its offsets to the group. Raises the error of a record that failed, as
+        TransactionAbortableError: then abort_transaction()."""
+        what = "commit_transaction()"
+        self._await_transactional(self._transactions(what).begin_commit(), timeout, what)
+
+    def abort_transaction(self, timeout: float | None = None) -> None:
+        """Aborts the open transaction: records not sent yet fail with TransactionAbortedError, those in flight
+        are waited for, then EndTxn(abort); read_committed consumers never see its records. Also the way out
+        after TransactionAbortableError."""
+        what = "abort_transaction()"
+        self._await_transactional(self._transactions(what).begin_abort(), timeout, what)
+
+    def _transactions(self, what: str) -> TransactionManager:
+        if self._txn is None:
+            raise TransactionStateError(f"{what} needs a transactional producer: create it with "
+                                        f"transactional_id=... (Java's transactional.id)")
+        if self._closed:
+            raise ProducerClosedError(f"{what} after the producer was closed")
+        return self._txn
+
+    def _await_transactional(self, result: TransactionalRequestResult, timeout: float | None, what: str) -> None:
+        _check_timeout(what, timeout)
+        if threading.current_thread() is self._sender:
+            raise KafkaError(f"{what} cannot be called from a producer callback: it would wait for the thread that "
+                             f"runs the callback")
+        self._sender.wakeup()
+        wait = self._max_block_s if timeout is None else timeout
+        if not result.wait(wait):
+            raise KafkaTimeoutError(f"{what} did not complete within {wait:g} s; it goes on: call {what} again "
+                                    f"to wait for it")
+        if result.error is not None:
+            assert self._txn is not None
+            self._txn.raise_error(result.error)
+
     # ---- the rest of the API ---------------------------------------------------------------------------------------
     def flush(self, timeout: float | None = None) -> None:
         """Blocks until every record sent before the call is complete; KafkaTimeoutError after timeout s."""
@@ -289,6 +374,8 @@ class KafkaProducer:
             if self._closed and not self._sender.is_alive():
                 return
             self._closed = True
+        if self._txn is not None:
+            self._txn.mark_closed()  # later calls, and sends, raise ProducerClosedError
         self._metadata.close()
         in_callback = threading.current_thread() is self._sender
         if in_callback and (timeout is None or timeout > 0):

@@ -7,8 +7,11 @@ ProduceRequest's worth of batches per broker, expires queued batches past delive
 requests, and polls the network. Each Produce answer completes, retries, splits (MESSAGE_TOO_LARGE) or fails its
 batches; where idempotence decides -- whether a numbered batch may be retried, what a failure means for its
 partition's sequences, which errors end the producer -- the TransactionManager is asked, and once it holds a fatal
-error the loop only fails whatever is pending and stops. All of its Python work is per request or per batch, never
-per record.
+error the loop only fails whatever is pending and stops. With transactions, the TransactionManager's requests
+(FindCoordinator, InitProducerId, AddPartitionsToTxn, AddOffsetsToTxn, TxnOffsetCommit, EndTxn) go out here, one at
+a time, to the broker each names; while a transaction completes the loop flushes (commit) or fails the batches
+never sent (abort), so that EndTxn follows the last batch. All of its Python work is per request or per batch,
+never per record.
 """
 from __future__ import annotations
 
@@ -26,7 +29,7 @@ from kafkaprod.metrics import ProducerMetrics
 from kafkaprod.network import ClientResponse, NetworkClient
 from kafkaprod.protocol.messages import METADATA, PRODUCE
 from kafkaprod.splitter import split_batch
-from kafkaprod.transaction_manager import TransactionManager
+from kafkaprod.transaction_manager import State, TransactionManager
 
 log = logging.getLogger("kafkaprod")
 
@@ -36,6 +39,8 @@ E = errors.ErrorCode
 _METADATA_ERRORS = frozenset({E.UNKNOWN_TOPIC_OR_PARTITION, E.LEADER_NOT_AVAILABLE, E.NOT_LEADER_OR_FOLLOWER,
                               E.FENCED_LEADER_EPOCH, E.UNKNOWN_LEADER_EPOCH, E.UNKNOWN_TOPIC_ID,
                               E.NETWORK_EXCEPTION})
+# A transaction being aborted, or one that can only be aborted, sends none of its batches that were never sent.
+_FAIL_UNSENT = frozenset({State.ABORTING_TRANSACTION, State.ABORTABLE_ERROR})
 
 # What is in flight is tracked in two places, each for its own reason, and in no third:
 # - NetworkClient, per connection: requests by correlation id, to match answers to requests, time them out after
@@ -60,9 +65,12 @@ class Sender(threading.Thread):
         self.metadata = metadata
         self.acc = accumulator
         self.metrics = metrics
-        # As in the Java client, there is a TransactionManager only with idempotence (or, later, transactions).
-        self.tm = (TransactionManager(accumulator, metrics, config.retry_backoff_ms)
+        # As in the Java client, there is a TransactionManager only with idempotence (which transactions imply).
+        self.tm = (TransactionManager(accumulator, metrics, config.retry_backoff_ms, config.transactional_id,
+                                      config.transaction_timeout_ms)
                    if config.enable_idempotence else None)
+        self.transactional_id: str | None = config.transactional_id
+        self._txn_flushing = False  # the accumulator flush begun for a transaction being completed
         self.acks: int = config.acks
         self.retries: int = config.retries
         self.request_timeout_ms: int = config.request_timeout_ms
@@ -88,8 +96,14 @@ class Sender(threading.Thread):
         try:
             while self.running:
                 self.run_once()
-            # close(): keep sending until everything queued and in flight is finished, unless forced.
-            while not self.force_close and self.acc.has_incomplete():
+            # close(): keep sending until everything queued and in flight is finished, unless forced; an open
+            # transaction is aborted first (Java's Sender on shutdown).
+            tm = self.tm if self.tm is not None and self.tm.transactional else None
+            while not self.force_close and (self.acc.has_incomplete() or
+                                            (tm is not None and tm.has_ongoing_transaction() and
+                                             tm.fatal_error is None)):
+                if tm is not None:
+                    tm.abort_on_close()
                 self.run_once()
             if self.force_close:
                 self._abort_all(errors.ProducerClosedError("the producer was closed with pending records (close(timeout) ran out)"))
@@ -97,6 +111,10 @@ class Sender(threading.Thread):
             log.exception("sender thread died")
             self._abort_all(errors.KafkaError("the sender thread died; see the kafkaprod log"))
         finally:
+            if self.tm is not None and self.tm.transactional:
+                # Calls still waiting for a transactional request fail instead of waiting for a closed thread.
+                self.tm.fail_waiting(errors.ProducerClosedError("the producer was closed before the transactional request "
+                                                         "completed"))
             self.client.close()
             log.debug("sender thread stopped")
 
@@ -124,6 +142,8 @@ class Sender(threading.Thread):
             # Nothing is drained without a producer id, so nothing else would wake the loop for the next try.
             poll_timeout = min(poll_timeout, self._maybe_send_transactional_request(now))
         ready_nodes, next_delay, unknown = self.acc.ready(now)
+        if tm is not None and tm.transactional and self.acc.has_new_txn_partitions():
+            poll_timeout = 0.0  # the next loop adds them to the transaction (AddPartitionsToTxn)
         if unknown:
             self.metadata.request_update()
             if not self._metadata_in_flight:
@@ -230,6 +250,8 @@ class Sender(threading.Thread):
         tm = self.tm
         if tm is None:  # only called with idempotence
             return float("inf")
+        if tm.transactional:
+            return self._maybe_send_txn_request(tm, now)
         wait = tm.time_to_next_request(now)
         if wait > 0:
             return wait
@@ -242,6 +264,62 @@ class Sender(threading.Thread):
         api, body, on_done = tm.next_request()
         self.client.send(node, api, body, on_done=on_done, now=now)
         return float("inf")
+
+    def _maybe_send_txn_request(self, tm: TransactionManager, now: float) -> float:
+        """A transactional producer's request, if one is due: to any broker (FindCoordinator), or to the
+        coordinator it names (found first). Returns the seconds until the next try."""
+        self._complete_transaction_batches(tm)
+        incomplete = self.acc.has_incomplete()
+        for _ in range(4):  # a request whose coordinator is unknown makes way for its FindCoordinator
+            request, wait = tm.poll_request(now, incomplete)
+            if request is None:
+                return wait
+            if request.coordinator_type is None:
+                node = self.client.least_loaded_node(now, list(self.metadata.cluster.nodes) or None)
+                if node is None:
+                    tm.requeue(request, self.retry_backoff)
+                    self.metadata.request_update()
+                    return self.retry_backoff
+            else:
+                coordinator = tm.coordinator_of(request)
+                if coordinator is None:
+                    tm.lookup_coordinator_for(request)
+                    tm.requeue(request, 0.0)
+                    continue
+                node, host, port = coordinator
+                self.client.set_node(node, host, port)
+            if not self.client.ready(node, now):
+                delay = self.client.connection_delay(node, now)
+                if request.coordinator_type is not None and 0 < delay < self.request_timeout_ms / 1000.0:
+                    # Its connection failed and is backing off: ask again where the coordinator is (Java's
+                    # maybeFindCoordinatorAndRetry), after the retry backoff.
+                    tm.lookup_coordinator_for(request)
+                    tm.requeue(request, self.retry_backoff)
+                    continue
+                # Connecting (its I/O wakes the poll sooner), or every request slot to it is taken.
+                tm.requeue(request, 0.0)
+                return max(delay, 0.005)
+            log.debug("transactional_id %r: sending %r to broker %d", self.transactional_id, request, node)
+            on_done = tm.sent(request)
+            self.client.send(node, request.api, request.body(), on_done=on_done, now=now)
+            return float("inf")
+        return 0.0
+
+    def _complete_transaction_batches(self, tm: TransactionManager) -> None:
+        """While a transaction commits, everything queued is sent at once (a flush); while it aborts, or can only
+        be aborted, the batches never sent fail (TransactionAbortedError, or the abortable error), and those that
+        were sent are waited for (Java's Sender.maybeSendAndPollTransactionalRequest)."""
+        err = tm.records_error() if tm.state in _FAIL_UNSENT else None
+        if err is not None:
+            for batch in self.acc.abort_undrained(err, unnumbered_only=True):
+                self.acc.deallocate(batch)
+        if tm.is_completing():
+            if not self._txn_flushing and self.acc.has_incomplete():
+                self.acc.begin_flush()
+                self._txn_flushing = True
+        elif self._txn_flushing:
+            self.acc.end_flush()
+            self._txn_flushing = False
 
     def _stop_fatal(self, err: errors.KafkaError) -> None:
         # Nothing will ever be sent (Java's Sender.runOnce with a TransactionManager in FATAL_ERROR). Refuse appends
@@ -261,7 +339,7 @@ class Sender(threading.Thread):
             by_topic.setdefault(batch.topic, []).append({"index": batch.partition, "records": records})
             by_tp[batch.tp] = batch
         body = {
-            "transactional_id": None,
+            "transactional_id": self.transactional_id,
             "acks": self.acks,
             "timeout_ms": self.request_timeout_ms,
             "topic_data": [{"name": t, "partition_data": pd} for t, pd in by_topic.items()],
@@ -337,6 +415,8 @@ class Sender(threading.Thread):
         # partition's sequences, or an error that ends the producer -- then everything pending fails with it).
         self.metrics.record_errors(batch.record_count)
         tm = self.tm
+        if tm is not None:
+            err = tm.batch_error(err)
         if batch.done(-1, -1, err) and tm is not None:
             tm.handle_failed_batch(batch, err)
         self.acc.deallocate(batch)

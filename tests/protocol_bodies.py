@@ -107,7 +107,12 @@ def kp_new_class(api_key: int, request: bool):
         from kafka.protocol.metadata.api_versions import ApiVersionsRequest, ApiVersionsResponse
         from kafka.protocol.metadata.metadata import MetadataRequest, MetadataResponse
         from kafka.protocol.producer.produce import ProduceRequest, ProduceResponse
-        from kafka.protocol.producer.transaction import InitProducerIdRequest, InitProducerIdResponse
+        from kafka.protocol.metadata.find_coordinator import FindCoordinatorRequest, FindCoordinatorResponse
+        from kafka.protocol.producer.transaction import (
+            AddOffsetsToTxnRequest, AddOffsetsToTxnResponse, AddPartitionsToTxnRequest, AddPartitionsToTxnResponse,
+            EndTxnRequest, EndTxnResponse, InitProducerIdRequest, InitProducerIdResponse, TxnOffsetCommitRequest,
+            TxnOffsetCommitResponse,
+        )
         from kafka.protocol.sasl import (SaslAuthenticateRequest, SaslAuthenticateResponse, SaslHandshakeRequest,
                                          SaslHandshakeResponse)
 
@@ -118,6 +123,11 @@ def kp_new_class(api_key: int, request: bool):
         3: (MetadataRequest, MetadataResponse),
         0: (ProduceRequest, ProduceResponse),
         22: (InitProducerIdRequest, InitProducerIdResponse),
+        10: (FindCoordinatorRequest, FindCoordinatorResponse),
+        24: (AddPartitionsToTxnRequest, AddPartitionsToTxnResponse),
+        25: (AddOffsetsToTxnRequest, AddOffsetsToTxnResponse),
+        26: (EndTxnRequest, EndTxnResponse),
+        28: (TxnOffsetCommitRequest, TxnOffsetCommitResponse),
     }
     return table[api_key][0 if request else 1]
 
@@ -167,13 +177,17 @@ def kp_old_class(api_key: int, version: int, request: bool):
     """kafka-python's hand-written class for this message version, or None where it has none."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)
-        from kafka.protocol.old import (api_versions, init_producer_id, metadata, produce, sasl_authenticate,
-                                        sasl_handshake)
+        from kafka.protocol.old import (
+            add_offsets_to_txn, add_partitions_to_txn, api_versions, end_txn, find_coordinator, init_producer_id,
+            metadata, produce, sasl_authenticate, sasl_handshake, txn_offset_commit,
+        )
 
     module = {18: api_versions, 3: metadata, 0: produce, 22: init_producer_id, 17: sasl_handshake,
-              36: sasl_authenticate}[api_key]
+              36: sasl_authenticate, 10: find_coordinator, 24: add_partitions_to_txn, 25: add_offsets_to_txn,
+              26: end_txn, 28: txn_offset_commit}[api_key]
     name = {18: "ApiVersions", 3: "Metadata", 0: "Produce", 22: "InitProducerId", 17: "SaslHandshake",
-            36: "SaslAuthenticate"}[api_key]
+            36: "SaslAuthenticate", 10: "FindCoordinator", 24: "AddPartitionsToTxn", 25: "AddOffsetsToTxn",
+            26: "EndTxn", 28: "TxnOffsetCommit"}[api_key]
     return getattr(module, f"{name}{'Request' if request else 'Response'}_v{version}", None)
 
 

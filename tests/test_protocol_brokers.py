@@ -293,12 +293,16 @@ def expected_as_read(records: Sequence[Rec]) -> list[Rec]:
 
 # -- tests ------------------------------------------------------------------------------------------------------
 
-#: What each peer speaks of kafkaprod's four APIs, negotiated down to kafkaprod's own ranges.
+#: What each peer speaks of kafkaprod's APIs, negotiated down to kafkaprod's own ranges.
 NEGOTIATED = {
     # Tansu lists the SASL APIs too (it enables no mechanism on a plaintext listener); the mock does not.
     "tansu": {ApiKey.PRODUCE: 11, ApiKey.METADATA: 12, ApiKey.API_VERSIONS: 3, ApiKey.INIT_PRODUCER_ID: 4,
-              ApiKey.SASL_HANDSHAKE: 1, ApiKey.SASL_AUTHENTICATE: 2},
-    "mock": {ApiKey.PRODUCE: 10, ApiKey.METADATA: 12, ApiKey.API_VERSIONS: 2, ApiKey.INIT_PRODUCER_ID: 4},
+              ApiKey.SASL_HANDSHAKE: 1, ApiKey.SASL_AUTHENTICATE: 2,
+              ApiKey.FIND_COORDINATOR: 3, ApiKey.ADD_PARTITIONS_TO_TXN: 3, ApiKey.ADD_OFFSETS_TO_TXN: 3,
+              ApiKey.END_TXN: 3, ApiKey.TXN_OFFSET_COMMIT: 3},
+    "mock": {ApiKey.PRODUCE: 10, ApiKey.METADATA: 12, ApiKey.API_VERSIONS: 2, ApiKey.INIT_PRODUCER_ID: 4,
+             ApiKey.FIND_COORDINATOR: 3, ApiKey.ADD_PARTITIONS_TO_TXN: 1, ApiKey.ADD_OFFSETS_TO_TXN: 1,
+             ApiKey.END_TXN: 1, ApiKey.TXN_OFFSET_COMMIT: 3},
 }
 
 

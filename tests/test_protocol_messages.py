@@ -129,12 +129,14 @@ def _old_id(param) -> str:
 def test_hand_written_oracle_covers_the_old_versions():
     # Guards the parametrisation below against silently shrinking: kafka-python 3.0.12 hand-wrote ApiVersions
     # v0-4, Metadata v0-8, Produce v0-8, InitProducerId v0-1, SaslHandshake v0-1 (kafkaprod speaks v1),
-    # SaslAuthenticate v0-1.
+    # SaslAuthenticate v0-1, FindCoordinator v0-2, and v0-2 of AddPartitionsToTxn, AddOffsetsToTxn, EndTxn and
+    # TxnOffsetCommit.
     covered = {(_old_id(p)) for p in _OLD_VERSIONS}
     assert "ProduceRequest-v8" in covered and "MetadataResponse-v8" in covered
     assert "ApiVersionsResponse-v3" in covered and "InitProducerIdRequest-v1" in covered
     assert "SaslHandshakeRequest-v1" in covered and "SaslAuthenticateResponse-v1" in covered
-    assert len(_OLD_VERSIONS) == 2 * (4 + 8 + 6 + 2 + 1 + 2)
+    assert "FindCoordinatorRequest-v2" in covered and "TxnOffsetCommitResponse-v2" in covered
+    assert len(_OLD_VERSIONS) == 2 * (4 + 8 + 6 + 2 + 1 + 2) + 2 * (2 + 3 * 4)
 
 
 @pytest.mark.parametrize("param", _OLD_VERSIONS, ids=_old_id)

@@ -6,6 +6,12 @@ from kafkaprod._native.batch cimport ProducerBatch
 from kafkaprod._native.buffer_pool cimport BufferPool
 from kafkaprod._native.future cimport FutureRecordMetadata
 
+cdef enum:
+    # PartitionState.txn_state
+    TXN_NONE = 0
+    TXN_PENDING = 1
+    TXN_ADDED = 2
+
 
 @cython.final
 cdef class PartitionState:
@@ -28,6 +34,9 @@ cdef class PartitionState:
     cdef int next_sequence
     cdef tuple seq_owner                 # (producer id, epoch) the numbering belongs to
     cdef bint restart                    # renumber from 0 (a gap, or state the broker lost)
+    # Transactions: TXN_NONE until ready() asks for the partition to be added to the open transaction,
+    # TXN_PENDING until AddPartitionsToTxn succeeds for it, then TXN_ADDED; only an added partition drains.
+    cdef int txn_state
 
     cdef void insert_for_retry(self, ProducerBatch batch)
     cdef void release(self, ProducerBatch batch)
@@ -78,6 +87,12 @@ cdef class RecordAccumulator:
     cdef readonly object fatal_error     # why appends stopped, when it was not a plain close()
     cdef readonly int64_t producer_id
     cdef readonly int16_t producer_epoch
+    # Transactions (the TransactionManager opens and closes the gate, and adds partitions):
+    cdef readonly bint transactional     # batches carry the transactional bit; partitions drain once added
+    cdef bint appends_gated              # transactional and no transaction open: appends raise txn_refusal(what)
+    # txn_refusal(what) -> the exception an append refused by the gate raises; set by the TransactionManager.
+    cdef public object txn_refusal
+    cdef list txn_new                    # (topic, partition) found by ready() that the transaction must add
 
     # ---- the interface of the append paths (send() here, send_batch() in bulk.pyx)
     # The topic's state for an append; raises the closed error naming `what`, or KeyError while its metadata
@@ -96,6 +111,8 @@ cdef class RecordAccumulator:
     cdef void add_batch(self, TopicState st, ProducerBatch batch)
     cdef void wake(self)
     cdef object closed_error(self, str what)
+    # The error an append refused by the transaction gate raises, naming `what` ("send()", "send_batch()").
+    cdef object refusal(self, str what)
 
     # send()'s compiled path: the record's future, or None when the record needs the producer's Python path
     # (a topic without metadata yet, a closed producer, a partition that is not a plain int).

@@ -34,7 +34,7 @@ import collections
 import random
 import time
 
-from kafkaprod.errors import ProducerClosedError, RecordTooLargeError
+from kafkaprod.errors import ProducerClosedError, RecordTooLargeError, TransactionStateError
 
 cdef object _deque = collections.deque
 cdef object _random = random.Random()
@@ -61,6 +61,7 @@ cdef class PartitionState:
         self.next_sequence = 0
         self.seq_owner = None
         self.restart = False
+        self.txn_state = TXN_NONE
 
     cdef void insert_for_retry(self, ProducerBatch batch):
         # A batch going back into the queue (retry or split half): at the head, except that with sequences it goes
@@ -133,7 +134,7 @@ cdef class RecordAccumulator:
 
     def __cinit__(self, BufferPool pool, int batch_size, int compression_type, int linger_ms,
                   int retry_backoff_ms, int delivery_timeout_ms, int max_block_ms, bint idempotent,
-                  object wakeup=None, int max_request_size=1048576):
+                  object wakeup=None, int max_request_size=1048576, bint transactional=False):
         self.pool = pool
         self.batch_size = batch_size
         self.compression_type = compression_type
@@ -158,6 +159,11 @@ cdef class RecordAccumulator:
         self.fatal_error = None
         self.producer_id = -1
         self.producer_epoch = -1
+        # Transactional: appends wait for the first begin_transaction() (the TransactionManager opens the gate).
+        self.transactional = transactional
+        self.appends_gated = transactional
+        self.txn_refusal = None
+        self.txn_new = []
 
     # ---- metadata --------------------------------------------------------------------------------------------
     def update_topic(self, str topic, list leaders):
@@ -245,7 +251,7 @@ cdef class RecordAccumulator:
             ps.restart = False
         # A renumbered retry keeps its place in the queue's sequence order: the new numbers start at 0 and rise
         # in queue order, so each is at most the old number it replaces.
-        batch.set_producer_state(self.producer_id, self.producer_epoch, ps.next_sequence, False)
+        batch.set_producer_state(self.producer_id, self.producer_epoch, ps.next_sequence, self.transactional)
         ps.next_sequence = (ps.next_sequence + batch_record_count(batch)) & 0x7FFFFFFF
         return True
 
@@ -281,7 +287,7 @@ cdef class RecordAccumulator:
     cdef FutureRecordMetadata try_send(self, object topic, object value, object key, object partition,
                                        object timestamp_ms, object headers, object callback):
         cdef TopicState st
-        if type(topic) is str and not self.closed:
+        if type(topic) is str and not self.closed and not self.appends_gated:
             st = self.topics.get(topic)
             if st is not None and st.num_partitions > 0:
                 if partition is None:
@@ -302,6 +308,8 @@ cdef class RecordAccumulator:
 
     cdef TopicState topic_for_append(self, str topic, str what):
         cdef TopicState st = self.topics.get(topic)
+        if self.appends_gated:
+            raise self.refusal(what)
         if self.closed:
             raise self.closed_error(f"{what} after the producer was closed")
         if st is None or st.num_partitions == 0:
@@ -364,6 +372,10 @@ cdef class RecordAccumulator:
         # Java's RecordAccumulator.append: try the partition's open batch; if it has no room, get memory and
         # start a batch.
         with cython.critical_section(self):
+            if self.appends_gated:
+                # Checked where the record joins a batch: a transaction that closed after send() began never
+                # receives it (commit_transaction() closes the gate, then flushes).
+                raise self.refusal("send()")
             last = ps.open_batch
             if last is not None:
                 fut = last.try_append(ts, kptr, klen, vptr, vlen, headers, callback)
@@ -379,6 +391,8 @@ cdef class RecordAccumulator:
         cdef bint handed_over = False
         try:
             with cython.critical_section(self):
+                if self.appends_gated:
+                    raise self.refusal("send()")
                 if self.closed:
                     raise self.closed_error("the producer was closed while send() waited for memory")
                 last = ps.open_batch
@@ -448,6 +462,13 @@ cdef class RecordAccumulator:
                     if not ps.queue:
                         continue
                     batch = ps.queue[0]
+                    if self.transactional and ps.txn_state != TXN_ADDED:
+                        # Nothing of it is sent before AddPartitionsToTxn added it to the transaction; the
+                        # TransactionManager takes the partitions found here (take_new_txn_partitions).
+                        if ps.txn_state == TXN_NONE:
+                            ps.txn_state = TXN_PENDING
+                            self.txn_new.append((st.topic, p))
+                        continue
                     if ps.leader < 0:
                         unknown.add(st.topic)
                         continue
@@ -542,7 +563,7 @@ cdef class RecordAccumulator:
         self.drain_index[node] = (start + 1) % n
         for i in range(n):
             ps = parts[(start + i) % n]
-            if not ps.queue or self._held(ps, node):
+            if not ps.queue or self._held(ps, node) or (self.transactional and ps.txn_state != TXN_ADDED):
                 continue
             batch = ps.queue[0]
             if batch.attempts > 0 and now - batch.last_attempt < self._backoff(batch):
@@ -688,6 +709,11 @@ cdef class RecordAccumulator:
         self.pool.close()
         self.wake()
 
+    cdef object refusal(self, str what):
+        if self.txn_refusal is not None:
+            return self.txn_refusal(what)
+        return TransactionStateError(f"{what} on a transactional producer outside a transaction")
+
     cdef object closed_error(self, str what):
         if self.fatal_error is None:
             return ProducerClosedError(what)
@@ -695,8 +721,12 @@ cdef class RecordAccumulator:
         err.__cause__ = self.fatal_error
         return err
 
-    def abort_undrained(self, error):
-        """Fails every queued (not in-flight) batch with error; returns them (the caller deallocates)."""
+    def abort_undrained(self, error, bint unnumbered_only=False):
+        """Fails every queued (not in-flight) batch with error; returns them (the caller deallocates).
+
+        unnumbered_only: only batches never sent -- those without a sequence number. A batch waiting for a retry
+        keeps its place: it may have been written already, so it must be sent until its fate is known, or the
+        partition's sequences would break (Java's abortUndrainedBatches with a TransactionManager)."""
         cdef list out = []
         cdef TopicState st
         cdef PartitionState ps
@@ -705,6 +735,17 @@ cdef class RecordAccumulator:
             for st in self.topics.values():
                 for ps in st.partitions:
                     dq = ps.queue
+                    if unnumbered_only:
+                        kept = [b for b in dq if (<ProducerBatch>b).base_sequence >= 0]
+                        if len(kept) == len(dq):
+                            continue
+                        for batch in dq:
+                            if batch.base_sequence < 0:
+                                batch.closed_for_append = True
+                                out.append(batch)
+                        dq.clear()
+                        dq.extend(kept)
+                        continue
                     while dq:
                         batch = dq.popleft()
                         batch.closed_for_append = True
@@ -712,3 +753,45 @@ cdef class RecordAccumulator:
         for batch in out:
             batch.done(-1, -1, error)
         return out
+
+    # ---- transactions (the TransactionManager's side) ----------------------------------------------------------------
+    def open_transaction(self):
+        """begin_transaction(): appends are taken again."""
+        with cython.critical_section(self):
+            self.appends_gated = False
+
+    def close_transaction(self):
+        """No more appends (commit or abort under way, or an error): they raise txn_refusal(what). An append that
+        got into a batch before this call is part of the transaction being completed."""
+        with cython.critical_section(self):
+            self.appends_gated = self.transactional
+
+    def take_new_txn_partitions(self):
+        """The (topic, partition)s with queued batches that ready() found outside the transaction since the last
+        call: the TransactionManager adds them with one AddPartitionsToTxn."""
+        with cython.critical_section(self):
+            out = self.txn_new
+            self.txn_new = []
+        return out
+
+    def has_new_txn_partitions(self):
+        return len(self.txn_new) > 0
+
+    def add_txn_partitions(self, partitions):
+        """AddPartitionsToTxn succeeded for these (topic, partition)s: their batches drain from now on."""
+        cdef TopicState st
+        with cython.critical_section(self):
+            for topic, p in partitions:
+                st = self.topics.get(topic)
+                if st is not None and p < st.num_partitions:
+                    (<PartitionState>st.partitions[p]).txn_state = TXN_ADDED
+
+    def end_transaction(self):
+        """The transaction is over (committed or aborted): every partition must be added to the next one again."""
+        cdef TopicState st
+        cdef PartitionState ps
+        with cython.critical_section(self):
+            for st in self.topics.values():
+                for ps in st.partitions:
+                    ps.txn_state = TXN_NONE
+            self.txn_new = []

@@ -222,6 +222,8 @@ cdef BatchFuture _append_all(RecordAccumulator acc, TopicState st, BatchFuture f
             wake = False
             d = -1
             with cython.critical_section(acc):
+                if acc.appends_gated:
+                    raise acc.refusal("send_batch()")
                 if acc.closed:
                     raise ProducerClosedError("the producer was closed during send_batch()")
                 for q in range(nparts):
@@ -303,6 +305,8 @@ cdef BatchFuture _append_all(RecordAccumulator acc, TopicState st, BatchFuture f
             handed_over = False
             try:
                 with cython.critical_section(acc):
+                    if acc.appends_gated:
+                        raise acc.refusal("send_batch()")
                     if acc.closed:
                         raise ProducerClosedError("the producer was closed while send_batch() waited for memory")
                     # The wait may have let other threads run: read the record again.

@@ -1,7 +1,7 @@
 """Kafka's wire protocol for the producer: schemas as data, one codec, framing and version negotiation.
 
 Bodies are plain dicts keyed by snake_case field names. The modules: :mod:`.types` (primitives),
-:mod:`.schema` (the description language and its codec), :mod:`.messages` (the four APIs a producer speaks),
+:mod:`.schema` (the description language and its codec), :mod:`.messages` (the APIs a producer speaks),
 :mod:`.framing` (size prefix, headers, stream splitting), :mod:`.versions` (negotiation).
 """
 from __future__ import annotations

