@@ -13,7 +13,8 @@ import importlib
 
 # Every compiled module of the send path; a missing one means the build step did not run.
 _NATIVE_MODULES = ("crc32c", "murmur2", "varint", "bulk_input", "checks", "headers", "records", "record_metadata",
-                   "buffer_pool", "future", "batch_future", "batch", "accumulator", "bulk", "aio_bridge")
+                   "buffer_pool", "future", "batch_future", "batch", "partition_state", "accumulator", "bulk",
+                   "aio_bridge")
 
 try:
     for _name in _NATIVE_MODULES:

@@ -11,22 +11,6 @@ _Callback = Callable[[Any, Exception | None], None]
 
 def monotonic() -> float: ...
 
-# PartitionState and TopicState are the accumulator's per-partition and per-topic state; Python sees only the
-# `cdef readonly` fields (accumulator.pxd), the rest is C-level.
-@final
-class PartitionState:
-    def __new__(cls, partition: int) -> PartitionState: ...
-    @property
-    def partition(self) -> int: ...
-
-@final
-class TopicState:
-    def __new__(cls, topic: str) -> TopicState: ...
-    @property
-    def topic(self) -> str: ...
-    @property
-    def num_partitions(self) -> int: ...
-
 @final
 class RecordAccumulator:
     # __cinit__(...): the arguments go to __new__.

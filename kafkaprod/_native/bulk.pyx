@@ -12,7 +12,8 @@ from cpython.mem cimport PyMem_Free, PyMem_Malloc
 from cpython.object cimport PyObject
 from libc.stdint cimport int32_t, int64_t
 
-from kafkaprod._native.accumulator cimport PartitionState, RecordAccumulator, TopicState
+from kafkaprod._native.accumulator cimport RecordAccumulator
+from kafkaprod._native.partition_state cimport PartitionState, TopicState
 from kafkaprod._native.batch cimport ProducerBatch
 from kafkaprod._native.batch_future cimport BatchFuture, extend_runs
 from kafkaprod._native.bulk_input cimport (
