@@ -2,11 +2,10 @@
 
 One connection per broker. A connection goes CONNECTING (TCP) -> HANDSHAKING (TLS, only with SSL/SASL_SSL) ->
 NEGOTIATING (ApiVersions, falling back to v0 when a broker rejects the newer request) -> AUTHENTICATING
-(SaslHandshake, then SaslAuthenticate rounds, only with SASL) -> READY; nothing else is sent before READY. A
-broker that gave the SASL session a lifetime (SaslAuthenticate v1+) is re-authenticated on the same connection
-at 85-95% of it (KIP-368): the connection takes no new requests, the ones in flight are answered, then it
-authenticates again. A failed TLS handshake or a refused authentication closes the connection and is reported
-through ``on_auth`` (an AuthenticationError); the next successful authentication reports None.
+(only with SASL: the requests of the connection's SaslClientAuthenticator) -> READY; nothing else is sent before
+READY. When the SASL session is due for renewal (KIP-368) the connection takes no new requests, the ones in flight
+are answered, then it authenticates again. A failed TLS handshake or a refused authentication closes the
+connection and is reported through ``on_auth`` (an AuthenticationError); the next success reports None.
 
 Requests go out with `socket.sendmsg` over the encoded pieces (record batches are never copied into a request
 buffer; with TLS the pieces are encrypted into a memory BIO, one batch per write opportunity), at most
@@ -19,7 +18,6 @@ from __future__ import annotations
 import collections
 import errno
 import logging
-import random
 import selectors
 import socket
 import ssl
@@ -29,12 +27,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from kafkaprod import __version__, protocol
-from kafkaprod.protocol.messages import API_VERSIONS, SASL_AUTHENTICATE, SASL_HANDSHAKE
+from kafkaprod.protocol.messages import API_VERSIONS
 from kafkaprod.protocol.schema import Api
-from kafkaprod.errors import (AuthenticationError, ErrorCode, ProtocolError, SaslAuthenticationError,
-                              SslAuthenticationError, UnsupportedSaslMechanismError, UnsupportedVersionError,
-                              broker_error)
-from kafkaprod.security import SaslMechanism, Security, TlsTransport, describe_ssl_error
+from kafkaprod.errors import (AuthenticationError, ErrorCode, ProtocolError, SslAuthenticationError,
+                              UnsupportedVersionError)
+from kafkaprod.sasl_authenticator import SaslClientAuthenticator
+from kafkaprod.security import Security, TlsTransport, describe_ssl_error
 
 log = logging.getLogger("kafkaprod")
 
@@ -92,8 +90,7 @@ class _Connection:
     failures: int = 0
     registered_events: int = 0
     tls: TlsTransport | None = None  # only with SSL / SASL_SSL
-    sasl: SaslMechanism | None = None  # the authentication exchange under way
-    reauth_at: float = 0.0  # when to re-authenticate (KIP-368); 0: never
+    sasl: SaslClientAuthenticator | None = None  # only with SASL, from ApiVersions until the connection closes
     reauth_pending: bool = False  # re-authentication is due: waiting for the requests in flight to be answered
 
 
@@ -281,89 +278,34 @@ class NetworkClient:
             self._selector.modify(conn.sock, events, conn)
             conn.registered_events = events
 
-    # ---- SASL -----------------------------------------------------------------------------------------------------
-    def _start_sasl(self, conn: _Connection, now: float) -> None:
-        """SaslHandshake v1 with the configured mechanism; SaslAuthenticate rounds follow its answer."""
-        security = self.security
-        assert security is not None and security.new_sasl is not None and security.sasl_mechanism is not None
-        conn.state = AUTHENTICATING
-        for api in (SASL_HANDSHAKE, SASL_AUTHENTICATE):
-            if api.key not in conn.api_versions:
-                self._auth_failed(conn, SaslAuthenticationError(
-                    f"{self._sasl_where(conn)}: the broker does not speak {api.name} (is its listener SASL?)"))
-                return
-        conn.sasl = security.new_sasl()
-        self._enqueue(conn, SASL_HANDSHAKE.key, self.api_version(conn.node_id, SASL_HANDSHAKE),
-                      {"mechanism": security.sasl_mechanism}, None, True, None, now, internal=True)
-
-    @staticmethod
-    def _sasl_where(conn: _Connection) -> str:
-        return f"SASL authentication with broker {conn.node_id} at {conn.host}:{conn.port} failed"
-
-    def _on_sasl_handshake(self, conn: _Connection, resp: ClientResponse, now: float) -> None:
-        body = resp.body or {}
-        code = body.get("error_code", 0)
-        mechanism = self.security.sasl_mechanism if self.security is not None else None
-        if code == ErrorCode.UNSUPPORTED_SASL_MECHANISM:
-            self._auth_failed(conn, UnsupportedSaslMechanismError(
-                f"{self._sasl_where(conn)}: the broker does not enable {mechanism} (it lists: "
-                f"{', '.join(body.get('mechanisms') or ()) or 'none'})"))
-            return
-        if code != 0:
-            self._auth_failed(conn, self._sasl_error(conn, code, "SaslHandshake"))
-            return
-        self._sasl_step(conn, None, now)
-
-    def _sasl_step(self, conn: _Connection, challenge: bytes | None, now: float) -> None:
-        """Sends the mechanism's next message, or finishes when it has none."""
-        sasl = conn.sasl
-        if sasl is None:
+    # ---- SASL: SaslClientAuthenticator decides, this keeps the connection ----------------------------------------
+    def _authenticate(self, conn: _Connection, answer: ClientResponse | None, now: float) -> None:
+        """Sends the authenticator's next request (the first when answer is None), or makes the connection READY
+        when it has none; its refusal closes the connection, as Java's Selector does with an authenticator's."""
+        auth = conn.sasl
+        if auth is None:  # SASL requests go out only on connections that have an authenticator
             return
         try:
-            message = sasl.first_message() if challenge is None else sasl.respond(challenge)
-        except SaslAuthenticationError as exc:
-            self._auth_failed(conn, SaslAuthenticationError(f"{self._sasl_where(conn)}: {exc.args[0] if exc.args else exc}"))
+            request = auth.start(conn.api_versions) if answer is None else \
+                auth.on_response(answer.api_key, answer.body or {}, now)
+        except AuthenticationError as exc:
+            # Kept and raised later by send() in the application's threads: without this thread's frames.
+            self._auth_failed(conn, exc.with_traceback(None))
             return
-        if message is not None:
-            self._enqueue(conn, SASL_AUTHENTICATE.key, self.api_version(conn.node_id, SASL_AUTHENTICATE),
-                          {"auth_bytes": message}, None, True, None, now, internal=True)
+        if request is None:
+            self._set_ready(conn, f"authenticated ({auth.mechanism}) with")
             return
-        self._authenticated(conn, now)
+        api, version, body = request
+        self._enqueue(conn, api.key, version, body, None, True, None, now, internal=True)
 
-    def _on_sasl_authenticate(self, conn: _Connection, resp: ClientResponse, now: float) -> None:
-        body = resp.body or {}
-        code = body.get("error_code", 0)
-        sasl = conn.sasl
-        if code != 0:
-            detail = body.get("error_message") or ""
-            refusal = getattr(sasl, "refusal", None)
-            if refusal and refusal not in detail:
-                detail = f"{detail} ({refusal})" if detail else refusal
-            self._auth_failed(conn, self._sasl_error(conn, code, detail))
-            return
-        lifetime_ms = body.get("session_lifetime_ms", 0)
-        if lifetime_ms > 0:
-            # Java's client re-authenticates at 85-95% of the session's lifetime, spread so that a fleet of
-            # clients does not come back at once.
-            conn.reauth_at = now + lifetime_ms / 1000.0 * random.uniform(0.85, 0.95)
-        self._sasl_step(conn, body.get("auth_bytes") or b"", now)
-
-    def _sasl_error(self, conn: _Connection, code: int, detail: str) -> AuthenticationError:
-        mechanism = self.security.sasl_mechanism if self.security is not None else "SASL"
-        text = f"{self._sasl_where(conn)}: {mechanism}: {detail or 'refused'}"
-        err = broker_error(code, text)
-        return err if isinstance(err, AuthenticationError) else SaslAuthenticationError(f"{text} (error {code})")
-
-    def _authenticated(self, conn: _Connection, now: float) -> None:
-        conn.sasl = None
+    def _set_ready(self, conn: _Connection, how: str) -> None:
         conn.state = READY
         conn.failures = 0
-        if self.auth_error is not None:
+        if self.auth_error is not None:  # a connection got through after failed ones
             self.auth_error = None
             if self.on_auth is not None:
                 self.on_auth(conn.node_id, None)
-        log.info("authenticated (%s) with broker %d at %s:%d", self.security.sasl_mechanism if self.security else "",
-                 conn.node_id, conn.host, conn.port)
+        log.info("%s broker %d at %s:%d", how, conn.node_id, conn.host, conn.port)
 
     def _auth_failed(self, conn: _Connection, err: AuthenticationError) -> None:
         # Logged as a warning when it is new; the same refusal at every reconnect attempt after it only at INFO.
@@ -381,11 +323,10 @@ class NetworkClient:
             log.debug("re-authenticating with broker %d once its %d request(s) in flight are answered",
                       conn.node_id, len(conn.in_flight))
             conn.state = AUTHENTICATING
-            conn.reauth_at = 0.0
             conn.reauth_pending = True
         if not conn.in_flight and not conn.out:
             conn.reauth_pending = False
-            self._start_sasl(conn, now)
+            self._authenticate(conn, None, now)
 
     def _send_api_versions(self, conn: _Connection, version: int, now: float) -> None:
         body = {"client_software_name": "kafkaprod", "client_software_version": __version__}
@@ -408,17 +349,13 @@ class NetworkClient:
             self._close(conn, f"ApiVersions error {code}")
             return
         conn.api_versions = {k["api_key"]: (k["min_version"], k["max_version"]) for k in body.get("api_keys", ())}
-        if self.security is not None:
-            if self.security.new_sasl is not None:
-                self._start_sasl(conn, now)
-                return
-            if self.auth_error is not None:  # a TLS connection got through after failed ones
-                self.auth_error = None
-                if self.on_auth is not None:
-                    self.on_auth(conn.node_id, None)
-        conn.state = READY
-        conn.failures = 0
-        log.info("connected to broker %d at %s:%d", conn.node_id, conn.host, conn.port)
+        security = self.security
+        if security is not None and security.new_sasl is not None:
+            conn.sasl = SaslClientAuthenticator(security, conn.node_id, conn.host, conn.port)
+            conn.state = AUTHENTICATING
+            self._authenticate(conn, None, now)
+            return
+        self._set_ready(conn, "connected to")
 
     def api_version(self, node_id: int, api: Api) -> int:
         """Highest version of api that both this client and the broker support."""
@@ -523,8 +460,8 @@ class NetworkClient:
                 continue
             if conn.state == CONNECTING or conn.state == HANDSHAKING:
                 earliest = min(earliest, conn.last_attempt + self.request_timeout)
-            elif conn.reauth_at and conn.state == READY:
-                earliest = min(earliest, conn.reauth_at)
+            elif conn.sasl is not None and conn.sasl.reauth_at and conn.state == READY:
+                earliest = min(earliest, conn.sasl.reauth_at)
             for inf in conn.in_flight.values():
                 if inf.deadline < earliest:
                     earliest = inf.deadline
@@ -711,10 +648,8 @@ class NetworkClient:
         if inf.internal:
             if inf.api_key == API_VERSIONS.key:
                 self._on_api_versions(conn, resp, now)
-            elif inf.api_key == SASL_HANDSHAKE.key:
-                self._on_sasl_handshake(conn, resp, now)
             else:
-                self._on_sasl_authenticate(conn, resp, now)
+                self._authenticate(conn, resp, now)
             return conn.sock is not None
         self._completed.append(resp)
         self._finish(inf, resp)
@@ -733,7 +668,8 @@ class NetworkClient:
                 self._close(conn, "connect timed out" if conn.state == CONNECTING else "TLS handshake timed out",
                             failed=True)
                 continue
-            if conn.reauth_pending or (conn.reauth_at and now >= conn.reauth_at and conn.state == READY):
+            auth = conn.sasl
+            if conn.reauth_pending or (auth is not None and 0 < auth.reauth_at <= now and conn.state == READY):
                 self._maybe_reauthenticate(conn, now)
             for inf in conn.in_flight.values():
                 if inf.deadline <= now:
@@ -752,7 +688,6 @@ class NetworkClient:
         conn.state = DISCONNECTED
         conn.tls = None
         conn.sasl = None
-        conn.reauth_at = 0.0
         conn.reauth_pending = False
         if failed or was != READY:
             conn.failures += 1

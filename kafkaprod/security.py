@@ -7,7 +7,8 @@
   encrypted in one batch per write opportunity (small pieces coalesced into one TLS record) and sent with as
   few ``send`` calls as the socket allows.
 - :class:`SaslMechanism` and its kinds (PLAIN, SCRAM-SHA-256/512 through ``scramp``, OAUTHBEARER) produce the
-  tokens of one authentication: ``first_message()``, then ``respond(challenge)`` until it returns None.
+  tokens of one authentication: ``first_message()``, then ``respond(challenge)`` until it returns None;
+  :mod:`kafkaprod.sasl_authenticator` carries them to the broker.
 - :class:`Security` bundles what a NetworkClient needs; :func:`from_config` makes it from the producer's options
   (None for PLAINTEXT, so a plaintext client carries nothing of this).
 
