@@ -57,7 +57,9 @@ cdef class AsyncRecord:
     cdef AsyncCompletions owner
     cdef bint handed_over                # the await of send() has given this object
     cdef bint cancelled_
-    cdef list callbacks                  # add_done_callback() functions, run on the loop
+    # add_done_callback() functions, run on the loop: the first without a list (a record rarely has more).
+    cdef object callback
+    cdef list more_callbacks
 
     def __init__(self):
         raise TypeError("AsyncRecord objects are made by AIOKafkaProducer.send()")
@@ -122,28 +124,64 @@ cdef class AsyncRecord:
         if self.done():
             self.owner.loop.call_soon(fn, self)
             return
-        if self.callbacks is None:
-            self.callbacks = [fn]
+        if self.callback is None:
+            self.callback = fn
             self.owner.attach(None, self)
+        elif self.more_callbacks is None:
+            self.more_callbacks = [fn]
         else:
-            self.callbacks.append(fn)
+            self.more_callbacks.append(fn)
 
     def remove_done_callback(self, fn) -> int:
-        if self.callbacks is None:
-            return 0
-        n = len(self.callbacks)
-        self.callbacks = [f for f in self.callbacks if f != fn]
-        return n - len(self.callbacks)
+        cdef list fns = self._take_callbacks()
+        kept = [f for f in fns if f != fn]
+        if kept:
+            self.callback = kept[0]
+            self.more_callbacks = kept[1:] or None
+        return len(fns) - len(kept)
 
     def get_loop(self):
         return self.owner.loop
 
+    cdef list _take_callbacks(self):
+        cdef list fns = [] if self.callback is None else [self.callback]
+        if self.more_callbacks is not None:
+            fns.extend(self.more_callbacks)
+        self.callback = None
+        self.more_callbacks = None
+        return fns
+
     cdef void _run_callbacks(self):
-        callbacks = self.callbacks
-        self.callbacks = None
-        if callbacks is not None:
-            for fn in callbacks:
-                self.owner.loop.call_soon(fn, self)
+        # Scheduled, as asyncio.Future does, for calls made by the user's code (cancel(), a callback added to a
+        # record already complete): never run inside the caller.
+        for fn in self._take_callbacks():
+            self.owner.loop.call_soon(fn, self)
+
+    cdef int _run_callbacks_now(self) except -1:
+        # Called from the loop's own call for the completed batch (RecordWaiters.resolve), which is already "soon":
+        # running them there, not one loop iteration and one Handle per record later, is what keeps the latency of
+        # a done-callback close to the I/O thread's. A raising callback is reported as asyncio reports one.
+        cdef object fn = self.callback
+        cdef list more = self.more_callbacks
+        self.callback = None
+        self.more_callbacks = None
+        if fn is not None:
+            self._call(fn)
+        if more is not None:
+            for fn in more:
+                self._call(fn)
+        return 0
+
+    cdef int _call(self, object fn) except -1:
+        try:
+            fn(self)
+        except (SystemExit, KeyboardInterrupt):
+            raise
+        except BaseException as exc:
+            self.owner.loop.call_exception_handler({
+                "message": f"Exception in done-callback {fn!r} of a kafkaprod record", "exception": exc,
+                "future": self})
+        return 0
 
     def __repr__(self):
         state = "cancelled" if self.cancelled_ else ("done" if record_result(self.record).done() else "pending")
@@ -222,7 +260,7 @@ cdef class RecordWaiters(Completion):
             if split:
                 self.owner.attach(waiter, record)  # the record's future has followed it into a half
             elif waiter is None:
-                record._run_callbacks()
+                record._run_callbacks_now()
             elif not waiter.done():
                 waiter.set_result(None)  # the awaiting coroutine reads the record's outcome itself
 
