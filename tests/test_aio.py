@@ -195,3 +195,34 @@ def test_a_record_awaitable_works_with_asyncio_helpers_and_done_callbacks(tansu,
     offsets, last, called, late, third = asyncio.run(asyncio.wait_for(main(), WAIT_S))
     assert offsets == [0, 1, 2, 3, 4] and last == 9 and called == [3] and late == [None]
     assert third.offset == 2
+
+
+def test_done_callbacks_each_run_once_and_a_raising_one_goes_to_the_loops_exception_handler(tansu, tansu_topic):
+    topic = tansu_topic(partitions=1)
+
+    async def main():
+        reported = []
+        asyncio.get_running_loop().set_exception_handler(lambda loop, context: reported.append(context))
+        async with _producer(tansu.bootstrap_servers, linger_ms=20) as producer:
+            records = [await producer.send(topic, b"c%d" % i) for i in range(6)]
+            calls = []
+
+            def boom(record):
+                raise RuntimeError("callback failed")
+
+            for i, record in enumerate(records):
+                record.add_done_callback(lambda r, i=i: calls.append(("first", i)))
+                if i == 2:
+                    record.add_done_callback(boom)
+                record.add_done_callback(lambda r, i=i: calls.append(("second", i)))
+            records[4].add_done_callback(boom)
+            assert records[4].remove_done_callback(boom) == 1
+            await producer.flush()
+            for record in records:
+                await record
+            await asyncio.sleep(0)
+            return calls, reported
+
+    calls, reported = asyncio.run(asyncio.wait_for(main(), WAIT_S))
+    assert sorted(calls) == sorted([(w, i) for i in range(6) for w in ("first", "second")])
+    assert [(c["exception"].args, c["future"].result().offset) for c in reported] == [(("callback failed",), 2)]
