@@ -37,6 +37,9 @@ cdef extern from *:
     static CYTHON_INLINE PyObject* __Pyx_Steal(PyObject* o) { return o; }
     """
 
+cdef extern from "pythread.h":
+    unsigned long PyThread_get_thread_ident() nogil
+
 log = logging.getLogger("kafkaprod")
 
 cdef object _running_loop = asyncio._get_running_loop
@@ -270,6 +273,7 @@ cdef class AsyncCompletions:
     """An AIOKafkaProducer's link to its event loop: its send() fast path and the batches with records awaited."""
 
     cdef readonly object loop
+    cdef unsigned long thread_id         # the thread that made this object: the loop's (made by start())
     cdef dict pending                    # ProduceRequestResult -> RecordWaiters
     cdef RecordWaiters current           # the last one used: records of a batch arrive one after another
     cdef RecordAccumulator acc           # appended to directly when the producer's send() is the compiled one
@@ -280,6 +284,7 @@ cdef class AsyncCompletions:
 
     def __cinit__(self, loop, RecordAccumulator acc, slow_send, BufferPool pool, metadata):
         self.loop = loop
+        self.thread_id = PyThread_get_thread_ident()
         self.pending = {}
         self.current = None
         self.acc = acc
@@ -294,7 +299,11 @@ cdef class AsyncCompletions:
         append; anything else (metadata to fetch, memory to wait for, serializers or interceptors to run, an
         authentication failure to raise) goes to the coroutine slow_send."""
         cdef FutureRecordMetadata record
-        if _running_loop() is not self.loop:
+        # "Is this our loop, running?" without asyncio._get_running_loop(), which makes a getpid() system call
+        # per call on Python 3.11: the loop's own thread while the loop runs can only be running this loop (asyncio
+        # refuses to nest loops); anything else takes the full check.
+        if (PyThread_get_thread_ident() != self.thread_id or not self.loop.is_running()) \
+                and _running_loop() is not self.loop:
             raise RuntimeError("send() from another event loop (or from no running loop): an AIOKafkaProducer "
                                "belongs to the loop that started it")
         if self.acc is not None and self.metadata.auth_error is None and self._has_room(value, key):
