@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable, Iterator
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
@@ -42,12 +42,8 @@ def unique_topic_name(prefix: str = "t") -> str:
     return f"{prefix}-{uuid.uuid4().hex[:12]}"
 
 
-@pytest.fixture(scope="session")
-def tansu() -> Iterator[TansuBroker]:
-    # Imported here, not at module level, so unit tests still run where the peers are missing.
-    from kafkaprod.tools.broker import TansuBroker
-
-    broker = TansuBroker()
+def _session_broker(cls: Callable[[], Any]) -> Iterator[Any]:
+    broker = cls()
     broker.start()
     try:
         yield broker
@@ -55,40 +51,42 @@ def tansu() -> Iterator[TansuBroker]:
         broker.stop()
 
 
-@pytest.fixture
-def tansu_topic(tansu: TansuBroker) -> Callable[..., str]:
-    """``tansu_topic(partitions=1, prefix="t") -> name``: a new topic on the session's Tansu broker."""
+def _topic_factory(broker: Any) -> Callable[..., str]:
+    """``create(partitions=1, prefix="t") -> name``: a new topic on ``broker``."""
 
     def create(partitions: int = 1, prefix: str = "t") -> str:
         name = unique_topic_name(prefix)
-        tansu.create_topics({name: partitions})
+        broker.create_topics({name: partitions})
         return name
 
     return create
+
+
+@pytest.fixture(scope="session")
+def tansu() -> Iterator[TansuBroker]:
+    # Imported here, not at module level, so unit tests still run where the peers are missing.
+    from kafkaprod.tools.broker import TansuBroker
+
+    yield from _session_broker(TansuBroker)
+
+
+@pytest.fixture
+def tansu_topic(tansu: TansuBroker) -> Callable[..., str]:
+    """``tansu_topic(partitions=1, prefix="t") -> name``: a new topic on the session's Tansu broker."""
+    return _topic_factory(tansu)
 
 
 @pytest.fixture(scope="session")
 def noida() -> Iterator[NoidaBroker]:
     from kafkaprod.tools.broker import NoidaBroker
 
-    broker = NoidaBroker()
-    broker.start()
-    try:
-        yield broker
-    finally:
-        broker.stop()
+    yield from _session_broker(NoidaBroker)
 
 
 @pytest.fixture
 def noida_topic(noida: NoidaBroker) -> Callable[..., str]:
     """``noida_topic(partitions=1, prefix="t") -> name``: a new topic on the session's noida-db broker."""
-
-    def create(partitions: int = 1, prefix: str = "t") -> str:
-        name = unique_topic_name(prefix)
-        noida.create_topics({name: partitions})
-        return name
-
-    return create
+    return _topic_factory(noida)
 
 
 @pytest.fixture

@@ -28,7 +28,7 @@ import uuid
 import weakref
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import IO, Any, cast
+from typing import IO, Any, TypeVar, cast
 
 from kafkaprod.errors import ProtocolError
 from kafkaprod.protocol import decode_response, encode_request, read_correlation_id
@@ -186,7 +186,57 @@ def _parent_death_signal_hook() -> Any:
     return arm
 
 
-class TansuBroker:
+_Broker = TypeVar("_Broker", bound="_LocalBroker")
+
+
+class _LocalBroker:
+    """What every local broker launcher shares: a process on a loopback port, its address, and use as a context
+    manager. Subclasses set ``_host``, ``_port`` and ``_proc`` and define start() and stop()."""
+
+    _host: str
+    _port: int | None
+    _proc: subprocess.Popen[bytes] | None
+
+    @property
+    def host(self) -> str:
+        return self._host
+
+    @property
+    def port(self) -> int:
+        if self._port is None:
+            raise BrokerError("the broker has not been started")
+        return self._port
+
+    @property
+    def bootstrap_servers(self) -> str:
+        """``"host:port"`` for a client's ``bootstrap.servers``."""
+        return f"{self._host}:{self.port}"
+
+    @property
+    def pid(self) -> int | None:
+        return self._proc.pid if self._proc is not None else None
+
+    def is_running(self) -> bool:
+        return self._proc is not None and self._proc.poll() is None
+
+    def start(self: _Broker) -> _Broker:
+        raise NotImplementedError
+
+    def stop(self) -> None:
+        raise NotImplementedError
+
+    def __enter__(self: _Broker) -> _Broker:
+        return self.start()
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
+
+    def __repr__(self) -> str:
+        state = f"running pid={self.pid} {self.bootstrap_servers}" if self.is_running() else "stopped"
+        return f"<{type(self).__name__} {state}>"
+
+
+class TansuBroker(_LocalBroker):
     """A Tansu broker process on a loopback port with in-memory storage.
 
     Use as a context manager, or call :meth:`start` and :meth:`stop`::
@@ -241,31 +291,9 @@ class TansuBroker:
     # -- properties -------------------------------------------------------------------------------------------
 
     @property
-    def host(self) -> str:
-        return self._host
-
-    @property
-    def port(self) -> int:
-        if self._port is None:
-            raise BrokerError("the broker has not been started")
-        return self._port
-
-    @property
-    def bootstrap_servers(self) -> str:
-        """``"host:port"`` for a client's ``bootstrap.servers``."""
-        return f"{self._host}:{self.port}"
-
-    @property
-    def pid(self) -> int | None:
-        return self._proc.pid if self._proc is not None else None
-
-    @property
     def log_path(self) -> Path | None:
         """The file receiving the broker's output (None before the first start)."""
         return self._log_path
-
-    def is_running(self) -> bool:
-        return self._proc is not None and self._proc.poll() is None
 
     def log_tail(self, lines: int = 40) -> str:
         """The last ``lines`` lines of the broker's log, colour codes stripped, for error messages."""
@@ -382,16 +410,6 @@ class TansuBroker:
             self._log_dir = None
             self._log_path = None
 
-    def __enter__(self) -> TansuBroker:
-        return self.start()
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.stop()
-
-    def __repr__(self) -> str:
-        state = f"running pid={self.pid} {self.bootstrap_servers}" if self.is_running() else "stopped"
-        return f"<TansuBroker {state}>"
-
     # -- convenience ------------------------------------------------------------------------------------------
 
     def create_topics(
@@ -417,7 +435,7 @@ def _resolve_noida_binary() -> str:
     return str(path)
 
 
-class NoidaBroker:
+class NoidaBroker(_LocalBroker):
     """noida-db's Kafka service on a free loopback port, with its data in a temporary directory.
 
     ``start()`` returns once the broker answers ApiVersions; ``stop()`` sends SIGTERM (SIGKILL if it has not
@@ -435,19 +453,6 @@ class NoidaBroker:
         self._proc: subprocess.Popen[bytes] | None = None
         self._dir: Path | None = None
         self._log: IO[bytes] | None = None
-
-    @property
-    def port(self) -> int:
-        if self._port is None:
-            raise BrokerError("the broker has not been started")
-        return self._port
-
-    @property
-    def bootstrap_servers(self) -> str:
-        return f"{self._host}:{self.port}"
-
-    def is_running(self) -> bool:
-        return self._proc is not None and self._proc.poll() is None
 
     def log_tail(self, lines: int = 40) -> str:
         path = None if self._dir is None else self._dir / "noida-db.log"
@@ -507,15 +512,7 @@ class NoidaBroker:
         """:func:`create_topics` against this broker."""
         create_topics(self.bootstrap_servers, topics, 1, timeout)
 
-    def __enter__(self) -> NoidaBroker:
-        return self.start()
 
-    def __exit__(self, *exc_info: object) -> None:
-        self.stop()
-
-    def __repr__(self) -> str:
-        state = f"running {self.bootstrap_servers}" if self.is_running() else "stopped"
-        return f"<NoidaBroker {state}>"
 # kafkaprod's security options and librdkafka's names for them.
 _LIBRDKAFKA_NAMES = {
     "security_protocol": "security.protocol",
