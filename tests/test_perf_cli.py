@@ -382,3 +382,22 @@ def test_baseline_runs_each_kafkaprod_client_again_under_its_interpreter_right_a
     assert "PYTHONPATH" not in compare.child_env(lineup.contenders[1])
     assert len(lineup.notes) == 2 and "the same kafkaprod" in lineup.notes[0]
     assert compare.topic_name("p", "kafkaprod@baseline", 2).startswith("p-kafkaprod-baseline-r2-")
+
+
+@pytest.mark.parametrize("delivery", ["none", "callback", "future"])
+def test_every_installed_client_runs_through_the_harness_and_its_records_are_counted(tansu, delivery):
+    # The harness's children run by path under `python -I`: a runner that cannot find a piece of itself, or a
+    # client whose delivery mode is miswired, fails here rather than in a benchmark.
+    from kafkaprod.tools import compare
+    from kafkaprod.tools.runners import CLIENTS
+
+    found, skipped = compare.installed_clients(CLIENTS)
+    assert {"kafkaprod", "kafkaprod-batch", "kafkaprod-aio", "confluent", "confluent-aio"} <= set(found), skipped
+    workload = compare.Workload(num_records=3000, partitions=2, chunk=1000, delivery=delivery)
+    for client in found:
+        run = compare.run_once(compare.Contender(client, client), workload, tansu.bootstrap_servers, 1,
+                               topic_prefix="harness")
+        assert run["records_verified"] == 3001, client
+        assert run["delivery"] == delivery, client
+        if delivery != "none":
+            assert (run["delivered"], run["failed"]) == (3000, 0), client

@@ -601,112 +601,39 @@ def run_kafka_python(spec: dict[str, Any], records: Records, window: Window) -> 
     return _run_sync(producer, spec, records, window, _send_each_kafka_python_callback)
 
 
-class _AsyncClient:
-    """What the asyncio loop needs of an asyncio producer: ``send`` (a coroutine function returning the record's
-    delivery future), and the coroutine functions ``flush`` and ``stop``."""
+def _asyncio_runners() -> Any:
+    # The asyncio clients' runs live beside this file, in runners_asyncio.py, loaded from its path: this file runs
+    # as a script under `python -I` (no script directory on sys.path), under any interpreter, whatever kafkaprod
+    # that interpreter has installed.
+    import importlib.util
 
-    def __init__(self, send: Callable[..., Any], flush: Callable[[], Any], stop: Callable[[], Any]) -> None:
-        self.send, self.flush, self.stop = send, flush, stop
-
-
-async def _aiokafka(spec: dict[str, Any]) -> _AsyncClient:
-    from aiokafka import AIOKafkaProducer
-
-    producer = AIOKafkaProducer(
-        bootstrap_servers=spec["bootstrap_servers"], acks=_acks(spec), enable_idempotence=spec["idempotence"],
-        linger_ms=spec["linger_ms"], max_batch_size=spec["batch_size"], max_request_size=spec["max_request_size"],
-        compression_type=_codec(spec), client_id=spec["client_id"], **_aiokafka_security(spec))
-    await producer.start()
-    return _AsyncClient(producer.send, producer.flush, producer.stop)
+    path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "runners_asyncio.py")
+    spec = importlib.util.spec_from_file_location("_kafkaprod_runners_asyncio", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
-def _aiokafka_security(spec: dict[str, Any]) -> dict[str, Any]:
-    # aiokafka takes TLS settings as an SSLContext only.
-    security = dict(spec.get("security", {}))
-    if "ssl_cafile" in security:
-        import ssl
-
-        security["ssl_context"] = ssl.create_default_context(cafile=security.pop("ssl_cafile"))
-    return security
-
-
-async def _kafkaprod_aio(spec: dict[str, Any]) -> _AsyncClient:
-    from kafkaprod.aio import AIOKafkaProducer
-
-    producer = AIOKafkaProducer(
-        bootstrap_servers=spec["bootstrap_servers"], acks=_acks(spec), enable_idempotence=spec["idempotence"],
-        linger_ms=spec["linger_ms"], batch_size=spec["batch_size"], max_request_size=spec["max_request_size"],
-        compression_type=spec["compression"], client_id=spec["client_id"], **spec.get("security", {}))
-    await producer.start()
-    return _AsyncClient(producer.send, producer.flush, producer.stop)
-
-
-async def _confluent_aio(spec: dict[str, Any]) -> _AsyncClient:
-    from confluent_kafka.aio import AIOProducer
-
-    producer = AIOProducer({
-        "bootstrap.servers": spec["bootstrap_servers"], "acks": _acks(spec), "enable.idempotence": spec["idempotence"],
-        "linger.ms": spec["linger_ms"], "batch.size": spec["batch_size"], "compression.type": spec["compression"],
-        "message.max.bytes": spec["max_request_size"], "client.id": spec["client_id"], **_librdkafka_security(spec)})
-    return _AsyncClient(producer.produce, producer.flush, producer.close)
-
-
-def _run_asyncio(spec: dict[str, Any], records: Records, window: Window,
-                 open_client: Callable[[dict[str, Any]], Any]) -> dict[str, Any]:
+def _run_asyncio(spec: dict[str, Any], records: Records, window: Window, client: str) -> dict[str, Any]:
     outcomes = Outcomes(spec["delivery"])
-
-    async def main() -> None:
-        client = await open_client(spec)
-        try:
-            topic, value, n = spec["topic"], records.value, records.n
-            await asyncio.wait_for(await client.send(topic, value, records.first_key), _WARMUP_TIMEOUT_S)
-            send = client.send
-            held: list[Any] = []
-            hold, on_done = held.append, outcomes.on_aiokafka
-            window.start()
-            # send() is a coroutine that returns once the record is queued (waiting for room when the producer's
-            # buffer is full) and hands back a delivery future; flush() waits for all of them to be sent. (The
-            # argument tuples cost every asyncio client the same few ns, next to a coroutine's microsecond.)
-            calls: Any = (itertools.repeat((topic, value), n) if records.keys is None
-                          else ((topic, value, key) for key in records.key_stream()))
-            if outcomes.mode == "none":
-                for args in calls:
-                    await send(*args)
-            elif outcomes.mode == "future":
-                for args in calls:
-                    hold(await send(*args))
-            else:
-                for args in calls:
-                    (await send(*args)).add_done_callback(on_done)
-            await client.flush()
-            if outcomes.mode == "future":
-                for future in held:
-                    try:
-                        await future
-                    except Exception as exc:  # every failure kind counts; the first ones are named
-                        outcomes.fail(exc)
-                    else:
-                        outcomes.delivered += 1
-            elif outcomes.mode == "callback":
-                await outcomes.wait_async(n)  # done callbacks run on the loop's next turns
-            window.stop()
-        finally:
-            await client.stop()
-
-    asyncio.run(main())
+    settings: dict[str, Any] = {"acks": _acks(spec), "codec": _codec(spec), "warmup_timeout_s": _WARMUP_TIMEOUT_S}
+    if client == "confluent-aio":
+        settings["librdkafka_security"] = _librdkafka_security(spec)
+    _asyncio_runners().run(client, spec, settings, records, window, outcomes)
     return outcomes.report(records.n)
 
 
 def run_aiokafka(spec: dict[str, Any], records: Records, window: Window) -> dict[str, Any]:
-    return _run_asyncio(spec, records, window, _aiokafka)
+    return _run_asyncio(spec, records, window, "aiokafka")
 
 
 def run_kafkaprod_aio(spec: dict[str, Any], records: Records, window: Window) -> dict[str, Any]:
-    return _run_asyncio(spec, records, window, _kafkaprod_aio)
+    return _run_asyncio(spec, records, window, "kafkaprod-aio")
 
 
 def run_confluent_aio(spec: dict[str, Any], records: Records, window: Window) -> dict[str, Any]:
-    return _run_asyncio(spec, records, window, _confluent_aio)
+    return _run_asyncio(spec, records, window, "confluent-aio")
 
 
 RUNNERS: dict[str, Callable[[dict[str, Any], Records, Window], dict[str, Any]]] = {
