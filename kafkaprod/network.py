@@ -562,40 +562,46 @@ class NetworkClient:
             self._read_tls(conn, sock, conn.tls, splitter, now)
             return
         while True:
-            try:
-                data = sock.recv(_RECV_SIZE)
-            except (BlockingIOError, InterruptedError):
+            data = self._recv(conn, sock)
+            if not data or not self._feed(conn, splitter, data, now) or len(data) < _RECV_SIZE:
                 return
-            except OSError as exc:
-                self._close(conn, f"receive failed: {exc}")
-                return
-            if not data:
-                self._close(conn, "closed by the broker")
-                return
-            try:
-                frames = splitter.feed(data)
-            except ProtocolError as exc:
-                self._close(conn, f"bad frame: {exc}")
-                return
-            for frame in frames:
-                if not self._handle_frame(conn, frame, now):
-                    return
-            if len(data) < _RECV_SIZE:
-                return
+
+    def _recv(self, conn: _Connection, sock: socket.socket) -> bytes | None:
+        """One recv: its bytes; b"" when there is nothing more to read now; None when the connection failed or
+        the broker closed it (it is closed then)."""
+        try:
+            data = sock.recv(_RECV_SIZE)
+        except (BlockingIOError, InterruptedError):
+            return b""
+        except OSError as exc:
+            self._close(conn, f"receive failed: {exc}")
+            return None
+        if not data:
+            self._close(conn, "closed by the broker")
+            return None
+        return data
+
+    def _feed(self, conn: _Connection, splitter: protocol.FrameSplitter, data: bytes, now: float) -> bool:
+        """Plaintext bytes into the frame splitter, and each whole frame handled; False once the connection is
+        closed (a bad frame, or an answer that closed it)."""
+        try:
+            frames = splitter.feed(data)
+        except ProtocolError as exc:
+            self._close(conn, f"bad frame: {exc}")
+            return False
+        for frame in frames:
+            if not self._handle_frame(conn, frame, now):
+                return False
+        return True
 
     def _read_tls(self, conn: _Connection, sock: socket.socket, tls: TlsTransport, splitter: protocol.FrameSplitter,
                   now: float) -> None:
         while True:
-            try:
-                data = sock.recv(_RECV_SIZE)
-            except (BlockingIOError, InterruptedError):
-                break
-            except OSError as exc:
-                self._close(conn, f"receive failed: {exc}")
+            data = self._recv(conn, sock)
+            if data is None:
                 return
             if not data:
-                self._close(conn, "closed by the broker")
-                return
+                break
             try:
                 chunks = tls.decrypt(data)
             except ssl.SSLZeroReturnError:
@@ -610,14 +616,8 @@ class NetworkClient:
                     self._close(conn, f"TLS error while receiving: {describe_ssl_error(exc)}")
                 return
             for chunk in chunks:
-                try:
-                    frames = splitter.feed(chunk)
-                except ProtocolError as exc:
-                    self._close(conn, f"bad frame: {exc}")
+                if not self._feed(conn, splitter, chunk, now):
                     return
-                for frame in frames:
-                    if not self._handle_frame(conn, frame, now):
-                        return
             if len(data) < _RECV_SIZE:
                 break
         if tls.has_output():  # TLS's own messages (a key update, say) to send back
