@@ -1,6 +1,8 @@
 """acks=0, 1 and all: what the broker is asked for, and what the futures report."""
 from __future__ import annotations
 
+import time
+
 import pytest
 
 from producer_support import PRODUCE, WAIT_S, make_producer, read_back
@@ -41,8 +43,13 @@ def test_acks_zero_sends_no_producer_id_request_and_gets_no_answers(mock_cluster
         producer.send(topic, b"x").get(WAIT_S)
         assert producer.config.enable_idempotence is False  # idempotence needs acks=all; off by default here
 
-    assert not mock_cluster.requests(22)  # InitProducerId
+    # With acks=0 the future resolves once the request is written, so the mock may still be reading it: wait for
+    # the mock to have seen it (a synchronisation, not a timing assertion).
+    deadline = time.monotonic() + WAIT_S
+    while not mock_cluster.requests(PRODUCE) and time.monotonic() < deadline:
+        time.sleep(0.01)
     assert len(mock_cluster.requests(PRODUCE)) >= 1
+    assert not mock_cluster.requests(22)  # InitProducerId
 
 
 def test_idempotence_with_acks_one_is_refused_naming_both_options():
