@@ -278,7 +278,7 @@ class KafkaProducer:
         and a new epoch, which fences any earlier producer with the same id, and completes or aborts the
         transaction such a producer left open. Call once, before the first begin_transaction()."""
         what = "init_transactions()"
-        self._await_transactional(self._transactions(what).initialize_transactions(), timeout, what)
+        self._run_transactional(what, timeout, self._transactions(what).initialize_transactions)
 
     def begin_transaction(self) -> None:
         """Opens a transaction: from here until commit_transaction() or abort_transaction(), what send() and
@@ -298,24 +298,24 @@ class KafkaProducer:
         tm = self._transactions(what)
         parsed = make_offsets(offsets)
         group = make_group(group_id)
-        _check_timeout(what, timeout)
         if not parsed:
+            _check_timeout("send_offsets_to_transaction", timeout)
             return
-        self._await_transactional(tm.send_offsets_to_transaction(parsed, group), timeout, what)
+        self._run_transactional(what, timeout, lambda: tm.send_offsets_to_transaction(parsed, group))
 
     def commit_transaction(self, timeout: float | None = None) -> None:
         """Sends everything the transaction queued (a flush), then commits it (EndTxn): its records become visible
         to read_committed consumers, its offsets to the group. Raises the error of a record that failed, as
         TransactionAbortableError: then abort_transaction()."""
         what = "commit_transaction()"
-        self._await_transactional(self._transactions(what).begin_commit(), timeout, what)
+        self._run_transactional(what, timeout, self._transactions(what).begin_commit)
 
     def abort_transaction(self, timeout: float | None = None) -> None:
         """Aborts the open transaction: records not sent yet fail with TransactionAbortedError, those in flight
         are waited for, then EndTxn(abort); read_committed consumers never see its records. Also the way out
         after TransactionAbortableError."""
         what = "abort_transaction()"
-        self._await_transactional(self._transactions(what).begin_abort(), timeout, what)
+        self._run_transactional(what, timeout, self._transactions(what).begin_abort)
 
     def _transactions(self, what: str) -> TransactionManager:
         if self._txn is None:
@@ -325,11 +325,15 @@ class KafkaProducer:
             raise ProducerClosedError(f"{what} after the producer was closed")
         return self._txn
 
-    def _await_transactional(self, result: TransactionalRequestResult, timeout: float | None, what: str) -> None:
-        _check_timeout(what, timeout)
+    def _run_transactional(self, what: str, timeout: float | None,
+                           start: Callable[[], TransactionalRequestResult]) -> None:
+        # The arguments and the calling thread are checked before start() changes the TransactionManager's state:
+        # a refused call leaves the transaction where it was.
+        _check_timeout(what.removesuffix("()"), timeout)
         if threading.current_thread() is self._sender:
             raise KafkaError(f"{what} cannot be called from a producer callback: it would wait for the thread that "
                              f"runs the callback")
+        result = start()
         self._sender.wakeup()
         wait = self._max_block_s if timeout is None else timeout
         if not result.wait(wait):

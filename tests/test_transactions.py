@@ -15,6 +15,7 @@ that a broken producer fails a test instead of hanging it; nothing is timed.
 from __future__ import annotations
 
 import struct
+import threading
 import uuid
 from collections.abc import Callable
 from typing import Any
@@ -28,7 +29,7 @@ from kafkaprod._native.accumulator import RecordAccumulator
 from kafkaprod._native.buffer_pool import BufferPool
 from kafkaprod.errors import (
     ErrorCode, GroupAuthorizationFailedError, InvalidRecordError, InvalidTransactionTimeoutError,
-    InvalidTxnStateError, KafkaTimeoutError,
+    InvalidTxnStateError, KafkaError, KafkaTimeoutError,
     ProducerClosedError, ProducerFencedError, TopicAuthorizationFailedError, TransactionAbortableError,
     TransactionAbortedError, TransactionalIdAuthorizationFailedError, TransactionStateError, UnknownMemberIdError,
     UnknownProducerIdError,
@@ -194,6 +195,37 @@ def test_send_offsets_arguments_are_checked_before_anything_is_sent(mock_cluster
             p.send_offsets_to_transaction({(topic, 0): 1}, 42)
         p.send_offsets_to_transaction({}, "g")  # nothing to send: nothing happens
         p.abort_transaction()
+
+
+def test_a_refused_transactional_call_leaves_the_transaction_where_it_was(mock_cluster, mock_topic):
+    # A bad timeout, or a call from a producer callback (it would wait for the thread running it), is refused
+    # before the call changes anything: the transaction is still open and can be committed.
+    topic = mock_topic(1)
+    with txn_producer(mock_cluster.bootstrap_servers) as p:
+        p.init_transactions()
+        p.begin_transaction()
+        with pytest.raises(ValueError, match=r"commit_transaction\(timeout\): timeout must be >= 0"):
+            p.commit_transaction(timeout=-1)
+        with pytest.raises(TypeError, match=r"send_offsets_to_transaction\(timeout\)"):
+            p.send_offsets_to_transaction({(topic, 0): 1}, "g", timeout="soon")
+        refused = []
+        called = threading.Event()
+
+        def commit_from_callback(metadata, exc):
+            try:
+                p.commit_transaction()
+            except KafkaError as err:
+                refused.append(err)
+            finally:
+                called.set()
+
+        p.send(topic, b"in", callback=commit_from_callback)
+        p.flush()
+        assert called.wait(WAIT_S)
+        assert len(refused) == 1 and "from a producer callback" in str(refused[0])
+        assert p._txn.state is State.IN_TRANSACTION
+        p.commit_transaction()
+        assert p._txn.state is State.READY
 
 
 # ---- noida-db: what read_committed readers see, offsets, fencing --------------------------------------------------
