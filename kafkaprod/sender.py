@@ -29,7 +29,7 @@ from kafkaprod.metrics import ProducerMetrics
 from kafkaprod.network import ClientResponse, NetworkClient
 from kafkaprod.protocol.messages import METADATA, PRODUCE
 from kafkaprod.splitter import split_batch
-from kafkaprod.transaction_manager import State, TransactionManager
+from kafkaprod.transaction_manager import TransactionManager
 
 log = logging.getLogger("kafkaprod")
 
@@ -39,8 +39,6 @@ E = errors.ErrorCode
 _METADATA_ERRORS = frozenset({E.UNKNOWN_TOPIC_OR_PARTITION, E.LEADER_NOT_AVAILABLE, E.NOT_LEADER_OR_FOLLOWER,
                               E.FENCED_LEADER_EPOCH, E.UNKNOWN_LEADER_EPOCH, E.UNKNOWN_TOPIC_ID,
                               E.NETWORK_EXCEPTION})
-# A transaction being aborted, or one that can only be aborted, sends none of its batches that were never sent.
-_FAIL_UNSENT = frozenset({State.ABORTING_TRANSACTION, State.ABORTABLE_ERROR})
 
 # What is in flight is tracked in two places, each for its own reason, and in no third:
 # - NetworkClient, per connection: requests by correlation id, to match answers to requests, time them out after
@@ -309,7 +307,7 @@ class Sender(threading.Thread):
         """While a transaction commits, everything queued is sent at once (a flush); while it aborts, or can only
         be aborted, the batches never sent fail (TransactionAbortedError, or the abortable error), and those that
         were sent are waited for (Java's Sender.maybeSendAndPollTransactionalRequest)."""
-        err = tm.records_error() if tm.state in _FAIL_UNSENT else None
+        err = tm.records_error()  # None unless the transaction is being aborted or can only be aborted
         if err is not None:
             for batch in self.acc.abort_undrained(err, unnumbered_only=True):
                 self.acc.deallocate(batch)
