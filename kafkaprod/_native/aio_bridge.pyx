@@ -109,18 +109,20 @@ cdef class AsyncRecord:
         return True
 
     def result(self):
-        if self.cancelled_:
-            raise _CancelledError()
-        if not record_result(self.record).done():
-            raise _InvalidStateError("the record is not acknowledged yet")
+        self._check_outcome()
         return self.record.get(0)
 
     def exception(self):
+        self._check_outcome()
+        return self.record.exception(0)
+
+    cdef int _check_outcome(self) except -1:
+        # asyncio.Future's rules for result() and exception(): cancelled, or not done yet, raises.
         if self.cancelled_:
             raise _CancelledError()
         if not record_result(self.record).done():
             raise _InvalidStateError("the record is not acknowledged yet")
-        return self.record.exception(0)
+        return 0
 
     def add_done_callback(self, fn, *, context=None):
         """fn(self) on the loop once the record is complete (soon, if it is already)."""
