@@ -217,14 +217,20 @@ _JAVA_NAMES["interceptor.classes"] = "interceptors"
 _JAVA_NAMES["partitioner.class"] = "partitioner"
 _JAVA_NAMES["key.serializer"] = "key_serializer"
 _JAVA_NAMES["value.serializer"] = "value_serializer"
-# The security options' Java and librdkafka names.
-_JAVA_NAMES["ssl.ca.location"] = "ssl_cafile"
-_JAVA_NAMES["ssl.certificate.location"] = "ssl_certfile"
-_JAVA_NAMES["ssl.key.location"] = "ssl_keyfile"
-_JAVA_NAMES["ssl.key.password"] = "ssl_password"
-_JAVA_NAMES["sasl.mechanisms"] = "sasl_mechanism"
-_JAVA_NAMES["sasl.username"] = "sasl_plain_username"
-_JAVA_NAMES["sasl.password"] = "sasl_plain_password"
+#: The security options and librdkafka's names for them (which the Java client shares where it has them): taken
+#: as option names here, and given to confluent-kafka by the tools (kafkaprod.tools.broker.librdkafka_security).
+LIBRDKAFKA_NAMES = {
+    "security_protocol": "security.protocol",
+    "ssl_cafile": "ssl.ca.location",
+    "ssl_certfile": "ssl.certificate.location",
+    "ssl_keyfile": "ssl.key.location",
+    "ssl_password": "ssl.key.password",
+    "sasl_mechanism": "sasl.mechanism",
+    "sasl_plain_username": "sasl.username",
+    "sasl_plain_password": "sasl.password",
+}
+_JAVA_NAMES.update({dotted: name for name, dotted in LIBRDKAFKA_NAMES.items()})
+_JAVA_NAMES["sasl.mechanisms"] = "sasl_mechanism"  # librdkafka's older, plural spelling
 
 
 def canonical_name(name: str) -> str:

@@ -513,30 +513,17 @@ class NoidaBroker(_LocalBroker):
         create_topics(self.bootstrap_servers, topics, 1, timeout)
 
 
-# kafkaprod's security options and librdkafka's names for them.
-_LIBRDKAFKA_NAMES = {
-    "security_protocol": "security.protocol",
-    "ssl_cafile": "ssl.ca.location",
-    "ssl_certfile": "ssl.certificate.location",
-    "ssl_keyfile": "ssl.key.location",
-    "ssl_password": "ssl.key.password",
-    "sasl_mechanism": "sasl.mechanism",
-    "sasl_plain_username": "sasl.username",
-    "sasl_plain_password": "sasl.password",
-}
-
-
 def librdkafka_security(options: Mapping[str, Any]) -> dict[str, Any]:
     """confluent-kafka's settings for the security options among kafkaprod producer ``options`` (snake_case or
     Java names), so that its admin client and consumer reach the same secured cluster. Options that have no
     librdkafka equivalent here (``ssl_context``, a token provider) raise ValueError."""
-    from kafkaprod.config import canonical_name
+    from kafkaprod.config import LIBRDKAFKA_NAMES, canonical_name
 
     out: dict[str, Any] = {}
     for key, value in options.items():
         name = canonical_name(key)
-        if name in _LIBRDKAFKA_NAMES:
-            out[_LIBRDKAFKA_NAMES[name]] = value
+        if name in LIBRDKAFKA_NAMES:
+            out[LIBRDKAFKA_NAMES[name]] = value
         elif name == "ssl_check_hostname":
             if str(value).lower() in ("false", "0"):
                 out["ssl.endpoint.identification.algorithm"] = "none"
