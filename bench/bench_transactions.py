@@ -39,6 +39,8 @@ import time
 import uuid
 from typing import Any
 
+from kafkaprod.tools.runners import Outcomes
+
 CLIENTS = ("kafkaprod", "confluent")
 PARTITIONS = 6
 # confluent-kafka: serve delivery reports this often (records) while producing, as an application would.
@@ -47,33 +49,7 @@ _CHILD_TIMEOUT_S = 1800.0
 _COUNT_TIMEOUT_S = 120.0
 
 
-class Confirmations:
-    """Records confirmed (and failed) by the per-record callbacks; each client calls them from one thread."""
-
-    def __init__(self) -> None:
-        self.ok = 0
-        self.failed = 0
-        self.first_error: str | None = None
-
-    def on_kafkaprod(self, metadata: Any, exception: BaseException | None) -> None:
-        if exception is None:
-            self.ok += 1
-        else:
-            self._fail(exception)
-
-    def on_confluent(self, err: Any, msg: Any) -> None:
-        if err is None:
-            self.ok += 1
-        else:
-            self._fail(err)
-
-    def _fail(self, error: object) -> None:
-        self.failed += 1
-        if self.first_error is None:
-            self.first_error = f"{type(error).__name__}: {error}"
-
-
-def _kafkaprod_transactions(spec: dict[str, Any], confirmations: Confirmations) -> tuple[Any, Any, Any]:
+def _kafkaprod_transactions(spec: dict[str, Any], confirmations: Outcomes) -> tuple[Any, Any, Any]:
     """The producer after init_transactions(), a function running one transaction, and the close call."""
     from kafkaprod import KafkaProducer
 
@@ -105,7 +81,7 @@ def _kafkaprod_transactions(spec: dict[str, Any], confirmations: Confirmations) 
     return producer, transaction, producer.close
 
 
-def _confluent_transactions(spec: dict[str, Any], confirmations: Confirmations) -> tuple[Any, Any, Any]:
+def _confluent_transactions(spec: dict[str, Any], confirmations: Outcomes) -> tuple[Any, Any, Any]:
     from confluent_kafka import Producer
 
     errors: list[str] = []
@@ -146,11 +122,11 @@ def _confluent_transactions(spec: dict[str, Any], confirmations: Confirmations) 
 
 
 def child(spec: dict[str, Any]) -> dict[str, Any]:
-    confirmations = Confirmations()
+    confirmations = Outcomes("callback")  # the comparison harness's per-record counts
     make = _kafkaprod_transactions if spec["client"] == "kafkaprod" else _confluent_transactions
     _producer, transaction, close = make(spec, confirmations)
     transaction()  # the warm-up: connections, metadata, the first AddPartitionsToTxn; stays in the topic
-    warm_ok = confirmations.ok
+    warm_ok = confirmations.delivered
     commits: list[float] = []
     record = commits.append
     cpu0 = time.process_time()
@@ -159,12 +135,12 @@ def child(spec: dict[str, Any]) -> dict[str, Any]:
         record(transaction())
     elapsed = time.perf_counter() - t0
     cpu = time.process_time() - cpu0
-    confirmed = confirmations.ok - warm_ok  # read right after the last commit returned, before close
+    confirmed = confirmations.delivered - warm_ok  # read right after the last commit returned, before close
     close()
     records = spec["transactions"] * spec["records_per_transaction"]
     if spec["delivery"] == "callback" and (confirmed != records or confirmations.failed):
         raise SystemExit(f"{spec['client']}: {confirmed} of {records} records confirmed when the last commit "
-                         f"returned, {confirmations.failed} failed (first: {confirmations.first_error})")
+                         f"returned, {confirmations.failed} failed (first: {confirmations.first_errors[:1]})")
     return {
         "client": spec["client"],
         "records": records,
