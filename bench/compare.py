@@ -269,12 +269,12 @@ def _run_over_tls(meta: dict[str, Any], contenders: list[Any], workload: Workloa
     counts and deletes the topics) connects over TLS, trusting a CA made for this run."""
     import tempfile
 
-    from kafkaprod.tools.broker import TansuBroker, _free_port
+    from kafkaprod.tools.broker import TansuBroker, free_port
     from kafkaprod.tools.tls_front import Stunnel, make_certificates
 
     with tempfile.TemporaryDirectory(prefix="kafkaprod-tls-") as tmp:
         ca_file, server_file = make_certificates(Path(tmp))
-        front = _free_port("127.0.0.1")
+        front = free_port()
         workload.security = {"security_protocol": "SSL", "ssl_cafile": str(ca_file)}
         with TansuBroker(advertised_port=front) as broker, Stunnel(Path(tmp), front, broker.port, server_file):
             meta["broker"] = (f"Tansu with memory storage behind stunnel4 (TLS on 127.0.0.1:{front}, plaintext "

@@ -28,7 +28,7 @@ import scramp
 
 from kafkaprod import protocol
 from kafkaprod.protocol.messages import API_VERSIONS, SASL_AUTHENTICATE, SASL_HANDSHAKE
-from kafkaprod.tools.broker import fetch_api_versions
+from kafkaprod.tools.broker import fetch_api_versions, free_port, recv_exactly
 from kafkaprod.tools.tls_front import Stunnel
 
 __all__ = ["LOOPBACK", "SaslFront", "Stunnel", "free_port"]
@@ -36,36 +36,17 @@ __all__ = ["LOOPBACK", "SaslFront", "Stunnel", "free_port"]
 LOOPBACK = "127.0.0.1"
 
 
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((LOOPBACK, 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
 # ---- SASL: the front -------------------------------------------------------------------------------------------------
 
-def _recv_exactly(sock: socket.socket, n: int) -> bytes | None:
-    buf = bytearray()
-    while len(buf) < n:
-        try:
-            chunk = sock.recv(n - len(buf))
-        except OSError:
-            return None
-        if not chunk:
-            return None
-        buf += chunk
-    return bytes(buf)
-
-
 def _read_frame(sock: socket.socket) -> bytes | None:
-    head = _recv_exactly(sock, 4)
-    if head is None:
+    """One size-prefixed Kafka frame; None once the client is gone (or sends a nonsense size)."""
+    try:
+        (size,) = struct.unpack(">i", recv_exactly(sock, 4))
+        if not 0 < size <= 100 * 1024 * 1024:
+            return None
+        return recv_exactly(sock, size)
+    except OSError:  # ConnectionError included: closed midway
         return None
-    (size,) = struct.unpack(">i", head)
-    if not 0 < size <= 100 * 1024 * 1024:
-        return None
-    return _recv_exactly(sock, size)
 
 
 class _Session:

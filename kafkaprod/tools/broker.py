@@ -44,7 +44,9 @@ __all__ = [
     "create_topics",
     "delete_topics",
     "fetch_api_versions",
+    "free_port",
     "librdkafka_security",
+    "recv_exactly",
 ]
 
 log = logging.getLogger("kafkaprod")
@@ -98,14 +100,16 @@ def _resolve_tansu_binary() -> str:
         ) from exc
 
 
-def _free_port(host: str) -> int:
+def free_port(host: str = _LOOPBACK) -> int:
+    """A port nothing listens on now (the kernel's pick), for a local server to bind next."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind((host, 0))
         port: int = sock.getsockname()[1]
         return port
 
 
-def _recv_exactly(sock: socket.socket, size: int) -> bytes:
+def recv_exactly(sock: socket.socket, size: int) -> bytes:
+    """Exactly ``size`` bytes from a blocking socket; ConnectionError if it closes first."""
     chunks = bytearray()
     while len(chunks) < size:
         chunk = sock.recv(size - len(chunks))
@@ -128,10 +132,10 @@ def fetch_api_versions(host: str, port: int, timeout: float = 5.0) -> dict[int, 
     with socket.create_connection((host, port), timeout=timeout) as sock:
         sock.settimeout(timeout)
         sock.sendall(request)
-        size = int.from_bytes(_recv_exactly(sock, 4), "big", signed=True)
+        size = int.from_bytes(recv_exactly(sock, 4), "big", signed=True)
         if not 10 <= size <= 1 << 20:
             raise BrokerError(f"{host}:{port} sent an ApiVersions response of implausible size {size}")
-        frame = _recv_exactly(sock, size)
+        frame = recv_exactly(sock, size)
     got_correlation = read_correlation_id(frame)
     if got_correlation != correlation_id:
         raise BrokerError(f"{host}:{port} answered correlation id {got_correlation}, expected {correlation_id}")
@@ -317,7 +321,7 @@ class TansuBroker(_LocalBroker):
 
         attempts = 1 if self._requested_port is not None else _PORT_ATTEMPTS
         for attempt in range(1, attempts + 1):
-            port = self._requested_port or _free_port(self._host)
+            port = self._requested_port or free_port(self._host)
             self._launch(binary, port, attempt)
             try:
                 self._await_ready()
@@ -465,7 +469,7 @@ class NoidaBroker(_LocalBroker):
             raise BrokerError(f"the broker is already running ({self.bootstrap_servers})")
         binary = self._binary or _resolve_noida_binary()
         self._dir = Path(tempfile.mkdtemp(prefix="kafkaprod-noida-"))
-        self._port = _free_port(self._host)
+        self._port = free_port(self._host)
         self._log = open(self._dir / "noida-db.log", "wb")
         argv = [binary, "start", "--only", "kafka", "--kafka-port", str(self._port), "--host", self._host,
                 "--data-dir", str(self._dir / "data")]
