@@ -48,10 +48,8 @@ def ssl_context_for(options: Mapping[str, Any]) -> ssl.SSLContext:
     Certificate and key files are read here, so a missing file or a wrong ``ssl_password`` is refused when the
     producer is made (ValueError naming the option), not at the first connection.
     """
-    given = options.get("ssl_context")
+    given: ssl.SSLContext | None = options.get("ssl_context")  # an SSLContext: config.resolve() checked it
     if given is not None:
-        if not isinstance(given, ssl.SSLContext):
-            raise TypeError(f"option 'ssl_context' must be an ssl.SSLContext, got {type(given).__name__}")
         return given
     ctx = ssl.create_default_context(ssl.Purpose.SERVER_AUTH)
     ctx.check_hostname = bool(options.get("ssl_check_hostname", True))
