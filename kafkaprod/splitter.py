@@ -33,8 +33,10 @@ def _half(accumulator: RecordAccumulator, batch: ProducerBatch, start: int, reco
         if half.builder.append(r.timestamp, r.key, r.value, r.headers or None) < 0:
             raise RuntimeError("a split batch could not take back its own records")
     if batch.base_sequence >= 0:
-        # The halves take over the original's sequence range exactly, so no gap opens for the broker.
-        half.set_producer_state(batch.producer_id, batch.producer_epoch, batch.base_sequence + start)
+        # The halves take over the original's sequence range exactly, so no gap opens for the broker, and, in a
+        # transaction, stay part of it.
+        half.set_producer_state(batch.producer_id, batch.producer_epoch, batch.base_sequence + start,
+                                accumulator.transactional)
     half.closed_for_append = True
     half.attempts = batch.attempts
     half.last_attempt = now

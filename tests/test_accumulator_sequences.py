@@ -167,3 +167,23 @@ def test_a_partition_empty_for_longer_than_linger_sends_its_next_batch_alone() -
         assert 0 in _drain(acc)
         _batch(acc, 0, 1)
         assert (_drain(acc) == {}) is alone, linger_ms
+
+
+def test_the_halves_of_a_split_transactional_batch_stay_transactional_with_its_sequences() -> None:
+    from kafkaprod.splitter import split_batch
+
+    pool = BufferPool(1 << 22, 4096)
+    acc = RecordAccumulator(pool, 4096, 0, 0, 0, 120_000, 1000, True, None, 1 << 20, True)  # transactional
+    acc.update_topic("t", [NODE])
+    acc.set_producer_id(7, 3)
+    acc.open_transaction()
+    _batch(acc, 0, 6)
+    acc.ready(monotonic())  # finds the partition outside the transaction
+    acc.add_txn_partitions(acc.take_new_txn_partitions())
+    batch = _drain(acc)[0]
+    original = DefaultRecordBatch(bytes(batch.close()))
+    assert original.is_transactional and (original.producer_id, original.base_sequence) == (7, 0)
+    halves = [DefaultRecordBatch(bytes(half.close())) for half in split_batch(acc, batch, monotonic())]
+    assert all(h.validate_crc() for h in halves)
+    assert [(h.is_transactional, h.producer_id, h.producer_epoch, h.base_sequence) for h in halves] == \
+        [(True, 7, 3, 0), (True, 7, 3, 3)]
