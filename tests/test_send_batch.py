@@ -460,10 +460,10 @@ def test_batches_written_in_bulk_carry_a_valid_crc_also_after_a_producer_state_r
     acc.append("t", 0, b"key", b"single", [("h", b"v")], None, None)  # appended after, checksummed at close
     append_batch(acc, "t", [b"more"] * 10, keys=[b"k"] * 10, partition=0)
     [batch] = _drain_all(acc)
-    batch.set_producer_state(7, 1, 0)
+    batch.set_producer_state(7, 1, 0, False)
     first = bytes(batch.close())
     assert _stored_crc_is_right(first)
     assert [r.value for r in read_batch(first)][-12:] == [b"run-0499", b"single"] + [b"more"] * 10
-    batch.set_producer_state(7, 2, 100)  # an idempotent retry after an epoch bump rewrites the header
+    batch.set_producer_state(7, 2, 100, False)  # an idempotent retry after an epoch bump rewrites the header
     second = bytes(batch.close())
     assert second[21:] != first[21:] and _stored_crc_is_right(second)

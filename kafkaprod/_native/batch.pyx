@@ -76,7 +76,8 @@ cdef class ProducerBatch:
         return self.records
 
     def set_producer_state(self, int64_t producer_id, int producer_epoch, int base_sequence,
-                           bint transactional=False):
+                           bint transactional):
+        # transactional has no default: every caller says whether the batch belongs to a transaction.
         self.producer_id = producer_id
         self.producer_epoch = <int16_t>producer_epoch
         self.base_sequence = base_sequence
