@@ -13,7 +13,7 @@ import time
 from collections.abc import Iterable
 from typing import Any, NamedTuple
 
-from kafkaprod.errors import ErrorCode, KafkaTimeoutError, ProducerClosedError
+from kafkaprod.errors import AuthenticationError, ErrorCode, KafkaTimeoutError, ProducerClosedError
 
 log = logging.getLogger("kafkaprod")
 
@@ -139,7 +139,7 @@ class Metadata:
         self._fatal: Exception | None = None
         # A failed TLS handshake or authentication, until a connection authenticates again (Java's
         # Metadata.fatalError for an AuthenticationException): send() and metadata waiters raise it meanwhile.
-        self.auth_error: Exception | None = None
+        self.auth_error: AuthenticationError | None = None
 
     # -- read side (any thread) --------------------------------------------------------------------------------
     @property
@@ -209,7 +209,7 @@ class Metadata:
             self._fatal = error
             self._cond.notify_all()
 
-    def set_auth_error(self, error: Exception | None) -> None:
+    def set_auth_error(self, error: AuthenticationError | None) -> None:
         """An authentication failure (waiters raise it, and so does send() until it is cleared), or None."""
         with self._cond:
             self.auth_error = error

@@ -78,8 +78,8 @@ class Sender(threading.Thread):
         self.running = True
         self.force_close = False
         self._metadata_in_flight = False
-        # A failed TLS handshake or authentication, and the broker it happened with, until one succeeds.
-        self._auth_error: errors.AuthenticationError | None = None
+        # The broker a TLS handshake or authentication last failed with; the failure itself, until a connection
+        # authenticates, is metadata.auth_error (send() and metadata waiters raise it).
         self._auth_node = 0
         #: Told of each change of the authentication state (the error, or None once it clears): the producer
         #: makes send() raise the error meanwhile.
@@ -133,7 +133,7 @@ class Sender(threading.Thread):
             self._stop_fatal(tm.fatal_error)
             return
         poll_timeout = self._maybe_update_metadata(now)
-        if self._auth_error is not None:
+        if self.metadata.auth_error is not None:
             poll_timeout = min(poll_timeout, self._while_auth_failed(now))
         if tm is not None:
             tm.restart_sequences_if_needed()
@@ -208,8 +208,7 @@ class Sender(threading.Thread):
         """A TLS handshake or authentication failed (err), or succeeded after failures (None). A failure is not
         retried record by record for max_block_ms or delivery_timeout_ms, as Java's producer does not: queued
         records fail with it now, and send() and metadata waiters raise it until a connection authenticates."""
-        changed = (err is None) != (self._auth_error is None)
-        self._auth_error = err
+        changed = (err is None) != (self.metadata.auth_error is None)
         self._auth_node = node
         self.metadata.set_auth_error(err)
         if err is not None:
@@ -223,7 +222,7 @@ class Sender(threading.Thread):
     def _while_auth_failed(self, now: float) -> float:
         # Records that slipped in (a send() racing the failure) fail too; the broker that refused is retried in
         # the background with the reconnect backoff, so that fixed credentials or certificates are noticed.
-        err = self._auth_error
+        err = self.metadata.auth_error
         assert err is not None
         if self.acc.has_incomplete():
             self._fail_queued(err)
