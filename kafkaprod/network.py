@@ -7,11 +7,12 @@ READY. When the SASL session is due for renewal (KIP-368) the connection takes n
 are answered, then it authenticates again. A failed TLS handshake or a refused authentication closes the
 connection and is reported through ``on_auth`` (an AuthenticationError); the next success reports None.
 
-Requests go out with `socket.sendmsg` over the encoded pieces (record batches are never copied into a request
+Requests go out with one sendmsg() over the encoded pieces (record batches are never copied into a request
 buffer; with TLS the pieces are encrypted into a memory BIO, one batch per write opportunity), at most
 `max_in_flight_requests_per_connection` unanswered per connection; answers are matched by correlation id;
 a request unanswered after `request_timeout_ms` closes its connection and fails everything in flight on it.
-Only the Sender thread calls into this class, except `wakeup()`.
+Only the Sender thread calls into this class, except `wakeup()`. The non-blocking reads and writes, and the
+zero-timeout poll, keep the GIL (kafkaprod._native.sockio); only a poll that waits releases it.
 """
 from __future__ import annotations
 
@@ -27,6 +28,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from kafkaprod import __version__, protocol
+from kafkaprod._native import sockio
 from kafkaprod.protocol.messages import API_VERSIONS
 from kafkaprod.protocol.schema import Api
 from kafkaprod.errors import (AuthenticationError, ErrorCode, ProtocolError, SslAuthenticationError,
@@ -39,6 +41,10 @@ log = logging.getLogger("kafkaprod")
 DISCONNECTED, CONNECTING, NEGOTIATING, READY = "disconnected", "connecting", "negotiating", "ready"
 HANDSHAKING, AUTHENTICATING = "handshaking", "authenticating"
 _RECV_SIZE = 256 * 1024
+# Socket calls that keep the GIL (kafkaprod._native.sockio: each release costs the Sender up to a switch interval
+# while send() keeps the caller's thread busy); Python's socket methods where the platform lacks them.
+_HELD_IO = sockio.supported()
+_EPOLL_IN, _EPOLL_OUT = 0x001, 0x004
 
 
 @dataclass
@@ -112,6 +118,10 @@ class NetworkClient:
         self.max_in_flight = max_in_flight
         self.max_frame_size = max_frame_size
         self._selector = selectors.DefaultSelector()
+        # A zero-timeout poll (the Sender's loop right after it sent) reads the epoll set with the GIL kept.
+        self._epoll_fd = self._selector.fileno() if (isinstance(self._selector, getattr(selectors, "EpollSelector", ()))
+                                                     and sockio.epoll_supported()) else -1
+        self._recv_buffer = bytearray(_RECV_SIZE)
         self._conns: dict[int, _Connection] = {}
         self._correlation = 0
         self._completed: list[ClientResponse] = []
@@ -428,7 +438,7 @@ class NetworkClient:
             # only noticed once something else happens.
             timeout = min(timeout, self._time_to_next_deadline(time.monotonic()))
         try:
-            events = self._selector.select(max(0.0, timeout))
+            events = self._ready_now() if timeout <= 0.0 and self._epoll_fd >= 0 else self._selector.select(max(0.0, timeout))
         except InterruptedError:
             events = []
         now = time.monotonic()
@@ -453,6 +463,18 @@ class NetworkClient:
         done, self._completed = self._completed, []
         return done
 
+    def _ready_now(self) -> list[tuple[selectors.SelectorKey, int]]:
+        # selectors.EpollSelector.select(0), translated the same way, without releasing the GIL.
+        ready = []
+        for fd, ev in sockio.epoll_ready(self._epoll_fd):
+            mask = (selectors.EVENT_WRITE if ev & ~_EPOLL_IN else 0) | (selectors.EVENT_READ if ev & ~_EPOLL_OUT else 0)
+            try:
+                key = self._selector.get_key(fd)
+            except KeyError:
+                continue
+            ready.append((key, mask & key.events))
+        return ready
+
     def _time_to_next_deadline(self, now: float) -> float:
         earliest = float("inf")
         for conn in self._conns.values():
@@ -467,9 +489,15 @@ class NetworkClient:
                     earliest = inf.deadline
         return max(0.0, earliest - now)
 
+    def _read_wake(self) -> bytes | None:
+        # One read of the wake socket: what was there, or b""/None when it is empty.
+        if _HELD_IO:
+            return sockio.recv_bytes(self._wake_r.fileno(), self._recv_buffer)
+        return self._wake_r.recv(4096)
+
     def _drain_wakeups(self) -> None:
         try:
-            while self._wake_r.recv(4096):
+            while self._read_wake():
                 pass
         except (BlockingIOError, InterruptedError):
             pass
@@ -499,7 +527,12 @@ class NetworkClient:
             return
         while conn.out:
             try:
-                sent = sock.sendmsg(list(conn.out)[:512])
+                if _HELD_IO:
+                    sent = sockio.send_pieces(sock.fileno(), conn.out)
+                    if sent < 0:
+                        return  # the socket is full: wait for the next write event
+                else:
+                    sent = sock.sendmsg(list(conn.out)[:512])
             except (BlockingIOError, InterruptedError):
                 return
             except OSError as exc:
@@ -570,7 +603,13 @@ class NetworkClient:
         """One recv: its bytes; b"" when there is nothing more to read now; None when the connection failed or
         the broker closed it (it is closed then)."""
         try:
-            data = sock.recv(_RECV_SIZE)
+            if _HELD_IO:
+                held = sockio.recv_bytes(sock.fileno(), self._recv_buffer)
+                if held is None:
+                    return b""
+                data = held
+            else:
+                data = sock.recv(_RECV_SIZE)
         except (BlockingIOError, InterruptedError):
             return b""
         except OSError as exc:

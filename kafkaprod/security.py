@@ -22,6 +22,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from kafkaprod._native import sockio
 from kafkaprod.errors import SaslAuthenticationError
 
 #: ``security_protocol`` values, and whether each uses TLS and SASL.
@@ -38,6 +39,8 @@ MECHANISMS = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512", "OAUTHBEARER")
 # under which queued pieces are copied together so that headers and small fields share one TLS record.
 _ENCRYPT_BATCH = 1024 * 1024
 _COALESCE_BELOW = 16 * 1024
+# Writes that keep the GIL, as NetworkClient's (kafkaprod._native.sockio).
+_HELD_IO = sockio.supported()
 
 
 # ---- TLS ------------------------------------------------------------------------------------------------------------
@@ -116,7 +119,12 @@ class TlsTransport:
                     return True
                 self.pending = memoryview(self.outgoing.read())
             try:
-                sent = sock.send(self.pending)
+                if _HELD_IO:
+                    sent = sockio.send_pieces(sock.fileno(), (self.pending,))
+                    if sent < 0:
+                        return False
+                else:
+                    sent = sock.send(self.pending)
             except (BlockingIOError, InterruptedError):
                 return False
             self.pending = self.pending[sent:]

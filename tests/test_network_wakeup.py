@@ -6,18 +6,19 @@ import selectors
 from kafkaprod.network import NetworkClient
 
 
-class _RecvHook:
-    """Stands in for the wake socket's read end and runs `during` on the first recv(), as a racing thread would."""
+class _ReadHook:
+    """Stands in for NetworkClient._read_wake (one read of the wake socket) and runs `during` before the first
+    read, as a racing thread would."""
 
-    def __init__(self, sock, during) -> None:
-        self._sock = sock
+    def __init__(self, read, during) -> None:
+        self._read = read
         self._during = during
 
-    def recv(self, n: int) -> bytes:
+    def __call__(self) -> bytes | None:
         if self._during is not None:
             during, self._during = self._during, None
             during()
-        return self._sock.recv(n)
+        return self._read()
 
 
 def _wake_pending(client: NetworkClient) -> bool:
@@ -33,11 +34,10 @@ def test_wakeup_racing_with_the_drain_of_an_earlier_one_still_wakes_the_next_pol
     client = NetworkClient("test", 30_000, 50, 1000, 5)
     try:
         client.wakeup()
-        real = client._wake_r
         # Another thread calls wakeup() while the Sender empties the wake socket.
-        client._wake_r = _RecvHook(real, client.wakeup)
+        client._read_wake = _ReadHook(client._read_wake, client.wakeup)  # type: ignore[method-assign]
         client._drain_wakeups()
-        client._wake_r = real
+        del client._read_wake
 
         client.wakeup()  # a later wakeup, after the Sender went back to poll()
 

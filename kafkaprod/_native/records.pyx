@@ -40,9 +40,10 @@ cdef extern from "Python.h":
 RECORD_BATCH_HEADER_SIZE = RECORD_BATCH_OVERHEAD
 
 cdef enum:
-    # Releasing and re-taking the GIL costs more than a CRC of a small batch, and a thread that drops the GIL
-    # may wait a whole switch interval to get it back; only batches this large are checksummed without it.
-    NOGIL_CRC_MIN = 65536
+    # The Sender closes batches, and a thread that drops the GIL while send() keeps the caller's thread busy waits
+    # up to a whole switch interval (5 ms) to get it back: a 1 MB batch's CRC (~0.1 ms) releasing the GIL cost
+    # ~5 ms per batch. Only batches whose CRC takes longer than a millisecond or so are checksummed without it.
+    NOGIL_CRC_MIN = 16 * 1024 * 1024
     # Bytes append_run writes between CRC updates: small enough to still be in L1/L2 when checksummed.
     CRC_CHUNK = 16384
 
