@@ -3,9 +3,11 @@ from __future__ import annotations
 
 import json
 import math
+import time
 
 import pytest
 
+from kafkaprod.errors import KafkaTimeoutError
 from kafkaprod.tools import perf, perf_stats
 
 
@@ -169,6 +171,18 @@ def test_create_topic_needs_external_bootstrap_servers(capsys):
 
 def test_reporting_interval_must_be_positive(capsys):
     assert "--reporting-interval" in refused(capsys, ["--reporting-interval", "0"])
+
+
+def test_a_sampled_callback_records_its_latency_or_counts_its_error():
+    stats = perf_stats.Stats()
+    ok = stats.sampled_callback(time.perf_counter() - 0.25)
+    failed = stats.sampled_callback(time.perf_counter())
+    ok(object(), None)
+    failed(None, KafkaTimeoutError("expired"))
+    assert len(stats.latencies_ms) == 1 and stats.latencies_ms[0] >= 250.0
+    assert stats.take_window() == stats.latencies_ms
+    assert stats.errors == {"KafkaTimeoutError": 1}
+    assert stats.first_errors == ["KafkaTimeoutError: expired"]
 
 
 def test_percentile_is_nearest_rank():
