@@ -17,6 +17,7 @@ from cpython.bytearray cimport PyByteArray_AS_STRING, PyByteArray_GET_SIZE
 from cpython.bytes cimport PyBytes_FromStringAndSize
 from cpython.buffer cimport PyBUF_SIMPLE, PyObject_GetBuffer, PyBuffer_Release
 from cpython.exc cimport PyErr_SetFromErrno
+from libc cimport errno as c_errno
 
 cdef extern from "sockio_impl.h":
     struct kp_iovec:
@@ -46,7 +47,7 @@ def send_pieces(int fd, pieces) -> int:
     raises OSError for any other failure."""
     cdef kp_iovec iov[512]
     cdef Py_buffer views[512]
-    cdef int n = 0, i
+    cdef int n = 0, i, err = 0
     cdef long r
     try:
         for piece in pieces:
@@ -59,10 +60,12 @@ def send_pieces(int fd, pieces) -> int:
         if n == 0:
             return 0
         r = kp_sendv(fd, iov, n)
+        err = c_errno.errno  # before the releases below, which may free memory and so touch errno
     finally:
         for i in range(n):
             PyBuffer_Release(&views[i])
     if r == -3:
+        c_errno.errno = err
         PyErr_SetFromErrno(OSError)
     return r
 
