@@ -28,8 +28,7 @@ def percentile(sorted_values: Sequence[float], fraction: float) -> float:
 
 class _SampledCallback:
     """A sampled record's callback. One object per sample rather than a closure (a function, its closure tuple and
-    two cells): fewer objects for the cyclic GC, whose passes over the run's held futures were most of what
-    sampling cost."""
+    two cells): the extra cyclic-GC collections those four objects caused were most of what sampling cost."""
 
     __slots__ = ("stats", "sent_at")
 
