@@ -28,7 +28,11 @@ cdef class RecordAccumulator:
     # made calls it for each of its records as it completes.
     cdef public object acknowledge
     cdef dict topics
-    cdef dict node_partitions
+    # PartitionStates with queued batches (each once, `PartitionState.active`): the only partitions ready(),
+    # drain() and expiry visit. A partition joins when a batch enters its queue and leaves in the first ready()
+    # that finds the queue empty.
+    cdef list active
+    cdef Py_ssize_t last_ready_visits    # partitions the last ready() looked at
     cdef dict drain_index
     cdef set incomplete
     cdef int flushes_in_progress
@@ -59,6 +63,13 @@ cdef class RecordAccumulator:
     # batch, queued for the Sender.
     cdef void add_batch(self, TopicState st, ProducerBatch batch)
     cdef void wake(self)
+    cdef void activate(self, PartitionState ps)
+    # Buffer bytes for a new batch of the partition (before the record's own size is considered).
+    cdef Py_ssize_t first_size(self, PartitionState ps)
+    cdef void learn_size(self, PartitionState ps, ProducerBatch batch)
+    # Moves an open batch that started small into a larger buffer, for one more record of at most record_bound
+    # bytes, when the pool has the memory free now. Call inside the critical section.
+    cdef bint grow(self, ProducerBatch batch, Py_ssize_t record_bound)
     cdef object closed_error(self, str what)
     # The error an append refused by the transaction gate raises, naming `what` ("send()", "send_batch()").
     cdef object refusal(self, str what)
@@ -67,7 +78,6 @@ cdef class RecordAccumulator:
     # (a topic without metadata yet, a closed producer, a partition that is not a plain int).
     cdef FutureRecordMetadata try_send(self, object topic, object value, object key, object partition,
                                        object timestamp_ms, object headers, object callback)
-    cdef void _rebuild_node_map(self)
     cpdef FutureRecordMetadata append(self, str topic, int partition, object key, object value, object headers,
                                       object timestamp_ms, object callback)
     cdef FutureRecordMetadata _append_record(self, TopicState st, int partition, object key, object value,

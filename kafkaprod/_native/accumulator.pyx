@@ -28,10 +28,16 @@ from kafkaprod._native.future cimport FutureRecordMetadata, ProduceRequestResult
 from kafkaprod._native.murmur2 cimport murmur2, partition_for
 from kafkaprod._native.partition_state cimport PartitionState, TopicState, TXN_ADDED, TXN_NONE, TXN_PENDING
 from kafkaprod._native.records cimport (
-    MemoryRecordsBuilder, estimate_size_upper_bound_raw,
+    MemoryRecordsBuilder, builder_capacity, builder_size, builder_write_limit, estimate_size_upper_bound_raw,
 )
 
 import time
+
+# Buffer bytes of a partition's first batch (or batch_size if smaller); later batches start with about what the
+# partition's last batch held (learn_size). Small, so that a producer writing to thousands of partitions does not
+# reserve batch_size bytes of buffer_memory for each before it knows how much each gets.
+cdef enum:
+    _FIRST_BATCH_BYTES = 1024
 
 from kafkaprod.errors import ProducerClosedError, RecordTooLargeError, TransactionStateError
 
@@ -65,7 +71,8 @@ cdef class RecordAccumulator:
         self.slow_send = None
         self.acknowledge = None
         self.topics = {}
-        self.node_partitions = {}
+        self.active = []
+        self.last_ready_visits = 0
         self.drain_index = {}
         self.incomplete = set()
         self.flushes_in_progress = 0
@@ -96,23 +103,6 @@ cdef class RecordAccumulator:
             if st.sticky_partition >= st.num_partitions or (
                     st.sticky_partition >= 0 and <int>leaders[st.sticky_partition] < 0):
                 st.sticky_partition = -1
-            self._rebuild_node_map()
-
-    cdef void _rebuild_node_map(self):
-        cdef dict out = {}
-        cdef TopicState st
-        cdef PartitionState ps
-        cdef int p
-        for st in self.topics.values():
-            for p in range(st.num_partitions):
-                ps = st.partitions[p]
-                if ps.leader >= 0:
-                    lst = out.get(ps.leader)
-                    if lst is None:
-                        out[ps.leader] = [ps]
-                    else:
-                        lst.append(ps)
-        self.node_partitions = out
 
     def partition_count(self, str topic):
         """Known partition count of a topic, or 0 if its metadata has not arrived yet."""
@@ -293,14 +283,16 @@ cdef class RecordAccumulator:
             last = ps.open_batch
             if last is not None:
                 fut = last.try_append(ts, kptr, klen, vptr, vlen, headers, callback)
+                if fut is None and self.grow(last, estimate_size_upper_bound_raw(klen, vlen, headers)):
+                    fut = last.try_append(ts, kptr, klen, vptr, vlen, headers, callback)
                 if fut is not None:
                     if batch_is_full(last):
                         self.wake()
                     return fut
         # Memory for a new batch comes from outside the critical section, since the pool may block.
         size = estimate_size_upper_bound_raw(klen, vlen, headers)
-        if size < self.batch_size:
-            size = self.batch_size
+        if size < self.first_size(ps):
+            size = self.first_size(ps)
         buf = self.allocate(size, "send()")
         cdef bint handed_over = False
         try:
@@ -349,8 +341,61 @@ cdef class RecordAccumulator:
         if ps.open_batch is not None:
             ps.open_batch.closed_for_append = True
         ps.queue.append(batch)
+        self.activate(ps)
         ps.open_batch = batch
         self.incomplete.add(batch)
+
+    cdef void activate(self, PartitionState ps):
+        # Call whenever a batch joins a partition's queue: the Sender's loop visits only the partitions on this
+        # list, so its work grows with the partitions that have something to send, not with every partition the
+        # producer ever wrote to. ready() drops those whose queue has emptied.
+        if not ps.active:
+            ps.active = True
+            self.active.append(ps)
+
+    cdef Py_ssize_t first_size(self, PartitionState ps):
+        if ps.alloc_hint <= 0:
+            return _FIRST_BATCH_BYTES if _FIRST_BATCH_BYTES < self.batch_size else self.batch_size
+        return ps.alloc_hint
+
+    cdef void learn_size(self, PartitionState ps, ProducerBatch batch):
+        # The next batch starts with about what this one held. Rounded up to a power of two so that a steady
+        # stream rarely grows a batch; within a factor of two of batch_size it is batch_size, the size the
+        # pool's free list recycles.
+        cdef Py_ssize_t used = batch_size_in_bytes(batch), hint = _FIRST_BATCH_BYTES
+        while hint < used:
+            hint *= 2
+        if hint * 2 > self.batch_size:
+            hint = self.batch_size
+        ps.alloc_hint = hint
+
+    cdef bint grow(self, ProducerBatch batch, Py_ssize_t record_bound):
+        """Moves an open batch that started below batch_size into a buffer large enough for one more record of at
+        most record_bound bytes (doubling, up to batch_size), if the pool has that memory free now; False when
+        the batch is closed, already at batch_size, or the memory is not free (the caller starts a new batch,
+        waiting for memory as Java's append does). Call inside the critical section."""
+        cdef MemoryRecordsBuilder b = batch.builder
+        cdef Py_ssize_t cap = builder_capacity(b), limit = builder_write_limit(b), want
+        if batch.closed_for_append or cap >= limit or batch.buffer is None:
+            return False
+        want = cap * 2
+        if want < builder_size(b) + record_bound:
+            want = builder_size(b) + record_bound
+        if want > limit:
+            want = limit
+        buf = self.pool.try_allocate_raw(want)
+        if buf is None:
+            return False
+        try:
+            b.move_to(buf)
+        except BaseException:
+            self.pool.deallocate_raw(buf, want)
+            raise
+        old, old_size = batch.buffer, batch.buffer_size
+        batch.buffer = buf
+        batch.buffer_size = want
+        self.pool.deallocate_raw(old, old_size)
+        return True
 
     cdef void wake(self):
         if self.wakeup is not None:
@@ -369,38 +414,55 @@ cdef class RecordAccumulator:
         cdef int p
         cdef double waited, time_to_wait, left
         cdef bint backing_off, full, sendable
+        cdef list still_active
         with cython.critical_section(self):
-            for st in self.topics.values():
-                for p in range(st.num_partitions):
-                    ps = st.partitions[p]
-                    if not ps.queue:
-                        continue
-                    batch = ps.queue[0]
-                    if self.transactional and ps.txn_state != TXN_ADDED:
-                        # Nothing of it is sent before AddPartitionsToTxn added it to the transaction; the
-                        # TransactionManager takes the partitions found here (take_new_txn_partitions).
-                        if ps.txn_state == TXN_NONE:
-                            ps.txn_state = TXN_PENDING
-                            self.txn_new.append((st.topic, p))
-                        continue
-                    if ps.leader < 0:
-                        unknown.add(st.topic)
-                        continue
-                    if ps.leader in ready_nodes or self._held(ps, ps.leader):
-                        continue
-                    waited = now - batch.last_attempt
-                    backing_off = batch.attempts > 0 and waited < self._backoff(batch)
-                    time_to_wait = self._backoff(batch) if backing_off else self.linger
-                    full = len(ps.queue) > 1 or batch_is_full(batch)
-                    sendable = (full or waited >= time_to_wait or exhausted or self.closed
-                                or self.flushes_in_progress > 0)
-                    if sendable and not backing_off:
-                        ready_nodes.add(ps.leader)
-                    else:
-                        left = time_to_wait - waited
-                        if left < next_delay:
-                            next_delay = left if left > 0 else 0
+            # Only the partitions with queued batches (see activate()); those whose queue emptied leave the list.
+            self.last_ready_visits = len(self.active)
+            still_active = []
+            for ps in self.active:
+                if not ps.queue:
+                    ps.active = False
+                    continue
+                still_active.append(ps)
+                batch = ps.queue[0]
+                if self.transactional and ps.txn_state != TXN_ADDED:
+                    # Nothing of it is sent before AddPartitionsToTxn added it to the transaction; the
+                    # TransactionManager takes the partitions found here (take_new_txn_partitions).
+                    if ps.txn_state == TXN_NONE:
+                        ps.txn_state = TXN_PENDING
+                        self.txn_new.append((ps.topic, ps.partition))
+                    continue
+                if ps.leader < 0:
+                    unknown.add(ps.topic)
+                    continue
+                if ps.leader in ready_nodes or self._held(ps, ps.leader):
+                    continue
+                waited = now - batch.last_attempt
+                backing_off = batch.attempts > 0 and waited < self._backoff(batch)
+                time_to_wait = self._backoff(batch) if backing_off else self.linger
+                full = len(ps.queue) > 1 or batch_is_full(batch)
+                sendable = (full or waited >= time_to_wait or exhausted or self.closed
+                            or self.flushes_in_progress > 0)
+                if sendable and not backing_off:
+                    ready_nodes.add(ps.leader)
+                else:
+                    left = time_to_wait - waited
+                    if left < next_delay:
+                        next_delay = left if left > 0 else 0
+            self.active = still_active
         return ready_nodes, next_delay, unknown
+
+    @property
+    def active_partitions(self):
+        """(topic, partition) of every partition the Sender's next loop visits: those with queued batches, and
+        those whose queue emptied since the last ready()."""
+        with cython.critical_section(self):
+            return [((<PartitionState>ps).topic, (<PartitionState>ps).partition) for ps in self.active]
+
+    @property
+    def partitions_visited_by_last_ready(self):
+        """How many partitions the last ready() looked at."""
+        return self.last_ready_visits
 
     cdef bint _held(self, PartitionState ps, object node):
         # Whether the partition sends nothing to `node` now, because batches of it are in flight. With idempotence
@@ -464,9 +526,10 @@ cdef class RecordAccumulator:
         return out
 
     cdef list _drain_node(self, object node, int max_size, double now):
-        cdef list parts = self.node_partitions.get(node)
+        cdef list parts = self.active
         cdef list out = []
         cdef Py_ssize_t size = 0, n, i, start, est
+        cdef int leader = node
         cdef PartitionState ps
         cdef ProducerBatch batch
         if not parts:
@@ -477,7 +540,8 @@ cdef class RecordAccumulator:
         self.drain_index[node] = (start + 1) % n
         for i in range(n):
             ps = parts[(start + i) % n]
-            if not ps.queue or self._held(ps, node) or (self.transactional and ps.txn_state != TXN_ADDED):
+            if (ps.leader != leader or not ps.queue or self._held(ps, node)
+                    or (self.transactional and ps.txn_state != TXN_ADDED)):
                 continue
             batch = ps.queue[0]
             if batch.attempts > 0 and now - batch.last_attempt < self._backoff(batch):
@@ -495,6 +559,11 @@ cdef class RecordAccumulator:
                 ps.idle_since = -1
             ps.queue.popleft()
             batch.closed_for_append = True
+            if ps.open_batch is batch:
+                self.learn_size(ps, batch)
+                # Not kept past its drain: a partition left idle must not keep its last batch (and the buffer
+                # its sealed bytes point into) alive outside buffer_memory.
+                ps.open_batch = None
             batch.sent_to = node
             ps.in_flight.append(batch)
             size += est
@@ -507,18 +576,16 @@ cdef class RecordAccumulator:
         cdef TopicState st
         cdef PartitionState ps
         cdef ProducerBatch batch
-        cdef int p
         with cython.critical_section(self):
-            for st in self.topics.values():
-                for p in range(st.num_partitions):
-                    dq = (<PartitionState>st.partitions[p]).queue
-                    while dq:
-                        batch = dq[0]
-                        if now - batch.created < self.delivery_timeout:
-                            break
-                        dq.popleft()
-                        batch.closed_for_append = True
-                        out.append(batch)
+            for ps in self.active:
+                dq = ps.queue
+                while dq:
+                    batch = dq[0]
+                    if now - batch.created < self.delivery_timeout:
+                        break
+                    dq.popleft()
+                    batch.closed_for_append = True
+                    out.append(batch)
         return out
 
     def reenqueue(self, ProducerBatch batch, double now):
@@ -533,6 +600,7 @@ cdef class RecordAccumulator:
             ps.serial = True
             ps.last_error = now
             ps.insert_for_retry(batch)
+            self.activate(ps)
 
     def reenqueue_split(self, ProducerBatch batch, list halves):
         """Puts the halves of a batch the broker found too large at the head of its queue in the batch's place
@@ -549,6 +617,7 @@ cdef class RecordAccumulator:
                 # (or re-queued) before this one, and the halves of this later batch must not overtake it.
                 ps.insert_for_retry(child)
                 self.incomplete.add(child)
+            self.activate(ps)
         batch.final_state = BATCH_FAILED
         batch.result.split([(start, (<ProducerBatch>child).result) for start, child in halves])
         self.deallocate(batch)
@@ -559,6 +628,8 @@ cdef class RecordAccumulator:
         with cython.critical_section(self):
             ps = self._partition_of(batch)
             ps.release(batch)
+            if ps.open_batch is batch:
+                ps.open_batch = None  # expired or aborted before its drain
             if not ps.in_flight:
                 # One batch at a time or not (see _held): empty, the partition is idle from now (its next batch
                 # decides, in _drain_node); a batch sent alone succeeded with no retry left behind it (the head was

@@ -33,6 +33,9 @@ cdef class BufferPool:
     # bytearray carved from unallocated memory; blocks (GIL released) up to max_block_ms for memory, in FIFO
     # order. Raises RecordTooLargeError, BufferExhaustedError or ProducerClosedError.
     cdef bytearray allocate_raw(self, Py_ssize_t size, int64_t max_block_ms)
+    # A buffer of `size` bytes when that much is free now and nobody is waiting, else None (never blocks): for
+    # growing a batch, which may instead close it and start another.
+    cdef object try_allocate_raw(self, Py_ssize_t size)
     # Returns a buffer: poolable-size bytearrays go back to the free list, other sizes back to unallocated
     # memory. size < 0 means len(buf).
     cdef int deallocate_raw(self, object buf, Py_ssize_t size) except -1

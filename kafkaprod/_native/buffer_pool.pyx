@@ -191,6 +191,21 @@ cdef class BufferPool:
             return self._new_buffer(size)
         return <bytearray>got
 
+    cdef object try_allocate_raw(self, Py_ssize_t size):
+        """A buffer of `size` bytes if the memory is free now, else None: never waits, never queues, and never takes
+        memory that threads already waiting are owed."""
+        cdef object got = None
+        if size <= 0 or size > self._total:
+            return None
+        with cython.critical_section(self):
+            if not self._closed and len(self._waiters) == 0:
+                got = self._take_if_available(size)
+        if got is None:
+            return None
+        if got is True:
+            return self._new_buffer(size)
+        return got
+
     cdef bytearray _allocate_blocking(self, Py_ssize_t size, int64_t max_block_ms):
         cdef _Waiter me = _Waiter()
         cdef bytearray buf = None

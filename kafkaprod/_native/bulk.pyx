@@ -277,6 +277,9 @@ cdef BatchFuture _append_all(RecordAccumulator acc, TopicState st, BatchFuture f
                         pending_p = p
                         break
                     d = (<MemoryRecordsBuilder>cur_builder[p]).append_bulk(ts, kp, kl, vp, vl, hp, hlen)
+                    if d < 0 and acc.grow((<PartitionState>partitions[p]).open_batch, size_upper_bound(kl, vl, hpart)):
+                        # The batch started small and moved to a larger buffer (the builder is the same object).
+                        d = (<MemoryRecordsBuilder>cur_builder[p]).append_bulk(ts, kp, kl, vp, vl, hp, hlen)
                     if d < 0:
                         pending_p = p
                         break
@@ -300,8 +303,8 @@ cdef BatchFuture _append_all(RecordAccumulator acc, TopicState st, BatchFuture f
             read_item(vsrc, i, &vp, &vl)
             read_item(ksrc, i, &kp, &kl)
             size = size_upper_bound(kl, vl, hpart)
-            if size < batch_size:
-                size = batch_size
+            if size < acc.first_size(<PartitionState>partitions[pending_p]):
+                size = acc.first_size(<PartitionState>partitions[pending_p])
             buf = acc.allocate(size, "send_batch()")
             handed_over = False
             try:

@@ -14,6 +14,7 @@ cdef enum:
 @cython.final
 cdef class PartitionState:
     # One partition as the accumulator sees it.
+    cdef readonly str topic
     cdef readonly int partition
     cdef object queue                    # deque of ProducerBatch: to be drained, in sequence order
     cdef ProducerBatch open_batch        # the batch appends go to; None when there is none
@@ -35,6 +36,13 @@ cdef class PartitionState:
     # Transactions: TXN_NONE until ready() asks for the partition to be added to the open transaction,
     # TXN_PENDING until AddPartitionsToTxn succeeds for it, then TXN_ADDED; only an added partition drains.
     cdef int txn_state
+    # Whether it is on the accumulator's list of partitions with queued batches (RecordAccumulator.active), the
+    # only partitions the Sender's loop visits.
+    cdef bint active
+    # Bytes of buffer its next batch starts with: about what its last drained batch held (a power of two, at
+    # most batch_size), so that a partition with a few records per batch does not hold batch_size bytes of
+    # buffer_memory for each; a batch that outgrows its buffer moves to a larger one (RecordAccumulator.grow).
+    cdef Py_ssize_t alloc_hint
 
     cdef void insert_for_retry(self, ProducerBatch batch)
     cdef void release(self, ProducerBatch batch)

@@ -22,7 +22,8 @@ cdef object _random = random.Random()
 cdef class PartitionState:
     """One partition: its queue of batches, open batch, leader, batches in flight and sequence numbering."""
 
-    def __cinit__(self, int partition):
+    def __cinit__(self, str topic, int partition):
+        self.topic = topic
         self.partition = partition
         self.queue = _deque()
         self.open_batch = None
@@ -35,6 +36,8 @@ cdef class PartitionState:
         self.seq_owner = None
         self.restart = False
         self.txn_state = TXN_NONE
+        self.active = False
+        self.alloc_hint = 0  # the accumulator's first-batch size until its first batch is drained
 
     cdef void insert_for_retry(self, ProducerBatch batch):
         # A batch going back into the queue (retry or split half): at the head, except that with sequences it goes
@@ -72,7 +75,7 @@ cdef class TopicState:
 
     cdef void resize(self, int n):
         while len(self.partitions) < n:
-            self.partitions.append(PartitionState(len(self.partitions)))
+            self.partitions.append(PartitionState(self.topic, len(self.partitions)))
         self.num_partitions = n
 
     cdef int next_sticky(self, int current):

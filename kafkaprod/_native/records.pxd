@@ -95,6 +95,9 @@ cdef class MemoryRecordsBuilder:
                                Py_ssize_t* budget, int* why) noexcept
     cdef bint _fits(self, Py_ssize_t end, int32_t offset_delta) noexcept
     cdef void _appended(self, int64_t timestamp, int32_t count, Py_ssize_t pos) noexcept
+    # Copies the records appended so far into a larger buffer and appends there from now on; raises once closed
+    # for appends or when the buffer is too small.
+    cdef int move_to(self, object buffer) except -1
     cpdef object close(self)
     cdef int _store_producer_state(self, producer_id, producer_epoch, base_sequence,
                                    is_transactional) except -1
@@ -115,3 +118,12 @@ cdef inline Py_ssize_t builder_size(MemoryRecordsBuilder b) noexcept:
 
 cdef inline int32_t builder_count(MemoryRecordsBuilder b) noexcept:
     return b._count
+
+
+cdef inline Py_ssize_t builder_capacity(MemoryRecordsBuilder b) noexcept:
+    """Bytes of the buffer it writes into (a batch that started small has less than its write limit)."""
+    return b._capacity
+
+
+cdef inline Py_ssize_t builder_write_limit(MemoryRecordsBuilder b) noexcept:
+    return b._write_limit

@@ -473,6 +473,24 @@ cdef class MemoryRecordsBuilder:
                 return i
         return n
 
+    cdef int move_to(self, object buffer) except -1:
+        """Carries the records appended so far into `buffer`, a larger writable buffer, and appends there from now
+        on (a batch that started small and outgrew its buffer; the caller returns the old one to the pool)."""
+        cdef Py_buffer nv
+        if self._appends_closed or self._closing or self._closed:
+            raise RuntimeError("cannot move a record batch that is closed for appends")
+        PyObject_GetBuffer(buffer, &nv, PyBUF_SIMPLE | PyBUF_WRITABLE)
+        if nv.len < self._pos or nv.len > INT32_MAX:
+            PyBuffer_Release(&nv)
+            raise ValueError(f"a buffer of {nv.len} bytes cannot hold this batch's {self._pos} bytes")
+        memcpy(nv.buf, self._buf, self._pos)
+        PyBuffer_Release(&self._view)
+        self._view = nv
+        self._buffer_obj = buffer
+        self._buf = <unsigned char*>nv.buf
+        self._capacity = nv.len
+        return 0
+
     cpdef close_for_appends(self):
         """Refuses further appends (the batch is being drained) without building it yet."""
         self._appends_closed = True
