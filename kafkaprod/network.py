@@ -125,6 +125,8 @@ class NetworkClient:
         self._conns: dict[int, _Connection] = {}
         self._correlation = 0
         self._completed: list[ClientResponse] = []
+        # Connections with requests queued since the last poll(), written at its start (see _write_soon).
+        self._write_soon_conns: list[_Connection] = []
         self._wake_r, self._wake_w = socket.socketpair()
         self._wake_r.setblocking(False)
         self._wake_w.setblocking(False)
@@ -408,8 +410,29 @@ class NetworkClient:
             conn.in_flight[cid] = inf
         else:
             conn.noreply.append(cid)
-        self._want_write(conn, True)
+        self._write_soon(conn)
         return cid
+
+    def _write_soon(self, conn: _Connection) -> None:
+        # A connected socket is written at the start of the next poll() instead of after a write event: asking
+        # epoll for write events and back is an epoll_ctl each way, and epoll_ctl releases the GIL -- with send()
+        # keeping the caller's thread busy, each release costs the I/O thread up to the GIL switch interval, twice
+        # per request. Write events are asked for only when the socket is full.
+        if conn.state in (READY, NEGOTIATING, AUTHENTICATING) and conn.sock is not None:
+            if not self._write_soon_conns or conn not in self._write_soon_conns:
+                self._write_soon_conns.append(conn)
+        else:
+            self._want_write(conn, True)
+
+    def _write_queued(self) -> None:
+        conns, self._write_soon_conns = self._write_soon_conns, []
+        now = time.monotonic()
+        for conn in conns:
+            if conn.sock is None or not conn.out or conn.registered_events & selectors.EVENT_WRITE:
+                continue  # closed meanwhile, nothing left, or already waiting for a write event
+            self._write(conn, now)
+            if conn.sock is not None and conn.out:
+                self._want_write(conn, True)  # the socket is full
 
     def _want_write(self, conn: _Connection, on: bool) -> None:
         events = selectors.EVENT_READ | (selectors.EVENT_WRITE if on else 0)
@@ -430,6 +453,8 @@ class NetworkClient:
 
     def poll(self, timeout: float) -> list[ClientResponse]:
         """Waits up to timeout seconds for I/O, does it, and returns every request completed meanwhile."""
+        if self._write_soon_conns:
+            self._write_queued()
         if self._completed:
             timeout = 0.0
         else:
