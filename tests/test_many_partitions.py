@@ -72,6 +72,26 @@ def test_a_partition_written_once_and_left_idle_is_not_visited_by_later_sender_l
     assert sorted(b.partition for b in drained) == [p * 997 for p in range(10)]
 
 
+def test_each_drain_starts_where_the_last_one_ran_out_of_request_space() -> None:
+    acc, _ = _accumulator(3_000)
+
+    def fill() -> None:
+        for p in range(3_000):
+            acc.append("t", p, None, b"r" * 900, None, None, None)
+
+    fill()
+    request = 1_000 * 1_000  # about 1,000 of these ~1 KB batches
+    first = acc.drain([NODE], request, monotonic())[NODE]
+    fill()  # every partition has a batch again, those just drained included
+    second = acc.drain([NODE], request, monotonic())[NODE]
+    taken_first = {b.partition for b in first}
+    taken_second = {b.partition for b in second}
+    # (the partitions the first drain left have ~2 KB batches by now, so fewer fit the second request)
+    assert len(taken_first) > 900 and len(taken_second) > 400
+    # Java's drainIndex: the second request goes on with the partitions the first had no room for.
+    assert taken_first.isdisjoint(taken_second)
+
+
 def test_open_batches_of_many_partitions_take_memory_for_what_they_hold_not_batch_size_each() -> None:
     acc, pool = _accumulator(2_000)
     for p in range(2_000):

@@ -536,7 +536,9 @@ cdef class RecordAccumulator:
             return out
         n = len(parts)
         start = self.drain_index.get(node, 0) % n
-        # Rotate the starting partition so a busy partition cannot starve the others of request space.
+        # The next drain starts where this one stops for want of request space (Java's drainIndex), so that every
+        # partition gets its turn when more are ready than one request holds; starting one partition further
+        # each time would give most of every request to the same run of partitions.
         self.drain_index[node] = (start + 1) % n
         for i in range(n):
             ps = parts[(start + i) % n]
@@ -548,6 +550,7 @@ cdef class RecordAccumulator:
                 continue
             est = batch_size_in_bytes(batch)
             if out and size + est > max_size:
+                self.drain_index[node] = (start + i) % n
                 break
             if self.idempotent and not self._number(ps, batch):
                 continue
