@@ -33,6 +33,9 @@ from kafkaprod.transaction_manager import TransactionManager
 
 log = logging.getLogger("kafkaprod")
 
+_FAR = 1e18
+_BUSY_RECHECK_S = 0.1
+
 E = errors.ErrorCode
 # Partition errors after which the leader may have moved (of Java's InvalidMetadataException family, NetworkException
 # among them): refresh metadata before the retry.
@@ -127,6 +130,8 @@ class Sender(threading.Thread):
         self.wakeup()
 
     def run_once(self) -> None:
+        # Awake: a batch queued from here on wakes the next poll (see RecordAccumulator.wake_for).
+        self.acc.sender_wakes_at = _FAR
         now = monotonic()
         tm = self.tm
         if tm is not None and tm.fatal_error is not None:
@@ -156,7 +161,11 @@ class Sender(threading.Thread):
                 continue
             if not self.client.ready(node, now):
                 ready_nodes.discard(node)
-                next_delay = min(next_delay, max(self.client.connection_delay(node, now), 0.005))
+                delay = self.client.connection_delay(node, now)
+                # 0: connected with every request slot taken, and an answer wakes the poll (Java's
+                # NetworkClient.pollDelayMs); the bound is a safety net. Waking every few ms instead would be a loop
+                # over every partition with queued batches each time.
+                next_delay = min(next_delay, _BUSY_RECHECK_S if delay == 0 else max(delay, 0.005))
         batches_by_node = self.acc.drain(ready_nodes, self.max_request_size, now) if ready_nodes else {}
         self._expire(now)
         for node, batches in batches_by_node.items():
@@ -167,6 +176,7 @@ class Sender(threading.Thread):
             poll_timeout = min(poll_timeout, next_delay)
         if not self.running:
             poll_timeout = min(poll_timeout, 0.05)
+        self.acc.sender_wakes_at = now + poll_timeout
         self.client.poll(poll_timeout)
 
     # ---- metadata ------------------------------------------------------------------------------------------------

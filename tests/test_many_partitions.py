@@ -8,6 +8,8 @@ memory storage spends time per written batch that grows with the partitions hold
 """
 from __future__ import annotations
 
+import time
+
 from kafka.record.default_records import DefaultRecordBatch
 
 from kafkaprod._native.accumulator import RecordAccumulator, monotonic
@@ -181,3 +183,34 @@ def test_send_batch_over_1000_partitions_grows_batches_in_place_and_keeps_every_
         # In send order within each partition, at 0..n-1: no record lost, reordered or written twice.
         assert {p: o for p, o in offsets.items()} == {p: list(range(len(o))) for p, o in offsets.items()}
         assert producer.metrics()["batch-size-avg"] > 1024  # batches went past their first buffer
+
+
+def test_a_new_batch_wakes_the_sender_only_when_it_would_sleep_past_the_batch_linger() -> None:
+    wakes: list[int] = []
+    pool = BufferPool(MEMORY, BATCH)
+    acc = RecordAccumulator(pool, BATCH, 0, 5, 100, 120_000, 1000, False, lambda: wakes.append(1), 1 << 20)
+    acc.update_topic("t", [NODE] * 3)
+    acc.append("t", 0, None, b"a", None, None, None)
+    assert len(wakes) == 1  # the Sender is not polling yet: it must look
+    acc.sender_wakes_at = monotonic() + 60  # asleep for a minute
+    acc.append("t", 1, None, b"b", None, None, None)
+    assert len(wakes) == 2
+    acc.sender_wakes_at = monotonic() + 0.001  # back before this batch's 5 ms linger ends
+    acc.append("t", 2, None, b"c", None, None, None)
+    acc.append("t", 2, None, b"d", None, None, None)  # joins the open batch: no new batch, no wake-up
+    assert len(wakes) == 2
+
+
+def test_a_batch_past_delivery_timeout_expires_though_the_scan_is_skipped_while_none_can_be() -> None:
+    pool = BufferPool(MEMORY, BATCH)
+    acc = RecordAccumulator(pool, BATCH, 0, 0, 100, 50, 1000, False, None, 1 << 20)  # 50 ms delivery timeout
+    acc.update_topic("t", [NODE] * 2)
+    acc.append("t", 0, None, b"old", None, None, None)
+    now = monotonic()
+    acc.ready(now)
+    assert acc.expired_batches(now) == []
+    time.sleep(0.03)
+    acc.append("t", 1, None, b"young", None, None, None)  # created at least 30 ms after the old one
+    later = now + 0.06
+    assert [b.partition for b in acc.expired_batches(later)] == [0]
+    assert [b.partition for b in acc.expired_batches(later + 0.05)] == [1]

@@ -33,6 +33,12 @@ cdef class RecordAccumulator:
     # that finds the queue empty.
     cdef list active
     cdef Py_ssize_t last_ready_visits    # partitions the last ready() looked at
+    # No queued batch was created before this (monotonic seconds; lower when unknown): expiry scans only when it
+    # is older than delivery_timeout_ms.
+    cdef double oldest_queued
+    # When the Sender's poll will return at the latest (monotonic seconds; far ahead while it is not polling):
+    # the Sender sets it, and a new batch wakes the Sender only if its linger ends before then.
+    cdef public double sender_wakes_at
     cdef dict drain_index
     cdef set incomplete
     cdef int flushes_in_progress
@@ -63,6 +69,8 @@ cdef class RecordAccumulator:
     # batch, queued for the Sender.
     cdef void add_batch(self, TopicState st, ProducerBatch batch)
     cdef void wake(self)
+    # Wakes the Sender for a batch just queued, if the batch is full or the Sender sleeps past its linger.
+    cdef void wake_for(self, ProducerBatch batch)
     cdef void activate(self, PartitionState ps)
     # Buffer bytes for a new batch of the partition (before the record's own size is considered).
     cdef Py_ssize_t first_size(self, PartitionState ps)

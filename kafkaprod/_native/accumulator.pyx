@@ -73,6 +73,8 @@ cdef class RecordAccumulator:
         self.topics = {}
         self.active = []
         self.last_ready_visits = 0
+        self.oldest_queued = -1e18  # unknown: the first expiry check looks
+        self.sender_wakes_at = 1e18
         self.drain_index = {}
         self.incomplete = set()
         self.flushes_in_progress = 0
@@ -316,7 +318,7 @@ cdef class RecordAccumulator:
         finally:
             if not handed_over:
                 self.free(buf, size)
-        self.wake()
+        self.wake_for(batch)
         return fut
 
     cdef object allocate(self, Py_ssize_t size, str what):
@@ -344,6 +346,8 @@ cdef class RecordAccumulator:
         self.activate(ps)
         ps.open_batch = batch
         self.incomplete.add(batch)
+        if batch.created < self.oldest_queued:
+            self.oldest_queued = batch.created
 
     cdef void activate(self, PartitionState ps):
         # Call whenever a batch joins a partition's queue: the Sender's loop visits only the partitions on this
@@ -401,6 +405,13 @@ cdef class RecordAccumulator:
         if self.wakeup is not None:
             self.wakeup()
 
+    cdef void wake_for(self, ProducerBatch batch):
+        # A new batch needs the Sender awake only if it is sendable already or the Sender sleeps past its linger
+        # (Java wakes the Sender for every new batch; at thousands of partitions nearly every record starts one,
+        # and each wake-up is a loop over every partition with queued batches).
+        if batch_is_full(batch) or batch.created + self.linger < self.sender_wakes_at:
+            self.wake()
+
     # ---- Sender: ready / drain / expire / retry ------------------------------------------------------------------
     def ready(self, double now):
         """(ready node ids, seconds until the next check, topics whose leader is unknown): Java's ready()."""
@@ -415,6 +426,7 @@ cdef class RecordAccumulator:
         cdef double waited, time_to_wait, left
         cdef bint backing_off, full, sendable
         cdef list still_active
+        cdef double oldest = 1e18
         with cython.critical_section(self):
             # Only the partitions with queued batches (see activate()); those whose queue emptied leave the list.
             self.last_ready_visits = len(self.active)
@@ -425,6 +437,8 @@ cdef class RecordAccumulator:
                     continue
                 still_active.append(ps)
                 batch = ps.queue[0]
+                if batch.created < oldest:
+                    oldest = batch.created
                 if self.transactional and ps.txn_state != TXN_ADDED:
                     # Nothing of it is sent before AddPartitionsToTxn added it to the transaction; the
                     # TransactionManager takes the partitions found here (take_new_txn_partitions).
@@ -450,6 +464,7 @@ cdef class RecordAccumulator:
                     if left < next_delay:
                         next_delay = left if left > 0 else 0
             self.active = still_active
+            self.oldest_queued = oldest
         return ready_nodes, next_delay, unknown
 
     @property
@@ -579,16 +594,24 @@ cdef class RecordAccumulator:
         cdef TopicState st
         cdef PartitionState ps
         cdef ProducerBatch batch
+        cdef double oldest = 1e18
         with cython.critical_section(self):
+            # Queues are in creation order (a retry goes back in front of younger batches), so no batch is older
+            # than the oldest head, which ready() and this scan keep: most loops need no scan at all.
+            if now - self.oldest_queued < self.delivery_timeout:
+                return out
             for ps in self.active:
                 dq = ps.queue
                 while dq:
                     batch = dq[0]
                     if now - batch.created < self.delivery_timeout:
+                        if batch.created < oldest:
+                            oldest = batch.created
                         break
                     dq.popleft()
                     batch.closed_for_append = True
                     out.append(batch)
+            self.oldest_queued = oldest
         return out
 
     def reenqueue(self, ProducerBatch batch, double now):
@@ -604,6 +627,8 @@ cdef class RecordAccumulator:
             ps.last_error = now
             ps.insert_for_retry(batch)
             self.activate(ps)
+            if batch.created < self.oldest_queued:
+                self.oldest_queued = batch.created
 
     def reenqueue_split(self, ProducerBatch batch, list halves):
         """Puts the halves of a batch the broker found too large at the head of its queue in the batch's place
@@ -620,6 +645,8 @@ cdef class RecordAccumulator:
                 # (or re-queued) before this one, and the halves of this later batch must not overtake it.
                 ps.insert_for_retry(child)
                 self.incomplete.add(child)
+                if child.created < self.oldest_queued:
+                    self.oldest_queued = child.created
             self.activate(ps)
         batch.final_state = BATCH_FAILED
         batch.result.split([(start, (<ProducerBatch>child).result) for start, child in halves])

@@ -336,7 +336,7 @@ cdef BatchFuture _append_all(RecordAccumulator acc, TopicState st, BatchFuture f
             finally:
                 if not handed_over:
                     acc.free(buf, size)
-            acc.wake()
+            acc.wake_for(batch)
     except BaseException as exc:
         # Out of memory for max_block_ms, closed, interrupted, or an input changed by another thread meanwhile:
         # records 0..i-1 are in batches and will be sent, and the error says so.
