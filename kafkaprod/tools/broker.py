@@ -711,7 +711,9 @@ def count_records_in(bootstrap_servers: str, topics: Sequence[str], timeout: flo
                                          request_timeout=timeout)
             return {(tp.topic, tp.partition): future.result(timeout).offset for tp, future in futures.items()}
 
-        lows, highs = offsets(OffsetSpec.earliest()), offsets(OffsetSpec.latest())
+        # confluent-kafka leaves these two untyped.
+        lows = offsets(OffsetSpec.earliest())  # type: ignore[no-untyped-call]
+        highs = offsets(OffsetSpec.latest())  # type: ignore[no-untyped-call]
         for (topic, partition), low in lows.items():
             if low != 0:
                 raise BrokerError(f"{topic}[{partition}] starts at offset {low}, not 0; cannot count by offsets")
