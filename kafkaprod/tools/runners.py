@@ -499,7 +499,8 @@ def _librdkafka_stats(spec: dict[str, Any]) -> Any:
     """The run's statistics collector (runners_batching.LibrdkafkaStats) when the spec asks for batching figures."""
     if not spec.get("batch_stats"):
         return None
-    return _sibling("runners_batching").LibrdkafkaStats(spec.get("stats_interval_ms", 100))
+    return _sibling("runners_batching").LibrdkafkaStats(spec.get("stats_interval_ms", 100),
+                                                        len(spec.get("topics") or [spec["topic"]]))
 
 
 def _confluent(spec: dict[str, Any], records: Records, errors: list[str], stats: Any = None) -> Any:

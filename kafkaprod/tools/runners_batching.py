@@ -30,8 +30,6 @@ from collections.abc import Iterable
 from typing import Any
 
 _TS = re.compile(r'"ts":\s*(\d+)')
-_REQ = re.compile(r'"req":\s*(\{[^{}]*\})')
-_WINDOW = re.compile(r'"(batchsize|batchcnt)":\s*(\{[^{}]*\})')
 
 
 # ------------------------------------------------------------------------------------------------ kafkaprod
@@ -61,24 +59,49 @@ def kafkaprod_figures(before: dict[str, float] | None, after: dict[str, float] |
 # ------------------------------------------------------------------------------------------------ librdkafka
 
 
-def slim_stats(text: str) -> dict[str, Any]:
+def slim_stats(text: str, topics: int | None = None) -> dict[str, Any]:
     """The parts of one librdkafka statistics document that the figures need, in its own shape: ``ts``, every
     broker's ``req`` and every topic's ``batchsize`` and ``batchcnt`` (brokers and topics keyed by position).
 
-    Cut out with regular expressions rather than parsed: the document lists brokers, then topics, each topic's
-    two windows before its partitions, and those objects hold no nested objects."""
-    ts = _TS.search(text)
+    Cut out of the text rather than parsed: the document lists brokers, then topics, each topic's two windows
+    before its partitions, and those objects hold no nested objects. Given the number of ``topics`` the search
+    stops at the last one's windows instead of skimming the partitions after them to the end (7.5 MB at 10,000
+    partitions: 6 ms a document, against 0.3 ms)."""
+    ts = _TS.search(text, 0, 200)
     topics_at = text.find('"topics":')
-    brokers = {str(i): {"req": json.loads(m.group(1))}
-               for i, m in enumerate(_REQ.finditer(text, 0, topics_at if topics_at >= 0 else len(text)))}
-    topics: dict[str, dict[str, Any]] = {}
-    if topics_at >= 0:
-        for m in _WINDOW.finditer(text, topics_at):
-            # batchsize opens a topic; batchcnt follows it in the same topic.
-            if m.group(1) == "batchsize" or not topics:
-                topics[str(len(topics))] = {}
-            topics[str(len(topics) - 1)][m.group(1)] = json.loads(m.group(2))
-    return {"ts": int(ts.group(1)) if ts else None, "brokers": brokers, "topics": topics}
+    brokers_end = topics_at if topics_at >= 0 else len(text)
+    brokers = {str(i): {"req": req} for i, req in enumerate(_objects(text, '"req":', 0, brokers_end))}
+    windows: dict[str, dict[str, Any]] = {}
+    at = brokers_end
+    while topics is None or len(windows) < topics:
+        size, at = _object(text, '"batchsize":', at)
+        count, at = _object(text, '"batchcnt":', at)
+        if size is None or count is None:
+            break
+        windows[str(len(windows))] = {"batchsize": size, "batchcnt": count}
+    return {"ts": int(ts.group(1)) if ts else None, "brokers": brokers, "topics": windows}
+
+
+def _object(text: str, key: str, start: int) -> tuple[dict[str, Any] | None, int]:
+    """The flat JSON object after the first ``key`` from ``start`` and the position after it; (None, -1) if none."""
+    at = text.find(key, start) if start >= 0 else -1
+    if at < 0:
+        return None, -1
+    opening = text.index("{", at)
+    closing = text.index("}", opening)
+    return json.loads(text[opening:closing + 1]), closing
+
+
+def _objects(text: str, key: str, start: int, end: int) -> list[dict[str, Any]]:
+    """The flat JSON objects after every ``key`` in text[start:end]."""
+    out = []
+    at = text.find(key, start, end)
+    while at >= 0:
+        opening = text.index("{", at)
+        closing = text.index("}", opening)
+        out.append(json.loads(text[opening:closing + 1]))
+        at = text.find(key, closing, end)
+    return out
 
 
 def produce_requests(stats: dict[str, Any]) -> int:
@@ -104,13 +127,14 @@ class LibrdkafkaStats:
     """Collects every statistics emission of one producer (``callback`` is its ``stats_cb``) and turns them into
     the run's figures."""
 
-    def __init__(self, interval_ms: int) -> None:
+    def __init__(self, interval_ms: int, topics: int | None = None) -> None:
         self.interval_ms = interval_ms
+        self.topics = topics  # how many the producer writes to, where slim_stats can stop looking
         self.emissions: list[dict[str, Any]] = []
         self.window_from = 0  # index of the first emission made after the window opened
 
     def callback(self, text: str) -> None:
-        self.emissions.append(slim_stats(text))
+        self.emissions.append(slim_stats(text, self.topics))
 
     def config(self) -> dict[str, Any]:
         return {"statistics.interval.ms": self.interval_ms, "stats_cb": self.callback}
