@@ -19,7 +19,7 @@ record through. A run carries about 50 MB of values (500 to 1,000,000 records) t
 
     python bench/matrix.py                                  # every row, 3 rounds, on a local Tansu
     python bench/matrix.py --broker noida --json bench/results/matrix-noida.json
-    python bench/matrix.py --rows 'p1000*,v*/java' --rounds 5
+    python bench/matrix.py --rows 'p1000,p1000-keyed,v*/java' --rounds 5
     python bench/matrix.py --rounds 1 --scale 0.2           # a quick pass over every row
     python bench/matrix.py --list
 """
