@@ -41,6 +41,7 @@ __all__ = [
     "NoidaBroker",
     "TansuBroker",
     "count_records",
+    "count_records_in",
     "create_topics",
     "delete_topics",
     "fetch_api_versions",
@@ -654,61 +655,102 @@ def delete_topics(bootstrap_servers: str, topics: Sequence[str], timeout: float 
 
 def count_records(bootstrap_servers: str, topic: str, timeout: float = 30.0, *,
                   config: Mapping[str, Any] | None = None) -> int:
-    """Records in ``topic``: the sum over partitions of (last offset + 1), read from the records themselves.
+    """Records in ``topic``: :func:`count_records_in` for one topic."""
+    return count_records_in(bootstrap_servers, [topic], timeout, config=config)[topic]
+
+
+# Partitions assigned to the counting consumer at once. Tansu 0.6.0 answers a Fetch more slowly the more partitions
+# it names (measured, 10,000 partitions of ~10 records each: 30-65 s assigned at once, 15 s in chunks of 1,000,
+# 21 s in chunks of 2,500, 53 s in chunks of 200, where each chunk costs about a second however small).
+_COUNT_CHUNK = 1000
+
+
+def count_records_in(bootstrap_servers: str, topics: Sequence[str], timeout: float = 30.0, *,
+                     config: Mapping[str, Any] | None = None) -> dict[str, int]:
+    """Records in each of ``topics``: per topic, the sum over partitions of (last offset + 1), read from the
+    records themselves.
 
     Not the ListOffsets high watermark: Tansu 0.6.0's memory storage answers with the base offset of the last
     batch rather than the offset after the last record (seen: 185,002 reported for 200,000 records that a
     consumer reads back in full). So each partition is read from just below the reported watermark to its end; on
     a broker whose watermark is right that reads one record, on Tansu the last batch. Offsets in a partition
-    written without transactions are contiguous from 0, so the last offset + 1 is the record count. Uses
-    confluent-kafka's Consumer (optional dependency); raises :class:`BrokerError` when the count cannot be read.
+    written without transactions are contiguous from 0, so the last offset + 1 is the record count. The
+    watermarks of every partition come from one admin ListOffsets call (one request per broker, where asking
+    partition by partition took 13 s for 10,000 partitions); the partitions are read ``_COUNT_CHUNK`` at a time,
+    each chunk within ``timeout`` seconds. Uses confluent-kafka (optional dependency); raises
+    :class:`BrokerError` when a count cannot be read.
     """
+    if isinstance(topics, str) or not topics:
+        raise ValueError(f"topics must be a non-empty list of topic names, got {topics!r}")
     try:
         from confluent_kafka import Consumer, KafkaException, TopicPartition
+        from confluent_kafka.admin import AdminClient, OffsetSpec
     except ImportError as exc:
         raise _missing_dependency("confluent-kafka", "Counting records", exc) from exc
 
+    settings = {"bootstrap.servers": bootstrap_servers, **(config or {})}
     consumer = Consumer({
-        "bootstrap.servers": bootstrap_servers,
+        **settings,
         "group.id": "kafkaprod-count-" + uuid.uuid4().hex[:8],
         "enable.auto.commit": False,
         "enable.partition.eof": True,
         "fetch.max.bytes": 64 * 1024 * 1024,
-        **(config or {}),
     })
     try:
-        metadata = consumer.list_topics(topic, timeout=timeout)
-        partitions = sorted(metadata.topics[topic].partitions)
-        if not partitions:
-            raise BrokerError(f"topic {topic!r} has no partitions")
-        starts = []
-        for partition in partitions:
-            low, high = consumer.get_watermark_offsets(TopicPartition(topic, partition), timeout=timeout)
+        partitions = []
+        for topic in topics:
+            metadata = consumer.list_topics(topic, timeout=timeout)
+            numbers = sorted(metadata.topics[topic].partitions)
+            if not numbers:
+                raise BrokerError(f"topic {topic!r} has no partitions")
+            partitions += [(topic, number) for number in numbers]
+        admin = AdminClient(settings)
+
+        def offsets(spec: Any) -> dict[tuple[str, int], int]:
+            futures = admin.list_offsets({TopicPartition(t, p): spec for t, p in partitions},
+                                         request_timeout=timeout)
+            return {(tp.topic, tp.partition): future.result(timeout).offset for tp, future in futures.items()}
+
+        # confluent-kafka leaves these two untyped.
+        lows = offsets(OffsetSpec.earliest())  # type: ignore[no-untyped-call]
+        highs = offsets(OffsetSpec.latest())  # type: ignore[no-untyped-call]
+        for (topic, partition), low in lows.items():
             if low != 0:
                 raise BrokerError(f"{topic}[{partition}] starts at offset {low}, not 0; cannot count by offsets")
-            starts.append(TopicPartition(topic, partition, max(high - 1, 0)))
-        consumer.assign(starts)
-        last = {p: -1 for p in partitions}
-        at_end: set[int] = set()
-        deadline = time.monotonic() + timeout
-        while len(at_end) < len(partitions):
-            if time.monotonic() > deadline:
-                raise BrokerError(f"counting {topic}: partitions {sorted(set(partitions) - at_end)} did not reach "
-                                  f"their end within {timeout}s")
-            for msg in consumer.consume(10000, 0.5):
-                err = msg.error()
-                if err is None:
-                    partition, offset = msg.partition(), msg.offset()
-                    assert partition is not None and offset is not None  # set on every message with data
-                    last[partition] = max(last[partition], offset)
-                elif err.code() == err._PARTITION_EOF:
-                    partition = msg.partition()
-                    assert partition is not None  # an end-of-partition event names its partition
-                    at_end.add(partition)
-                else:
-                    raise BrokerError(f"counting {topic}: {err}")
-        return sum(offset + 1 for offset in last.values())
+        last = {tp: -1 for tp in partitions}
+        for start in range(0, len(partitions), _COUNT_CHUNK):
+            chunk = partitions[start:start + _COUNT_CHUNK]
+            _read_to_end(consumer, [TopicPartition(t, p, max(highs[t, p] - 1, 0)) for t, p in chunk], last,
+                         timeout)
+        counts = dict.fromkeys(topics, 0)
+        for (topic, _), offset in last.items():
+            counts[topic] += offset + 1
+        return counts
     except KafkaException as exc:
-        raise BrokerError(f"counting {topic} on {bootstrap_servers}: {exc}") from exc
+        raise BrokerError(f"counting {', '.join(topics)} on {bootstrap_servers}: {exc}") from exc
     finally:
         consumer.close()
+
+
+def _read_to_end(consumer: Any, starts: list[Any], last: dict[tuple[str, int], int], timeout: float) -> None:
+    """Consume ``starts`` (TopicPartitions with offsets) to their ends, keeping each one's highest offset in
+    ``last``."""
+    consumer.assign(starts)
+    pending = {(tp.topic, tp.partition) for tp in starts}
+    deadline = time.monotonic() + timeout
+    while pending:
+        if time.monotonic() > deadline:
+            raise BrokerError(f"counting: {len(pending)} partitions did not reach their end within {timeout}s, "
+                              f"among them {sorted(pending)[:10]}")
+        for msg in consumer.consume(10000, 0.5):
+            err = msg.error()
+            where = (msg.topic(), msg.partition())
+            if err is None:
+                offset = msg.offset()
+                assert offset is not None  # set on every message with data
+                last[where] = max(last[where], offset)
+            elif err.code() == err._PARTITION_EOF:
+                pending.discard(where)
+            else:
+                raise BrokerError(f"counting {where[0]}: {err}")
+    consumer.unassign()

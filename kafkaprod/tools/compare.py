@@ -127,7 +127,8 @@ class Workload:
     key_size: int = 0
     key_count: int = DEFAULT_KEY_COUNT
     compression: str = "none"
-    partitions: int = 6
+    partitions: int = 6  # per topic
+    topics: int = 1  # topics per run, each with ``partitions``; record i goes to topic i % topics
     acks: str = "1"  # "all", "1" or "0"
     idempotence: bool = False
     linger_ms: int = 5
@@ -147,15 +148,19 @@ class Workload:
 
     def describe(self) -> str:
         keys = f"{self.key_size}-byte keys ({self.key_count:,} distinct, cycled)" if self.key_size else "no keys"
-        return (f"{self.record_size}-byte values, {keys}, {self.partitions} partitions, acks={self.acks}, "
+        where = f"{self.topics} topics x {self.partitions} partitions" if self.topics > 1 else \
+            f"{self.partitions} partitions"
+        return (f"{self.record_size}-byte values, {keys}, {where}, acks={self.acks}, "
                 f"idempotence {'on' if self.idempotence else 'off'}, linger {self.linger_ms} ms, "
                 f"batch size {self.batch_size:,} B, compression {self.compression}, "
                 f"max request size {self.max_request_size:,} B, delivery {self.delivery}"
                 + (f", security {self.security.get('security_protocol', 'PLAINTEXT')}" if self.security else ""))
 
-    def spec(self, client: str, topic: str, bootstrap_servers: str, num_records: int) -> dict[str, Any]:
-        """The child's instructions for one run (JSON)."""
-        return {
+    def spec(self, client: str, topic: str, bootstrap_servers: str, num_records: int,
+             topics: Sequence[str] = ()) -> dict[str, Any]:
+        """The child's instructions for one run (JSON); ``topics`` (several) only for a run over several topics,
+        ``topic`` then being the first of them."""
+        return {**({"topics": list(topics)} if len(topics) > 1 else {}),
             "client": client, "topic": topic, "bootstrap_servers": bootstrap_servers, "num_records": num_records,
             "record_size": self.record_size, "key_size": self.key_size, "key_count": self.key_count,
             "compression": self.compression, "partitions": self.partitions, "acks": self.acks,
@@ -341,29 +346,36 @@ def run_once(contender: Contender, workload: Workload, bootstrap_servers: str, r
     Raises ComparisonError when the child fails, and CountMismatch when the topic holds anything but the records
     sent plus the warm-up.
     """
-    from kafkaprod.tools.broker import count_records, create_topics, delete_topics, librdkafka_security
+    from kafkaprod.tools.broker import count_records_in, create_topics, delete_topics, librdkafka_security
 
     num_records = workload.records_for(contender.label, contender.client)
     topic = topic_name(topic_prefix, contender.label, round_no)
-    spec = workload.spec(contender.client, topic, bootstrap_servers, num_records)
+    topics = [topic] if workload.topics == 1 else [f"{topic}-t{i}" for i in range(workload.topics)]
+    spec = workload.spec(contender.client, topics[0], bootstrap_servers, num_records, topics)
     spec.update(broker_pid=broker_pid, client_id=f"{topic_prefix}-{contender.client}", **(extra_spec or {}))
     admin_config = librdkafka_security(workload.security)
-    create_topics(bootstrap_servers, {topic: workload.partitions}, config=admin_config)
+    create_topics(bootstrap_servers, dict.fromkeys(topics, workload.partitions), config=admin_config)
     try:
         started = time.perf_counter()
         result = run_child(spec, timeout, contender=contender)
         wall = time.perf_counter() - started
-        stored = count_records(bootstrap_servers, topic, config=admin_config)
+        stored = count_records_in(bootstrap_servers, topics, config=admin_config)
     finally:
         try:
-            delete_topics(bootstrap_servers, [topic], config=admin_config)
+            delete_topics(bootstrap_servers, topics, config=admin_config)
         except Exception as exc:  # a leftover topic costs broker memory, not correctness
-            print(f"warning: could not delete topic {topic}: {exc}", file=sys.stderr)
-    expected = num_records + 1  # the warm-up record
-    if stored != expected:
-        raise CountMismatch(f"{contender.label} round {round_no}: topic {topic} holds {stored:,} records, expected "
-                            f"{expected:,} ({num_records:,} + 1 warm-up); lost or duplicated records")
-    result.update(client=contender.label, round=round_no, records_verified=stored, child_wall_s=wall,
+            print(f"warning: could not delete topic(s) {', '.join(topics)}: {exc}", file=sys.stderr)
+    # Record i went to topic i % len(topics), plus one warm-up record per topic.
+    expected = {name: num_records // len(topics) + (i < num_records % len(topics)) + 1
+                for i, name in enumerate(topics)}
+    wrong = {name: stored[name] for name in topics if stored[name] != expected[name]}
+    if wrong:
+        name = next(iter(wrong))
+        raise CountMismatch(f"{contender.label} round {round_no}: topic {name} holds {stored[name]:,} records, "
+                            f"expected {expected[name]:,} (its share of {num_records:,} + 1 warm-up); lost or "
+                            f"duplicated records" + (f" ({len(wrong)} of {len(topics)} topics wrong)"
+                                                     if len(topics) > 1 else ""))
+    result.update(client=contender.label, round=round_no, records_verified=sum(stored.values()), child_wall_s=wall,
                   baseline=contender.baseline)
     return result
 
@@ -423,9 +435,9 @@ def _last_line(text: str) -> str:
 
 
 def summarize(runs: Sequence[dict[str, Any]], clients: Sequence[str] | None = None,
-              ratio_base: str = "kafkaprod") -> list[dict[str, Any]]:
+              ratio_base: str = "kafkaprod", extra_keys: Sequence[str] = ()) -> list[dict[str, Any]]:
     """Medians per client (in ``clients`` order, else first-run order) and ratio_base ÷ client ratios when the
-    ratio base ran."""
+    ratio base ran; ``extra_keys`` are run fields to take medians of too (None where no run has one)."""
     order = list(clients) if clients is not None else list(dict.fromkeys(run["client"] for run in runs))
     rows = []
     for client in order:
@@ -437,7 +449,8 @@ def summarize(runs: Sequence[dict[str, Any]], clients: Sequence[str] | None = No
             version += f" (librdkafka {mine[0]['librdkafka']})"
         row: dict[str, Any] = {"client": client, "version": version, "runs": len(mine),
                                "records": sorted({run["records"] for run in mine if "records" in run})}
-        for key in ("records_per_s", "mb_per_s", "cpu_s", "cpu_us_per_record", "peak_rss_mb", "broker_cpu_s"):
+        for key in ("records_per_s", "mb_per_s", "cpu_s", "cpu_us_per_record", "peak_rss_mb", "broker_cpu_s",
+                    *extra_keys):
             values = [run[key] for run in mine if run.get(key) is not None]
             row[key] = statistics.median(values) if values else None
         rows.append(row)

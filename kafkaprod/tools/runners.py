@@ -41,6 +41,12 @@ each record's outcome is the delivery mode (``spec["delivery"]``):
   kafka-python ``get()``, aiokafka ``await``; confluent-kafka has no futures and passes ``on_delivery`` as in
   ``callback``.
 
+Two optional parts of the spec, used by bench/matrix.py: ``topics`` (a list of topic names; record i goes to
+topic i % len(topics), one warm-up record goes to each, and only kafkaprod and confluent run it; the loops are in
+``runners_topics.py``) and ``batch_stats`` (each client's own batching figures -- Produce requests, records per
+request, bytes per batch -- from kafkaprod's metrics() and librdkafka's statistics every ``stats_interval_ms``;
+read outside the window, see ``runners_batching.py``).
+
 The bulk clients (``kafkaprod-batch``: ``send_batch()``; ``confluent-batch``: ``produce_batch()``) send ``chunk``
 records per call, their lists (and confluent's message dicts) built before the window. With ``callback`` or
 ``future`` kafkaprod-batch keeps every call's BatchFuture and calls its ``get()`` after the flush, and
@@ -410,12 +416,25 @@ def _send_each_kafka_python_callback(send: Callable[..., Any], topic: str, recor
 def _run_sync(producer: Any, spec: dict[str, Any], records: Records, window: Window,
               send_with_callback: Callable[[Callable[..., Any], str, Records, Outcomes], None]) -> dict[str, Any]:
     """The run of a client whose send() returns a future at once (kafkaprod, kafka-python), in every mode."""
-    topic, mode = spec["topic"], spec["delivery"]
-    producer.send(topic, records.value, records.first_key).get(timeout=_WARMUP_TIMEOUT_S)
+    topic, mode, topics = spec["topic"], spec["delivery"], spec.get("topics")
+    # One warm-up record per topic, so every topic's metadata is there before the window; sent together, as
+    # confluent's are, rather than one round trip after another.
+    for warm in [producer.send(t, records.value, records.first_key) for t in topics or [topic]]:
+        warm.get(timeout=_WARMUP_TIMEOUT_S)
     outcomes = Outcomes(mode)
     send = producer.send
+    batching = _sibling("runners_batching") if spec.get("batch_stats") else None
+    before = batching.kafkaprod_snapshot(producer) if batching else None
+    loop_over_topics = _sibling("runners_topics").kafkaprod_loop if topics else None
     window.start()
-    if mode == "none":
+    if loop_over_topics is not None:
+        held = loop_over_topics(send, records, topics, mode, outcomes.on_kafkaprod)
+        producer.flush()
+        if mode == "future":
+            outcomes.get_each(held)
+        elif mode == "callback":
+            outcomes.wait(records.n)
+    elif mode == "none":
         _send_each(send, topic, records)
         producer.flush()
     elif mode == "future":
@@ -427,8 +446,10 @@ def _run_sync(producer: Any, spec: dict[str, Any], records: Records, window: Win
         producer.flush()
         outcomes.wait(records.n)
     window.stop()
+    # The producer's own batching figures, read after the window and before close().
+    figures = batching.kafkaprod_figures(before, batching.kafkaprod_snapshot(producer)) if batching else {}
     producer.close()
-    return outcomes.report(records.n)
+    return {**outcomes.report(records.n), **figures}
 
 
 def _kafkaprod(spec: dict[str, Any]) -> Any:
@@ -474,7 +495,15 @@ def run_kafkaprod_batch(spec: dict[str, Any], records: Records, window: Window) 
     return outcomes.report(records.n)
 
 
-def _confluent(spec: dict[str, Any], records: Records, errors: list[str]) -> Any:
+def _librdkafka_stats(spec: dict[str, Any]) -> Any:
+    """The run's statistics collector (runners_batching.LibrdkafkaStats) when the spec asks for batching figures."""
+    if not spec.get("batch_stats"):
+        return None
+    return _sibling("runners_batching").LibrdkafkaStats(spec.get("stats_interval_ms", 100),
+                                                        len(spec.get("topics") or [spec["topic"]]))
+
+
+def _confluent(spec: dict[str, Any], records: Records, errors: list[str], stats: Any = None) -> Any:
     from confluent_kafka import KafkaException, Producer
 
     producer = Producer({
@@ -482,16 +511,21 @@ def _confluent(spec: dict[str, Any], records: Records, errors: list[str]) -> Any
         "linger.ms": spec["linger_ms"], "batch.size": spec["batch_size"], "compression.type": spec["compression"],
         "message.max.bytes": spec["max_request_size"], "client.id": spec["client_id"],
         "error_cb": lambda err: errors.append(str(err)), **_librdkafka_security(spec),
+        **(stats.config() if stats is not None else {}),
     })
     warm: list[Any] = []
-    producer.produce(spec["topic"], records.value, records.first_key, on_delivery=lambda err, msg: warm.append(err))
-    if producer.flush(_WARMUP_TIMEOUT_S) or warm != [None]:
+    topics = spec.get("topics") or [spec["topic"]]
+    for topic in topics:  # one warm-up record per topic: each topic's metadata before the window
+        producer.produce(topic, records.value, records.first_key, on_delivery=lambda err, msg: warm.append(err))
+    if producer.flush(_WARMUP_TIMEOUT_S) or warm != [None] * len(topics):
         raise KafkaException(f"warm-up record not delivered: {warm} {errors}")
+    if stats is not None:
+        stats.open_window(producer)
     return producer
 
 
 def _confluent_flushed(producer: Any, window: Window, outcomes: Outcomes, n: int,
-                       errors: list[str]) -> dict[str, Any]:
+                       errors: list[str], stats: Any = None) -> dict[str, Any]:
     from confluent_kafka import KafkaException
 
     left = producer.flush(_FLUSH_TIMEOUT_S)  # serves the delivery callbacks still due
@@ -501,21 +535,26 @@ def _confluent_flushed(producer: Any, window: Window, outcomes: Outcomes, n: int
     if left:
         raise KafkaException(f"{left} records still undelivered after flush({_FLUSH_TIMEOUT_S:.0f}); "
                              f"errors: {errors[:5]}")
-    return {**outcomes.report(n), "client_errors": errors}
+    figures = stats.figures(producer, n) if stats is not None else {}
+    return {**outcomes.report(n), "client_errors": errors, **figures}
 
 
 def run_confluent(spec: dict[str, Any], records: Records, window: Window) -> dict[str, Any]:
     errors: list[str] = []
-    producer = _confluent(spec, records, errors)
+    stats = _librdkafka_stats(spec)
+    producer = _confluent(spec, records, errors, stats)
     produce, poll = producer.produce, producer.poll
-    topic, value = spec["topic"], records.value
+    topic, value, topics = spec["topic"], records.value, spec.get("topics")
     # confluent-kafka has no futures: callback and future both pass on_delivery.
     outcomes = Outcomes(spec["delivery"])
     on_delivery = outcomes.on_confluent
+    loop_over_topics = _sibling("runners_topics").confluent_loop if topics else None
     window.start()
     # produce() raises BufferError when librdkafka's queue (queue.buffering.max.messages/kbytes) is full; serving
     # delivery reports with poll() makes room. This is the documented way to push records as fast as it takes them.
-    if outcomes.mode == "none":
+    if loop_over_topics is not None:
+        loop_over_topics(produce, poll, records, topics, None if outcomes.mode == "none" else on_delivery)
+    elif outcomes.mode == "none":
         if records.keys is None:
             for _ in itertools.repeat(None, records.n):
                 while True:
@@ -548,14 +587,15 @@ def run_confluent(spec: dict[str, Any], records: Records, window: Window) -> dic
                     break
                 except BufferError:
                     poll(0.0005)
-    return _confluent_flushed(producer, window, outcomes, records.n, errors)
+    return _confluent_flushed(producer, window, outcomes, records.n, errors, stats)
 
 
 def run_confluent_batch(spec: dict[str, Any], records: Records, window: Window) -> dict[str, Any]:
     from confluent_kafka import KafkaError, KafkaException
 
     errors: list[str] = []
-    producer = _confluent(spec, records, errors)
+    stats = _librdkafka_stats(spec)
+    producer = _confluent(spec, records, errors, stats)
     topic = spec["topic"]
     # produce_batch takes one dict per message (and marks those it refused with an '_error'); they are made
     # here, outside the window.
@@ -588,7 +628,7 @@ def run_confluent_batch(spec: dict[str, Any], records: Records, window: Window) 
                     rest.append(message)
             chunk = rest
             poll(0.0005)
-    return _confluent_flushed(producer, window, outcomes, records.n, errors)
+    return _confluent_flushed(producer, window, outcomes, records.n, errors, stats)
 
 
 def run_kafka_python(spec: dict[str, Any], records: Records, window: Window) -> dict[str, Any]:
@@ -601,18 +641,27 @@ def run_kafka_python(spec: dict[str, Any], records: Records, window: Window) -> 
     return _run_sync(producer, spec, records, window, _send_each_kafka_python_callback)
 
 
-def _asyncio_runners() -> Any:
-    # The asyncio clients' runs live beside this file, in runners_asyncio.py, loaded from its path: this file runs
-    # as a script under `python -I` (no script directory on sys.path), under any interpreter, whatever kafkaprod
-    # that interpreter has installed.
-    import importlib.util
+_SIBLINGS: dict[str, Any] = {}
 
-    path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "runners_asyncio.py")
-    spec = importlib.util.spec_from_file_location("_kafkaprod_runners_asyncio", path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+
+def _sibling(name: str) -> Any:
+    # Parts of the child live beside this file (runners_asyncio.py, runners_topics.py, runners_batching.py) and are
+    # loaded from their paths: this file runs as a script under `python -I` (no script directory on sys.path), under
+    # any interpreter, whatever kafkaprod that interpreter has installed.
+    if name not in _SIBLINGS:
+        import importlib.util
+
+        path = os.path.join(os.path.dirname(os.path.abspath(__file__)), name + ".py")
+        spec = importlib.util.spec_from_file_location("_kafkaprod_" + name, path)
+        assert spec is not None and spec.loader is not None
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        _SIBLINGS[name] = module
+    return _SIBLINGS[name]
+
+
+def _asyncio_runners() -> Any:
+    return _sibling("runners_asyncio")
 
 
 def _run_asyncio(spec: dict[str, Any], records: Records, window: Window, client: str) -> dict[str, Any]:
@@ -652,6 +701,9 @@ def run(spec: dict[str, Any]) -> dict[str, Any]:
     """One run as the spec says; the window's measurements, the delivery counts and which client it was."""
     runner = RUNNERS[spec["client"]]
     spec.setdefault("delivery", "none")
+    if spec.get("topics") and spec["client"] not in _sibling("runners_topics").CLIENTS:
+        raise ValueError(f"{spec['client']} cannot send to several topics (spec 'topics'); "
+                         f"only {', '.join(_sibling('runners_topics').CLIENTS)} can")
     if spec["delivery"] not in DELIVERY_MODES:
         raise ValueError(f"unknown delivery mode {spec['delivery']!r}; known: {', '.join(DELIVERY_MODES)}")
     records = Records(spec)
