@@ -94,7 +94,7 @@ def render(meta: dict[str, Any], rows: Sequence[dict[str, Any]]) -> str:
     if problems:
         lines += ["", "Problems:", *problems]
     lines += ["", "<details><summary>every run</summary>", "",
-              "| row | round | client | records | records/s | CPU s | broker CPU s | other CPU s | peak RSS MB "
+              "| row | round | client | records | records/s | CPU s | broker CPU s | other CPU s | peak RSS MB (VmHWM) "
               "| Produce requests | records/request | batch B | wall s |",
               "|---|--:|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|"]
     for row in rows:
@@ -102,7 +102,7 @@ def render(meta: dict[str, Any], rows: Sequence[dict[str, Any]]) -> str:
             lines.append(
                 f"| {row['row']} | {run['round']} | {run['client']} | {run['records']:,} "
                 f"| {fmt(run['records_per_s'])} | {fmt(run['cpu_s'], 2)} | {fmt(run.get('broker_cpu_s'), 2)} "
-                f"| {fmt(run.get('other_cpu_s'), 2)} | {fmt(run['peak_rss_mb'])} | {fmt(run.get('produce_requests'))} "
+                f"| {fmt(run.get('other_cpu_s'), 2)} | {fmt(run.get('peak_rss_own_mb'))} | {fmt(run.get('produce_requests'))} "
                 f"| {fmt(run.get('records_per_request'), 1)} | {fmt(run.get('batch_size_avg'))} "
                 f"| {fmt(run.get('child_wall_s'), 1)} |")
     lines += ["", "</details>", ""]

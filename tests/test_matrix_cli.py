@@ -235,6 +235,8 @@ def test_a_tiny_row_on_tansu_reports_both_clients_with_their_batching_figures(tm
         assert run["records_verified"] == 3001
         assert run["produce_requests"] > 0 and run["records_per_request"] > 0 and run["batch_size_avg"] > 0
         assert run["broker_cpu_s"] is not None
+        # The child's own peak; ru_maxrss also carries the parent's peak at spawn.
+        assert 0 < run["peak_rss_own_mb"] <= run["peak_rss_mb"]
     confluent = row["runs"][1]
     assert confluent["stats_records_match"] and confluent["batch_records"] == 3000
 

@@ -135,6 +135,19 @@ def _rss_bytes() -> int:
         return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
 
 
+def _own_peak_rss_bytes() -> int | None:
+    # VmHWM: the peak of this process's own address space. ru_maxrss is not that: Linux folds the spawning
+    # parent's peak into it at exec, so a child of a parent that once held 300 MB reports at least 300 MB.
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
+
+
 def _process_cpu_s(pid: int | None) -> float | None:
     # The broker's user+sys CPU seconds from /proc (same host); None when its pid is unknown or it is remote.
     if pid is None:
@@ -199,8 +212,10 @@ class Window:
             "cpu_s": user + system,
             "cpu_us_per_record": (user + system) / n * 1e6,
             "rss_start_mb": self.rss_start / 2**20,
-            # ru_maxrss is the process's lifetime peak (KiB on Linux), so it includes imports and setup.
+            # ru_maxrss is the process's lifetime peak (KiB on Linux), so it includes imports and setup -- and,
+            # on Linux, the parent's peak when it spawned this child (see _own_peak_rss_bytes).
             "peak_rss_mb": self.ru1.ru_maxrss / 1024,
+            "peak_rss_own_mb": None if (own := _own_peak_rss_bytes()) is None else own / 2**20,
             "broker_cpu_s": broker,
             # Everything else on the machine (other processes); with an unknown broker pid it includes the broker.
             "other_cpu_s": other,
