@@ -13,9 +13,9 @@ The shapes (``--list``): 1, 6, 100, 1,000 and 10,000 partitions of 100-byte valu
 keys, 100,000 distinct, cycled), 100 topics x 10 partitions (record i to topic i % 100), keyless and keyed, and
 values of 10 B, 1 KiB, 10 KiB and 100 KiB on 6 keyless partitions (the 100 B one is ``p6``). Each in two
 settings: ``java`` (the Java producer's defaults: acks=all, idempotence, 16,384-byte batches, linger 5 ms) and
-``throughput`` (acks=1, no idempotence, 1,000,000-byte batches, linger 5 ms). Both clients get the harness's
-64 MiB max request size (kafkaprod ``max_request_size``, confluent ``message.max.bytes``), which lets a 100 KiB
-record through. A run carries about 50 MB of values (500 to 1,000,000 records) times ``--scale``.
+``throughput`` (acks=1, no idempotence, 1,000,000-byte batches, linger 5 ms). The max request size (kafkaprod
+``max_request_size``, confluent ``message.max.bytes``) is Java's 1 MiB in ``java`` and the harness's 64 MiB in
+``throughput``; both let a 100 KiB record through. A run carries about 50 MB of values (500 to 1,000,000 records) times ``--scale``.
 
     python bench/matrix.py                                  # every row, 3 rounds, on a local Tansu
     python bench/matrix.py --broker noida --json bench/results/matrix-noida.json

@@ -84,8 +84,8 @@ def render(meta: dict[str, Any], rows: Sequence[dict[str, Any]]) -> str:
         "confluent (CPU per record). batch B = bytes per batch over the producer's life (the warm-up batch "
         "included); records/request and Produce requests = the window's (kafkaprod metrics(), librdkafka "
         "statistics)" + ("" if meta.get("batch_stats", True) else "; batching figures off (--no-batch-stats)"),
-        "- settings: java = acks=all, idempotence on, batch 16,384 B, linger 5 ms; throughput = acks=1, "
-        "idempotence off, batch 1,000,000 B, linger 5 ms; max request size 64 MiB for both clients",
+        "- settings: java = acks=all, idempotence on, batch 16,384 B, linger 5 ms, max request 1 MiB; throughput = "
+        "acks=1, idempotence off, batch 1,000,000 B, linger 5 ms, max request 64 MiB; the same for both clients",
         f"- wall time: {fmt(meta.get('wall_s'), 0)} s", "",
         HEADER, "|---|--:|--:|" + "--:|" * 14 + "---|---|",
     ]
