@@ -1,7 +1,7 @@
 """The workload matrix: kafkaprod ``send()`` against confluent-kafka ``produce()`` over many workload shapes.
 
 One row per shape and producer setting; each row is ``--rounds`` alternating runs (kafkaprod, confluent,
-kafkaprod, ...) on one local broker started for the whole matrix, and its figures are medians over the rounds.
+kafkaprod, ...) on a local broker started afresh for each row, and its figures are medians over the rounds.
 The measuring is the comparison harness's (kafkaprod/tools/compare.py, child kafkaprod/tools/runners.py): a fresh
 process and fresh topic(s) per run, one warm-up record per topic, window = first send to last acknowledgement,
 every run's records counted on the broker. Per run it records records/s, client CPU s (user+sys, all threads),
@@ -240,11 +240,13 @@ def main(argv: list[str] | None = None) -> int:
     done: list[dict[str, Any]] = []
     started = time.monotonic()
     broker_cls = TansuBroker if args.broker == "tansu" else NoidaBroker
+    meta["broker"] = (f"{'Tansu with memory storage' if args.broker == 'tansu' else 'noida-db'}, a fresh one "
+                      f"for each row, on this host")
     try:
-        with broker_cls() as broker:
-            meta["broker"] = (f"{'Tansu with memory storage' if args.broker == 'tansu' else 'noida-db'}, started "
-                              f"for this run on this host ({broker.bootstrap_servers})")
-            for row in rows:
+        for row in rows:
+            # A fresh broker per row: Tansu's memory storage spends more per written batch the more partitions it
+            # has held (deleted topics included), which would charge later rows for earlier ones.
+            with broker_cls() as broker:
                 try:
                     done.append(run_row(row, args, lineup.contenders, broker.bootstrap_servers, broker.pid))
                 except Exception as exc:  # topics that cannot be made or counted: that row, not the matrix
