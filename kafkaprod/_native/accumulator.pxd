@@ -71,7 +71,9 @@ cdef class RecordAccumulator:
     cdef void wake(self)
     # Wakes the Sender for a batch just queued, if the batch is full or the Sender sleeps past its linger.
     cdef void wake_for(self, ProducerBatch batch)
-    cdef void activate(self, PartitionState ps)
+    # A batch just joined the partition's queue: the partition goes on the active list, and expiry learns the
+    # batch's age.
+    cdef void enqueued(self, PartitionState ps, ProducerBatch batch)
     # Buffer bytes for a new batch of the partition (before the record's own size is considered).
     cdef Py_ssize_t first_size(self, PartitionState ps)
     cdef void learn_size(self, PartitionState ps, ProducerBatch batch)

@@ -292,9 +292,7 @@ cdef class RecordAccumulator:
                         self.wake()
                     return fut
         # Memory for a new batch comes from outside the critical section, since the pool may block.
-        size = estimate_size_upper_bound_raw(klen, vlen, headers)
-        if size < self.first_size(ps):
-            size = self.first_size(ps)
+        size = max(estimate_size_upper_bound_raw(klen, vlen, headers), self.first_size(ps))
         buf = self.allocate(size, "send()")
         cdef bint handed_over = False
         try:
@@ -343,19 +341,20 @@ cdef class RecordAccumulator:
         if ps.open_batch is not None:
             ps.open_batch.closed_for_append = True
         ps.queue.append(batch)
-        self.activate(ps)
+        self.enqueued(ps, batch)
         ps.open_batch = batch
         self.incomplete.add(batch)
-        if batch.created < self.oldest_queued:
-            self.oldest_queued = batch.created
 
-    cdef void activate(self, PartitionState ps):
-        # Call whenever a batch joins a partition's queue: the Sender's loop visits only the partitions on this
-        # list, so its work grows with the partitions that have something to send, not with every partition the
-        # producer ever wrote to. ready() drops those whose queue has emptied.
+    cdef void enqueued(self, PartitionState ps, ProducerBatch batch):
+        # Call whenever a batch joins a partition's queue. The Sender's loop visits only the partitions on the
+        # active list, so its work grows with the partitions that have something to send, not with every
+        # partition the producer ever wrote to (ready() drops those whose queue has emptied); and expiry looks
+        # only once the oldest queued batch could have expired.
         if not ps.active:
             ps.active = True
             self.active.append(ps)
+        if batch.created < self.oldest_queued:
+            self.oldest_queued = batch.created
 
     cdef Py_ssize_t first_size(self, PartitionState ps):
         if ps.alloc_hint <= 0:
@@ -419,16 +418,14 @@ cdef class RecordAccumulator:
         cdef set unknown = set()
         cdef double next_delay = 3600.0
         cdef bint exhausted = self.pool.queued > 0
-        cdef TopicState st
         cdef PartitionState ps
         cdef ProducerBatch batch
-        cdef int p
         cdef double waited, time_to_wait, left
         cdef bint backing_off, full, sendable
         cdef list still_active
         cdef double oldest = 1e18
         with cython.critical_section(self):
-            # Only the partitions with queued batches (see activate()); those whose queue emptied leave the list.
+            # Only the partitions with queued batches (see enqueued()); those whose queue emptied leave the list.
             self.last_ready_visits = len(self.active)
             still_active = []
             for ps in self.active:
@@ -591,7 +588,6 @@ cdef class RecordAccumulator:
     def expired_batches(self, double now):
         """Removes and returns queued batches older than delivery_timeout_ms (the caller fails them)."""
         cdef list out = []
-        cdef TopicState st
         cdef PartitionState ps
         cdef ProducerBatch batch
         cdef double oldest = 1e18
@@ -626,9 +622,7 @@ cdef class RecordAccumulator:
             ps.serial = True
             ps.last_error = now
             ps.insert_for_retry(batch)
-            self.activate(ps)
-            if batch.created < self.oldest_queued:
-                self.oldest_queued = batch.created
+            self.enqueued(ps, batch)
 
     def reenqueue_split(self, ProducerBatch batch, list halves):
         """Puts the halves of a batch the broker found too large at the head of its queue in the batch's place
@@ -644,10 +638,8 @@ cdef class RecordAccumulator:
                 # In sequence order, not simply at the head: another batch of the partition may have been split
                 # (or re-queued) before this one, and the halves of this later batch must not overtake it.
                 ps.insert_for_retry(child)
+                self.enqueued(ps, child)
                 self.incomplete.add(child)
-                if child.created < self.oldest_queued:
-                    self.oldest_queued = child.created
-            self.activate(ps)
         batch.final_state = BATCH_FAILED
         batch.result.split([(start, (<ProducerBatch>child).result) for start, child in halves])
         self.deallocate(batch)

@@ -302,9 +302,7 @@ cdef BatchFuture _append_all(RecordAccumulator acc, TopicState st, BatchFuture f
             # section, since the pool may block (with the GIL released) until the Sender frees batches.
             read_item(vsrc, i, &vp, &vl)
             read_item(ksrc, i, &kp, &kl)
-            size = size_upper_bound(kl, vl, hpart)
-            if size < acc.first_size(<PartitionState>partitions[pending_p]):
-                size = acc.first_size(<PartitionState>partitions[pending_p])
+            size = max(size_upper_bound(kl, vl, hpart), acc.first_size(<PartitionState>partitions[pending_p]))
             buf = acc.allocate(size, "send_batch()")
             handed_over = False
             try:
