@@ -419,7 +419,7 @@ class NetworkClient:
         # keeping the caller's thread busy, each release costs the I/O thread up to the GIL switch interval, twice
         # per request. Write events are asked for only when the socket is full.
         if conn.state in (READY, NEGOTIATING, AUTHENTICATING) and conn.sock is not None:
-            if not self._write_soon_conns or conn not in self._write_soon_conns:
+            if conn not in self._write_soon_conns:
                 self._write_soon_conns.append(conn)
         else:
             self._want_write(conn, True)
