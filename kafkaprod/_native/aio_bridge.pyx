@@ -15,6 +15,7 @@ from cpython.ref cimport Py_INCREF
 from kafkaprod._native.accumulator cimport RecordAccumulator
 from kafkaprod._native.buffer_pool cimport BufferPool, available_hint
 from kafkaprod._native.future cimport Completion, FutureRecordMetadata, ProduceRequestResult, record_result
+from kafkaprod._native.record_metadata cimport RecordMetadata
 
 import asyncio
 import logging
@@ -60,6 +61,12 @@ cdef class AsyncRecord:
     cdef AsyncCompletions owner
     cdef bint handed_over                # the await of send() has given this object
     cdef bint cancelled_
+    # asyncio.Future's own attributes, read by the standard library's helpers: isfuture() wants the first not None
+    # (so gather(), wait(), shield(), wrap_future(), run_until_complete() take this object as it is instead of
+    # wrapping it in a Task each); gather() reads _cancel_message and sets _log_destroy_pending.
+    cdef public bint _asyncio_future_blocking
+    cdef public bint _log_destroy_pending
+    cdef readonly object _cancel_message
     # add_done_callback() functions, run on the loop: the first without a list (a record rarely has more).
     cdef object callback
     cdef list more_callbacks
@@ -71,7 +78,12 @@ cdef class AsyncRecord:
     # `await producer.send(...)` gives this object (send() is awaited once, as aiokafka's coroutine is); awaiting it
     # then gives the record's metadata: at once when the record is complete, else after waiting on a future of the
     # loop that its batch's completion resolves. _am_send (installed as the type's am_send) makes both steps a
-    # plain C call that returns its value; __next__/send/throw are the same steps for code that iterates instead.
+    # plain C call that returns its value; __next__ is the same step for interpreters that iterate instead (3.12+
+    # resumes a non-generator awaitable through tp_iternext).
+    #
+    # No send(), throw() or close(): with those collections.abc.Coroutine would claim this object, and asyncio
+    # treats coroutines as work to wrap in a Task (gather) or refuses them (wait). Without throw(), a cancelled
+    # task's CancelledError is raised where it awaits, which is all that one did; the record is still sent.
     def __await__(self):
         return self
 
@@ -81,53 +93,49 @@ cdef class AsyncRecord:
             return <object>_steal(out)
         raise StopIteration(<object>_steal(out))
 
-    def send(self, value):
-        return self.__next__()
-
-    def throw(self, typ, val=None, tb=None):
-        # A task awaiting this record was cancelled: the await ends; the record is still sent.
-        if val is None:
-            val = typ() if isinstance(typ, type) else typ
-        raise val
-
-    def close(self):
-        pass
-
     # ---- asyncio.Future's queries ----------------------------------------------------------------------------
     def done(self) -> bool:
-        return self.cancelled_ or record_result(self.record).done()
+        return self.is_done()
+
+    cdef inline bint is_done(self):
+        return self.cancelled_ or record_result(self.record)._done
 
     def cancelled(self) -> bool:
         return self.cancelled_
 
     def cancel(self, msg=None) -> bool:
         """Stops awaiting the record (awaiting it raises CancelledError); the record itself is sent all the same."""
-        if self.done():
+        if self.is_done():
             return False
         self.cancelled_ = True
+        self._cancel_message = msg
         self._run_callbacks()
         return True
 
+    def _make_cancelled_error(self):
+        """The CancelledError that awaiting a cancelled record raises (asyncio.Future's; gather() calls it)."""
+        return _CancelledError() if self._cancel_message is None else _CancelledError(self._cancel_message)
+
     def result(self):
         self._check_outcome()
-        return self.record.get(0)
+        return _outcome(self.record)
 
     def exception(self):
         self._check_outcome()
-        return self.record.exception(0)
+        return record_result(self.record).error
 
     cdef int _check_outcome(self) except -1:
         # asyncio.Future's rules for result() and exception(): cancelled, or not done yet, raises.
         if self.cancelled_:
-            raise _CancelledError()
-        if not record_result(self.record).done():
+            raise self._make_cancelled_error()
+        if not record_result(self.record)._done:
             raise _InvalidStateError("the record is not acknowledged yet")
         return 0
 
     def add_done_callback(self, fn, *, context=None):
         """fn(self) on the loop once the record is complete (soon, if it is already)."""
-        if self.done():
-            self.owner.loop.call_soon(fn, self)
+        if self.is_done():
+            self.owner.call_soon(fn, self)
             return
         if self.callback is None:
             self.callback = fn
@@ -156,11 +164,12 @@ cdef class AsyncRecord:
         self.more_callbacks = None
         return fns
 
-    cdef void _run_callbacks(self):
+    cdef int _run_callbacks(self) except -1:
         # Scheduled, as asyncio.Future does, for calls made by the user's code (cancel(), a callback added to a
         # record already complete): never run inside the caller.
         for fn in self._take_callbacks():
-            self.owner.loop.call_soon(fn, self)
+            self.owner.call_soon(fn, self)
+        return 0
 
     cdef int _run_callbacks_now(self) except -1:
         # Called from the loop's own call for the completed batch (RecordWaiters.resolve), which is already "soon":
@@ -201,6 +210,15 @@ cdef AsyncRecord _async_record(AsyncCompletions owner, FutureRecordMetadata reco
     return a
 
 
+cdef RecordMetadata _outcome(FutureRecordMetadata record):
+    # A complete record's metadata, or its error raised: FutureRecordMetadata.get() without the wait and the call
+    # through Python (gather() asks every record for its result once all are done).
+    cdef ProduceRequestResult r = record_result(record)
+    if r.error is not None:
+        raise r.error
+    return record._metadata()
+
+
 cdef int _am_send(object it, object value, PyObject** result) except -1:
     # The am_send slot (PEP 590's PySendResult protocol): 0 (PYGEN_RETURN) with *result the value of the await,
     # 1 (PYGEN_NEXT) with *result a future to wait on, -1 (PYGEN_ERROR) with the exception set.
@@ -211,9 +229,9 @@ cdef int _am_send(object it, object value, PyObject** result) except -1:
         self.handed_over = True
         out = self
     elif self.cancelled_:
-        raise _CancelledError()
-    elif record_result(self.record).done():
-        out = self.record.get(0)
+        raise self._make_cancelled_error()
+    elif record_result(self.record)._done:
+        out = _outcome(self.record)
     else:
         out = self.owner.loop.create_future()
         self.owner.attach(out, self)
@@ -283,6 +301,7 @@ cdef class AsyncCompletions:
     cdef BufferPool pool
     cdef object metadata                 # its auth_error: while a TLS/SASL failure lasts, send() must raise it
     cdef Py_ssize_t batch_size
+    cdef list soon                       # (callback, AsyncRecord) pairs, flattened, due in one loop call
 
     def __cinit__(self, loop, RecordAccumulator acc, slow_send, BufferPool pool, metadata):
         self.loop = loop
@@ -294,6 +313,7 @@ cdef class AsyncCompletions:
         self.pool = pool
         self.metadata = metadata
         self.batch_size = 0 if acc is None else acc.batch_size
+        self.soon = []
 
     def send(self, topic, value=None, key=None, partition=None, timestamp_ms=None, headers=None):
         """AIOKafkaProducer.send: an awaitable giving the record's AsyncRecord. Appends at once when the topic is
@@ -324,6 +344,24 @@ cdef class AsyncCompletions:
             size += len(<bytes>key)
         need = self.batch_size if size < self.batch_size // 2 else 2 * self.batch_size + size
         return available_hint(self.pool) >= need
+
+    cdef int call_soon(self, object fn, AsyncRecord record) except -1:
+        # fn(record) on a later turn of the loop. Callbacks due together share one loop call: asyncio.gather() and
+        # asyncio.wait() add one to every record, mostly records already complete, and a loop Handle each would
+        # cost more than the callback. They run in the order they were added.
+        if len(self.soon) == 0:
+            self.loop.call_soon(self.run_soon)
+        self.soon.append(fn)
+        self.soon.append(record)
+        return 0
+
+    def run_soon(self):
+        """On the loop: the callbacks call_soon() queued since the last call."""
+        cdef list due = self.soon
+        cdef Py_ssize_t i
+        self.soon = []
+        for i in range(0, len(due), 2):
+            (<AsyncRecord>due[i + 1])._call(due[i])
 
     def record(self, FutureRecordMetadata record):
         """The AsyncRecord of a record sent outside the fast path (its send() was a coroutine: given already)."""
