@@ -111,3 +111,48 @@ def mock_topic(mock_cluster: MockCluster) -> Callable[..., str]:
         return name
 
     return create
+
+
+# ---- event loops ---------------------------------------------------------------------------------------------------
+# Every kafkaprod.aio test runs on asyncio's own loop and on uvloop's, the loop many ingestion services run.
+
+EVENT_LOOPS = ("asyncio", "uvloop")
+
+
+def new_event_loop(kind: str) -> Any:
+    """A new, not running event loop of that kind."""
+    import asyncio
+
+    if kind == "uvloop":
+        import uvloop
+
+        return uvloop.new_event_loop()
+    return asyncio.new_event_loop()
+
+
+@pytest.fixture(params=EVENT_LOOPS)
+def loop_kind(request: pytest.FixtureRequest) -> str:
+    """``asyncio`` or ``uvloop``: the event loop of this run of the test."""
+    return str(request.param)
+
+
+@pytest.fixture
+def run_async(loop_kind: str) -> Callable[..., Any]:
+    """``run_async(coroutine) -> its result``: runs it to the end on a new loop of ``loop_kind``, as asyncio.run()
+    does (async generators and the default executor shut down, the loop closed), within ``timeout`` seconds."""
+    import asyncio
+
+    def run(main: Any, timeout: float = 30.0) -> Any:
+        loop = new_event_loop(loop_kind)
+        try:
+            asyncio.set_event_loop(loop)
+            return loop.run_until_complete(asyncio.wait_for(main, timeout))
+        finally:
+            try:
+                loop.run_until_complete(loop.shutdown_asyncgens())
+                loop.run_until_complete(loop.shutdown_default_executor())
+            finally:
+                asyncio.set_event_loop(None)
+                loop.close()
+
+    return run

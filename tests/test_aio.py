@@ -12,6 +12,7 @@ import pytest
 from kafkaprod import RecordMetadata
 from kafkaprod.aio import AIOKafkaProducer
 from kafkaprod.errors import KafkaTimeoutError, ProducerClosedError
+from conftest import new_event_loop
 from mock_cluster import ALL_BROKERS
 from producer_support import FAST, WAIT_S, read_back
 
@@ -22,7 +23,7 @@ def _producer(bootstrap_servers: str, **options) -> AIOKafkaProducer:
     return AIOKafkaProducer(bootstrap_servers, **{**FAST, **options})
 
 
-def test_sent_records_resolve_to_their_metadata_and_are_written_once(tansu, tansu_topic):
+def test_sent_records_resolve_to_their_metadata_and_are_written_once(tansu, tansu_topic, run_async):
     topic = tansu_topic(partitions=3)
 
     async def main():
@@ -31,7 +32,7 @@ def test_sent_records_resolve_to_their_metadata_and_are_written_once(tansu, tans
             first = await producer.send_and_wait(topic, b"last", partition=1, headers=[("h", b"x")])
             return [await f for f in futures], first
 
-    metadata, last = asyncio.run(asyncio.wait_for(main(), WAIT_S))
+    metadata, last = run_async(main())
     assert all(isinstance(md, RecordMetadata) and md.topic == topic for md in metadata)
     assert last.partition == 1 and last.serialized_value_size == 4
     stored = read_back(tansu.bootstrap_servers, topic, 3, 301)
@@ -40,7 +41,7 @@ def test_sent_records_resolve_to_their_metadata_and_are_written_once(tansu, tans
     assert [s.headers for s in stored[1] if s.value == b"last"] == [[("h", b"x")]]
 
 
-def test_send_batch_gives_one_awaitable_for_the_whole_call_with_headers(tansu, tansu_topic):
+def test_send_batch_gives_one_awaitable_for_the_whole_call_with_headers(tansu, tansu_topic, run_async):
     topic = tansu_topic(partitions=2)
 
     async def main():
@@ -48,13 +49,13 @@ def test_send_batch_gives_one_awaitable_for_the_whole_call_with_headers(tansu, t
             waiter = await producer.send_batch(topic, [b"a", b"b", b"c"], headers=[("trace", b"t1")], partition=0)
             return list(await waiter)
 
-    metadata = asyncio.run(asyncio.wait_for(main(), WAIT_S))
+    metadata = run_async(main())
     assert [md.offset for md in metadata] == [0, 1, 2]
     stored = read_back(tansu.bootstrap_servers, topic, 2, 3)
     assert [(s.value, s.headers) for s in stored[0]] == [(v, [("trace", b"t1")]) for v in (b"a", b"b", b"c")]
 
 
-def test_cancelling_an_awaitable_does_not_cancel_or_lose_its_record(tansu, tansu_topic):
+def test_cancelling_an_awaitable_does_not_cancel_or_lose_its_record(tansu, tansu_topic, run_async):
     topic = tansu_topic(partitions=1)
 
     async def main():
@@ -65,12 +66,12 @@ def test_cancelling_an_awaitable_does_not_cancel_or_lose_its_record(tansu, tansu
             await producer.flush()
             return cancelled.cancelled(), await kept
 
-    was_cancelled, kept = asyncio.run(asyncio.wait_for(main(), WAIT_S))
+    was_cancelled, kept = run_async(main())
     assert was_cancelled and kept.offset == 1
     assert [s.value for s in read_back(tansu.bootstrap_servers, topic, 1, 2)[0]] == [b"cancelled", b"kept"]
 
 
-def test_stop_sends_what_is_pending_before_it_returns(tansu, tansu_topic):
+def test_stop_sends_what_is_pending_before_it_returns(tansu, tansu_topic, run_async):
     topic = tansu_topic(partitions=2)
 
     async def main():
@@ -80,11 +81,11 @@ def test_stop_sends_what_is_pending_before_it_returns(tansu, tansu_topic):
         await producer.stop()
         return [f.done() and f.exception() is None for f in futures]
 
-    assert all(asyncio.run(asyncio.wait_for(main(), WAIT_S)))
+    assert all(run_async(main()))
     read_back(tansu.bootstrap_servers, topic, 2, 50)
 
 
-def test_stop_that_runs_out_of_time_fails_pending_records_with_a_named_error():
+def test_stop_that_runs_out_of_time_fails_pending_records_with_a_named_error(run_async):
     async def main():
         producer = _producer(NOWHERE, max_block_ms=60_000)
         await producer.start()
@@ -94,10 +95,10 @@ def test_stop_that_runs_out_of_time_fails_pending_records_with_a_named_error():
         with pytest.raises(ProducerClosedError):
             await sending
 
-    asyncio.run(asyncio.wait_for(main(), WAIT_S))
+    run_async(main())
 
 
-def test_waiting_for_metadata_is_awaited_and_the_loop_runs_on(tansu):
+def test_waiting_for_metadata_is_awaited_and_the_loop_runs_on(tansu, run_async):
     async def main():
         ticks = 0
         stop = asyncio.Event()
@@ -116,10 +117,10 @@ def test_waiting_for_metadata_is_awaited_and_the_loop_runs_on(tansu):
         await task
         return ticks
 
-    assert asyncio.run(asyncio.wait_for(main(), WAIT_S)) > 5
+    assert run_async(main()) > 5
 
 
-def test_every_record_ends_in_an_error_when_nothing_can_be_delivered(mock_cluster, mock_topic):
+def test_every_record_ends_in_an_error_when_nothing_can_be_delivered(mock_cluster, mock_topic, run_async):
     topic = mock_topic(partitions=2)
 
     async def main():
@@ -131,13 +132,13 @@ def test_every_record_ends_in_an_error_when_nothing_can_be_delivered(mock_cluste
             return await asyncio.gather(*futures, return_exceptions=True)
 
     try:
-        outcomes = asyncio.run(asyncio.wait_for(main(), WAIT_S))
+        outcomes = run_async(main())
     finally:
         mock_cluster.broker_up(ALL_BROKERS)
     assert len(outcomes) == 20 and all(isinstance(o, KafkaTimeoutError) for o in outcomes)
 
 
-def test_the_producer_refuses_another_event_loop_and_use_after_stop(tansu, tansu_topic):
+def test_the_producer_refuses_another_event_loop_and_use_after_stop(tansu, tansu_topic, loop_kind):
     topic = tansu_topic(partitions=1)
     producer = _producer(tansu.bootstrap_servers)
     errors = []
@@ -158,7 +159,7 @@ def test_the_producer_refuses_another_event_loop_and_use_after_stop(tansu, tansu
         with pytest.raises(ProducerClosedError, match=r"send\(\) after the producer was stopped"):
             await producer.send(topic, b"after stop")
 
-    loop = asyncio.new_event_loop()
+    loop = new_event_loop(loop_kind)
     try:
         loop.run_until_complete(start())
         other = threading.Thread(target=lambda: asyncio.run(from_elsewhere()))
@@ -176,7 +177,7 @@ def test_bad_options_are_refused_at_construction_naming_the_option():
         AIOKafkaProducer(NOWHERE, lingr_ms=5)
 
 
-def test_a_record_awaitable_works_with_asyncio_helpers_and_done_callbacks(tansu, tansu_topic):
+def test_a_record_awaitable_works_with_asyncio_helpers_and_done_callbacks(tansu, tansu_topic, run_async):
     topic = tansu_topic(partitions=2)
 
     async def main():
@@ -192,12 +193,13 @@ def test_a_record_awaitable_works_with_asyncio_helpers_and_done_callbacks(tansu,
             await asyncio.sleep(0)
             return [md.offset for md in gathered], waited.offset, called, late, records[2].result()
 
-    offsets, last, called, late, third = asyncio.run(asyncio.wait_for(main(), WAIT_S))
+    offsets, last, called, late, third = run_async(main())
     assert offsets == [0, 1, 2, 3, 4] and last == 9 and called == [3] and late == [None]
     assert third.offset == 2
 
 
-def test_done_callbacks_each_run_once_and_a_raising_one_goes_to_the_loops_exception_handler(tansu, tansu_topic):
+def test_done_callbacks_each_run_once_and_a_raising_one_goes_to_the_loops_exception_handler(
+        tansu, tansu_topic, run_async):
     topic = tansu_topic(partitions=1)
 
     async def main():
@@ -223,6 +225,164 @@ def test_done_callbacks_each_run_once_and_a_raising_one_goes_to_the_loops_except
             await asyncio.sleep(0)
             return calls, reported
 
-    calls, reported = asyncio.run(asyncio.wait_for(main(), WAIT_S))
+    calls, reported = run_async(main())
     assert sorted(calls) == sorted([(w, i) for i in range(6) for w in ("first", "second")])
     assert [(c["exception"].args, c["future"].result().offset) for c in reported] == [(("callback failed",), 2)]
+
+
+# ---- a record's awaitable is an asyncio future ----------------------------------------------------------------------
+
+def test_a_record_is_an_asyncio_future_that_the_standard_librarys_helpers_take_as_it_is(tansu, tansu_topic, run_async):
+    topic = tansu_topic(partitions=2)
+
+    async def main():
+        loop = asyncio.get_running_loop()
+        async with _producer(tansu.bootstrap_servers, linger_ms=5) as producer:
+            async def batch(n):
+                return [await producer.send(topic, b"r", partition=n % 2) for _ in range(n)]
+
+            first = await producer.send(topic, b"first", partition=0)
+            identity = (asyncio.isfuture(first), first.get_loop() is loop, asyncio.ensure_future(first) is first,
+                        asyncio.wrap_future(first) is first, asyncio.iscoroutine(first))
+            records = await batch(40)
+            gathered = await asyncio.gather(*records, records[0])  # a record given twice is one child
+            all_done, none_pending = await asyncio.wait(await batch(6))
+            some_done, _ = await asyncio.wait(await batch(6), return_when=asyncio.FIRST_COMPLETED)
+            no_error, _ = await asyncio.wait(await batch(6), return_when=asyncio.FIRST_EXCEPTION)
+            waited = await asyncio.wait_for(await producer.send(topic, b"wait_for"), WAIT_S)
+            shielded = await asyncio.shield(await producer.send(topic, b"shield"))
+            completed = [(await next_one).offset for next_one in asyncio.as_completed(await batch(5))]
+            in_tasks = []
+            if hasattr(asyncio, "TaskGroup"):  # 3.11+
+                async with asyncio.TaskGroup() as group:
+                    for record in await batch(4):
+                        in_tasks.append(group.create_task(_await(record)))
+                async with asyncio.timeout(WAIT_S):
+                    in_tasks.append(await (await producer.send(topic, b"timeout")))
+            return (identity, first.result(), gathered, records, all_done, none_pending, some_done, no_error, waited,
+                    shielded, completed, [t.result() if isinstance(t, asyncio.Task) else t for t in in_tasks])
+
+    (identity, first, gathered, records, all_done, none_pending, some_done, no_error, waited, shielded, completed,
+     in_tasks) = run_async(main())
+    assert identity == (True, True, True, True, False)
+    assert first.offset == 0
+    assert [md.offset for md in gathered] == [r.result().offset for r in records] + [records[0].result().offset]
+    assert len(all_done) == 6 and not none_pending and all(r.done() and r.exception() is None for r in all_done)
+    assert some_done and all(r.done() for r in some_done) and len(no_error) == 6
+    assert isinstance(waited, RecordMetadata) and isinstance(shielded, RecordMetadata)
+    assert len(completed) == 5 and all(offset >= 0 for offset in completed)
+    assert all(isinstance(md, RecordMetadata) for md in in_tasks)
+    assert len(in_tasks) == (0 if not hasattr(asyncio, "TaskGroup") else 5)
+
+
+async def _await(record):
+    return await record
+
+
+async def _call(send, *args):
+    return await send(*args)
+
+
+def test_cancelled_waits_and_wrappers_never_cancel_or_lose_their_records(tansu, tansu_topic, run_async):
+    topic = tansu_topic(partitions=1)
+
+    async def main():
+        # A long linger keeps every record pending while the waits below give up on it.
+        async with _producer(tansu.bootstrap_servers, linger_ms=400) as producer:
+            timed_out = await producer.send(topic, b"wait_for")
+            with pytest.raises(asyncio.TimeoutError):
+                await asyncio.wait_for(timed_out, 0.01)
+            shielded = await producer.send(topic, b"shield")
+            outer = asyncio.shield(shielded)
+            outer.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await outer
+            gathered = [await producer.send(topic, b"gather%d" % i) for i in range(2)]
+            both = asyncio.gather(*gathered)
+            both.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await both
+            task_record = await producer.send(topic, b"task")
+            task = asyncio.ensure_future(_await(task_record))
+            await asyncio.sleep(0)
+            task.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await task
+            if hasattr(asyncio, "timeout"):  # 3.11+
+                in_block = await producer.send(topic, b"timeout")
+                with pytest.raises(TimeoutError):
+                    async with asyncio.timeout(0.01):
+                        await in_block
+            await producer.flush()
+            states = {"gather": [r.cancelled() for r in gathered], "shield": shielded.cancelled(),
+                      "task": task_record.cancelled()}
+            return states, shielded.result().offset, task_record.result().offset
+
+    states, shielded_offset, task_offset = run_async(main())
+    # gather() cancels its children, as it does asyncio futures: their awaits end, their records do not.
+    assert states == {"gather": [True, True], "shield": False, "task": False}
+    assert shielded_offset == 1 and task_offset == 4
+    expected = [b"wait_for", b"shield", b"gather0", b"gather1", b"task"]
+    if hasattr(asyncio, "timeout"):
+        expected.append(b"timeout")
+    assert [s.value for s in read_back(tansu.bootstrap_servers, topic, 1, len(expected))[0]] == expected
+
+
+def test_a_cancelled_record_raises_cancelled_error_with_its_message(tansu, tansu_topic, run_async):
+    topic = tansu_topic(partitions=1)
+
+    async def main():
+        async with _producer(tansu.bootstrap_servers, linger_ms=200) as producer:
+            record = await producer.send(topic, b"x")
+            assert record.cancel("not needed") and not record.cancel()
+            outcomes = []
+            for call in (record.result, record.exception):
+                with pytest.raises(asyncio.CancelledError, match="not needed"):
+                    call()
+            with pytest.raises(asyncio.CancelledError, match="not needed"):
+                await record
+            gathered = await asyncio.gather(record, return_exceptions=True)
+            outcomes.append(type(gathered[0]).__name__)
+            await producer.flush()
+            return outcomes
+
+    assert run_async(main()) == ["CancelledError"]
+    assert [s.value for s in read_back(tansu.bootstrap_servers, topic, 1, 1)[0]] == [b"x"]
+
+
+def test_gather_and_wait_report_a_failed_records_error(mock_cluster, mock_topic, run_async):
+    topic = mock_topic(partitions=1)
+
+    async def main():
+        async with _producer(mock_cluster.bootstrap_servers, delivery_timeout_ms=1_500, request_timeout_ms=1_000,
+                             linger_ms=0) as producer:
+            await producer.partitions_for(topic)
+            mock_cluster.broker_down(ALL_BROKERS)
+            records = [await producer.send(topic, b"r%d" % i) for i in range(3)]
+            with pytest.raises(KafkaTimeoutError):
+                await asyncio.gather(*records)
+            done, pending = await asyncio.wait(records, return_when=asyncio.FIRST_EXCEPTION)
+            return done, pending, records
+
+    try:
+        done, pending, records = run_async(main())
+    finally:
+        mock_cluster.broker_up(ALL_BROKERS)
+    assert done == set(records) and not pending
+    assert all(isinstance(r.exception(), KafkaTimeoutError) for r in records)
+
+
+def test_run_until_complete_takes_a_record(tansu, tansu_topic, loop_kind):
+    topic = tansu_topic(partitions=1)
+    loop = new_event_loop(loop_kind)
+    producer = _producer(tansu.bootstrap_servers, linger_ms=200)
+    try:
+        loop.run_until_complete(producer.start())
+        # send() is called on the running loop (the producer refuses any other); the loop stops, the record's linger
+        # still running, and run_until_complete() takes the record as the future to run until.
+        record = loop.run_until_complete(_call(producer.send, topic, b"x"))
+        metadata = loop.run_until_complete(record)
+        loop.run_until_complete(producer.stop())
+    finally:
+        loop.close()
+    assert metadata.offset == 0 and record.result().offset == 0

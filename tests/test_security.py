@@ -345,9 +345,8 @@ def test_unknown_ca_fails_promptly(tls: Cluster, pki: Pki) -> None:
                    tls.bootstrap, security_protocol="SSL", ssl_cafile=str(pki.rogue_ca))
 
 
-def test_the_asyncio_producer_refuses_an_unknown_ca_promptly_too(tls: Cluster, pki: Pki) -> None:
-    import asyncio
-
+def test_the_asyncio_producer_refuses_an_unknown_ca_promptly_too(tls: Cluster, pki: Pki,
+                                                                 run_async: Callable[..., Any]) -> None:
     from kafkaprod.aio import AIOKafkaProducer
 
     async def main() -> None:
@@ -357,7 +356,7 @@ def test_the_asyncio_producer_refuses_an_unknown_ca_promptly_too(tls: Cluster, p
                 with pytest.raises(SslAuthenticationError, match="certificate verify failed"):
                     await producer.send(tls.topic(), b"v")
 
-    asyncio.run(asyncio.wait_for(main(), WAIT_S))
+    run_async(main())
 
 
 def test_hostname_mismatch_fails_promptly(wrong_name_front: str, pki: Pki) -> None:

@@ -805,9 +805,8 @@ def test_not_coordinator_sends_the_request_back_through_find_coordinator():
 
 # ---- kafkaprod.aio ------------------------------------------------------------------------------------------------
 
-def test_aio_producer_commits_and_aborts_and_its_transaction_context_aborts_on_error(noida, noida_topic):
-    import asyncio
-
+def test_aio_producer_commits_and_aborts_and_its_transaction_context_aborts_on_error(noida, noida_topic,
+                                                                                     run_async):
     from kafkaprod.aio import AIOKafkaProducer
 
     topic = noida_topic(2)
@@ -839,7 +838,7 @@ def test_aio_producer_commits_and_aborts_and_its_transaction_context_aborts_on_e
                 await producer.send(topic, b"aio-context-committed", partition=1)
             return [await r for r in committed]
 
-    metadata = asyncio.run(asyncio.wait_for(main(), WAIT_S))
+    metadata = run_async(main())
     assert [md.partition for md in metadata] == [0] * 5
     assert read_committed(noida.bootstrap_servers, topic, 2) == {
         0: values("aio-commit", 5), 1: values("aio-batch", 5) + [b"aio-context-committed"]}
