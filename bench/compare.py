@@ -39,10 +39,12 @@ if not __package__:  # run as `python bench/compare.py`: make `bench.*` importab
 
 from bench import ceiling  # noqa: E402
 from kafkaprod.tools.compare import (  # noqa: E402
+    ASYNCIO_CLIENTS,
     BASELINE_SUFFIX,
     CLIENTS,
     CODECS,
     DELIVERY_MODES,
+    EVENT_LOOPS,
     KAFKAPROD_CLIENTS,
     Workload,
     fmt,
@@ -105,8 +107,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--linger-ms", type=non_negative_int, default=5, help="linger (default 5 ms)")
     parser.add_argument("--batch-size", type=positive_int, default=1_000_000, help="batch bytes (default 1000000)")
     parser.add_argument("--delivery", choices=DELIVERY_MODES, default="none",
-                        help="none (default: fire and forget), callback (a delivery callback per record) or future "
-                             "(every future resolved after the flush); a failed record fails the run")
+                        help="none (default: fire and forget), callback (a delivery callback per record), future "
+                             "(every future resolved after the flush) or gather (asyncio clients only: every "
+                             "awaitable kept, then asyncio.gather() of them all); a failed record fails the run")
+    parser.add_argument("--event-loop", choices=EVENT_LOOPS, default="asyncio",
+                        help="the asyncio clients' event loop (default asyncio; uvloop needs the uvloop package)")
     parser.add_argument("--bootstrap-servers", default=None,
                         help="use these brokers instead of starting a local Tansu (topics are still created and deleted)")
     parser.add_argument("--baseline", type=python_arg, default=None, metavar="PYTHON",
@@ -142,6 +147,11 @@ def parse_args(argv: list[str] | None = None) -> tuple[argparse.Namespace, Workl
     if args.tls and (args.ceiling or args.bootstrap_servers):
         parser.error("--tls starts its own TLS front for the local broker: not with --bootstrap-servers, and not "
                      "with --ceiling (the replay speaks plaintext)")
+    if args.delivery == "gather":
+        others = [c for c in args.clients if c.split("@")[0] not in ASYNCIO_CLIENTS]
+        if others:
+            parser.error(f"--delivery gather is asyncio.gather(): only {', '.join(ASYNCIO_CLIENTS)} have it, not "
+                         f"{', '.join(others)} (pick clients with --clients)")
     if args.chart_from and args.chart is None:
         parser.error("--chart-from needs --chart PATH.png to write to")
     workload = Workload(
@@ -156,6 +166,7 @@ def parse_args(argv: list[str] | None = None) -> tuple[argparse.Namespace, Workl
         linger_ms=args.linger_ms,
         batch_size=args.batch_size,
         delivery=args.delivery,
+        event_loop=args.event_loop,
         client_records=dict(args.client_records),
     )
     return args, workload

@@ -349,6 +349,7 @@ def test_delivery_mode_applies_only_with_compare(capsys):
     assert perf.parse_args(["--compare", "--delivery", "future"]).delivery == "future"
     assert "--delivery" in refused(capsys, ["--delivery", "callback"])
     assert "--delivery" in refused(capsys, ["--compare", "--delivery", "sometimes"])
+    assert "--delivery" in refused(capsys, ["--compare", "--delivery", "gather"])  # asyncio clients only
 
 
 def test_a_failed_record_fails_a_callback_run_and_is_counted():
@@ -415,3 +416,26 @@ def test_every_installed_client_runs_through_the_harness_and_its_records_are_cou
         assert run["delivery"] == delivery, client
         if delivery != "none":
             assert (run["delivered"], run["failed"]) == (3000, 0), client
+
+
+@pytest.mark.parametrize("event_loop", ["asyncio", "uvloop"])
+def test_the_asyncio_clients_gather_their_records_on_either_event_loop(tansu, event_loop):
+    from kafkaprod.tools import compare
+    from kafkaprod.tools.runners import ASYNCIO_CLIENTS
+
+    found, skipped = compare.installed_clients(ASYNCIO_CLIENTS)
+    assert set(found) == set(ASYNCIO_CLIENTS), skipped
+    workload = compare.Workload(num_records=3000, partitions=2, delivery="gather", event_loop=event_loop)
+    for client in found:
+        run = compare.run_once(compare.Contender(client, client), workload, tansu.bootstrap_servers, 1,
+                               topic_prefix="gather")
+        assert run["records_verified"] == 3001, client
+        assert (run["delivery"], run["delivered"], run["failed"]) == ("gather", 3000, 0), client
+        assert run["event_loop_class"].split(".")[0] == event_loop, (client, run["event_loop_class"])
+
+
+def test_gather_is_refused_for_a_client_without_asyncio():
+    from kafkaprod.tools.runners import run
+
+    with pytest.raises(ValueError, match="only aiokafka, kafkaprod-aio, confluent-aio have it, not kafkaprod"):
+        run({"client": "kafkaprod", "topic": "t", "delivery": "gather"})

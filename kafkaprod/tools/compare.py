@@ -54,11 +54,19 @@ from pathlib import Path
 from typing import Any
 
 from kafkaprod.compression import COMPRESSION_TYPES
-from kafkaprod.tools.runners import CLIENTS, DEFAULT_CHUNK, DEFAULT_KEY_COUNT, DELIVERY_MODES, MODULES
+from kafkaprod.tools.runners import (
+    ASYNCIO_CLIENTS,
+    CLIENTS,
+    DEFAULT_CHUNK,
+    DEFAULT_KEY_COUNT,
+    DELIVERY_MODES,
+    EVENT_LOOPS,
+    MODULES,
+)
 
 __all__ = [
-    "BASELINE_SUFFIX", "BULK_CLIENTS", "CLIENTS", "CODECS", "DELIVERY_MODES", "KAFKAPROD_CLIENTS",
-    "PER_RECORD_CLIENTS", "SECURITY_OPTIONS", "SHARED_OPTIONS", "ComparisonError", "Contender", "CountMismatch", "Lineup", "Results",
+    "ASYNCIO_CLIENTS", "BASELINE_SUFFIX", "BULK_CLIENTS", "CLIENTS", "CODECS", "DELIVERY_MODES", "EVENT_LOOPS",
+    "KAFKAPROD_CLIENTS", "PER_RECORD_CLIENTS", "SECURITY_OPTIONS", "SHARED_OPTIONS", "ComparisonError", "Contender", "CountMismatch", "Lineup", "Results",
     "Workload", "client_settings", "format_table", "installed_clients", "line_up", "non_negative_int",
     "positive_int", "python_arg", "run_child", "run_once", "run_rounds", "summarize",
 ]
@@ -136,6 +144,7 @@ class Workload:
     max_request_size: int = BENCH_MAX_REQUEST_SIZE
     chunk: int = DEFAULT_CHUNK  # records per call of the bulk clients
     delivery: str = "none"  # one of DELIVERY_MODES
+    event_loop: str = "asyncio"  # the asyncio clients' loop: one of EVENT_LOOPS
     client_records: dict[str, int] = field(default_factory=dict)  # records per run for some clients
     # Security options in kafkaprod's (= kafka-python's) names, e.g. {"security_protocol": "SSL", "ssl_cafile":
     # path}; each client gets them in its own spelling, and so do the admin client and the record count.
@@ -154,6 +163,7 @@ class Workload:
                 f"idempotence {'on' if self.idempotence else 'off'}, linger {self.linger_ms} ms, "
                 f"batch size {self.batch_size:,} B, compression {self.compression}, "
                 f"max request size {self.max_request_size:,} B, delivery {self.delivery}"
+                + (f", event loop {self.event_loop}" if self.event_loop != "asyncio" else "")
                 + (f", security {self.security.get('security_protocol', 'PLAINTEXT')}" if self.security else ""))
 
     def spec(self, client: str, topic: str, bootstrap_servers: str, num_records: int,
@@ -166,7 +176,7 @@ class Workload:
             "compression": self.compression, "partitions": self.partitions, "acks": self.acks,
             "idempotence": self.idempotence, "linger_ms": self.linger_ms, "batch_size": self.batch_size,
             "max_request_size": self.max_request_size, "chunk": self.chunk, "delivery": self.delivery,
-            "security": self.security,
+            "event_loop": self.event_loop, "security": self.security,
         }
 
 

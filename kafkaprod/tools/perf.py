@@ -188,7 +188,8 @@ def build_parser() -> argparse.ArgumentParser:
                              "installed), each in a fresh process on a fresh topic, and print a ratio table")
     parser.add_argument("--rounds", type=compare.int_arg(1), default=None,
                         help="with --compare: runs per client, alternating; the table shows medians (default 1)")
-    parser.add_argument("--delivery", choices=compare.DELIVERY_MODES, default=None,
+    # gather is asyncio.gather(), which only the asyncio clients have: --compare runs every client.
+    parser.add_argument("--delivery", choices=[m for m in compare.DELIVERY_MODES if m != "gather"], default=None,
                         help="with --compare: none (default: fire and forget), callback (a delivery callback per "
                              "record) or future (every future resolved after the flush); with callback or future a "
                              "failed record fails the run")

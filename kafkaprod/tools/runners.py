@@ -40,6 +40,10 @@ each record's outcome is the delivery mode (``spec["delivery"]``):
 - ``future``: every returned future is kept and, after the final flush, resolved one by one: kafkaprod and
   kafka-python ``get()``, aiokafka ``await``; confluent-kafka has no futures and passes ``on_delivery`` as in
   ``callback``.
+- ``gather`` (the asyncio clients only): every returned awaitable is kept and, with no flush, awaited all at once
+  with ``asyncio.gather(*futures, return_exceptions=True)``, as a service written for aiokafka does.
+
+The asyncio clients run on ``spec["event_loop"]``: ``asyncio`` (default) or ``uvloop``.
 
 Two optional parts of the spec, used by bench/matrix.py: ``topics`` (a list of topic names; record i goes to
 topic i % len(topics), one warm-up record goes to each, and only kafkaprod and confluent run it; the loops are in
@@ -74,7 +78,11 @@ MODULES = {"kafkaprod": "kafkaprod", "confluent": "confluent_kafka", "aiokafka":
            "kafkaprod-batch": "kafkaprod", "confluent-batch": "confluent_kafka", "kafkaprod-aio": "kafkaprod",
            "confluent-aio": "confluent_kafka"}
 #: What the sending loop does about each record's outcome (see the module docstring).
-DELIVERY_MODES = ("none", "callback", "future")
+DELIVERY_MODES = ("none", "callback", "future", "gather")
+#: The clients whose send is a coroutine; only they have the gather mode and an event loop to choose.
+ASYNCIO_CLIENTS = ("aiokafka", "kafkaprod-aio", "confluent-aio")
+#: Event loops the asyncio clients can run on.
+EVENT_LOOPS = ("asyncio", "uvloop")
 #: Records per call of the bulk APIs (kafkaprod's send_batch, confluent-kafka's produce_batch) by default.
 DEFAULT_CHUNK = 10_000
 #: Distinct keys the keyed records cycle through by default.
@@ -685,7 +693,7 @@ def _run_asyncio(spec: dict[str, Any], records: Records, window: Window, client:
     if client == "confluent-aio":
         settings["librdkafka_security"] = _librdkafka_security(spec)
     _asyncio_runners().run(client, spec, settings, records, window, outcomes)
-    return outcomes.report(records.n)
+    return {**outcomes.report(records.n), "event_loop_class": settings.get("event_loop_class")}
 
 
 def run_aiokafka(spec: dict[str, Any], records: Records, window: Window) -> dict[str, Any]:
@@ -721,6 +729,11 @@ def run(spec: dict[str, Any]) -> dict[str, Any]:
                          f"only {', '.join(_sibling('runners_topics').CLIENTS)} can")
     if spec["delivery"] not in DELIVERY_MODES:
         raise ValueError(f"unknown delivery mode {spec['delivery']!r}; known: {', '.join(DELIVERY_MODES)}")
+    if spec["delivery"] == "gather" and spec["client"] not in ASYNCIO_CLIENTS:
+        raise ValueError(f"delivery mode 'gather' is asyncio.gather(): only {', '.join(ASYNCIO_CLIENTS)} have it, "
+                         f"not {spec['client']}")
+    if spec.setdefault("event_loop", "asyncio") not in EVENT_LOOPS:
+        raise ValueError(f"unknown event loop {spec['event_loop']!r}; known: {', '.join(EVENT_LOOPS)}")
     records = Records(spec)
     window = Window(spec.get("broker_pid"))
     extras = runner(spec, records, window)

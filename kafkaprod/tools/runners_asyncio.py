@@ -74,6 +74,8 @@ def run(client_name: str, spec: dict[str, Any], settings: dict[str, Any], record
     open_client = _OPENERS[client_name]
 
     async def main() -> None:
+        loop = type(asyncio.get_running_loop())
+        settings["event_loop_class"] = f"{loop.__module__}.{loop.__qualname__}"  # the report says which loop ran
         client = await open_client(spec, settings)
         try:
             topic, value, n = spec["topic"], records.value, records.n
@@ -90,13 +92,21 @@ def run(client_name: str, spec: dict[str, Any], settings: dict[str, Any], record
             if outcomes.mode == "none":
                 for args in calls:
                     await send(*args)
-            elif outcomes.mode == "future":
+            elif outcomes.mode in ("future", "gather"):
                 for args in calls:
                     hold(await send(*args))
             else:
                 for args in calls:
                     (await send(*args)).add_done_callback(on_done)
-            await client.flush()
+            if outcomes.mode == "gather":
+                # No flush: gather() waits for every record, as a service that gathers its sends does.
+                for outcome in await asyncio.gather(*held, return_exceptions=True):
+                    if isinstance(outcome, BaseException):
+                        outcomes.fail(outcome)
+                    else:
+                        outcomes.delivered += 1
+            else:
+                await client.flush()
             if outcomes.mode == "future":
                 for future in held:
                     try:
@@ -111,4 +121,9 @@ def run(client_name: str, spec: dict[str, Any], settings: dict[str, Any], record
         finally:
             await client.stop()
 
-    asyncio.run(main())
+    if spec.get("event_loop", "asyncio") == "uvloop":
+        import uvloop  # the asyncio clients on uvloop's loop: the bench extra installs it
+
+        uvloop.run(main())
+    else:
+        asyncio.run(main())
