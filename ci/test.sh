@@ -24,4 +24,10 @@ bash ci/typecheck.sh
 
 # Run from the tests directory's parent without putting the source tree on sys.path (pytest's default
 # "prepend" import mode adds tests/, not the repository root), so `import kafkaprod` is the installed package.
-exec python -I -m pytest -p no:cacheprovider "$@"
+python -I -m pytest -p no:cacheprovider "$@"
+
+# The other supported CPythons (3.10-3.13 under pyenv): the compiled modules' tests and kafkaprod.aio's, each
+# version with its own build. Not when pytest was given a selection: that is a question about this version.
+if [ "$#" -eq 0 ]; then
+    bash ci/test-pythons.sh
+fi
