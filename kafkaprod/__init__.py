@@ -33,8 +33,8 @@ from kafkaprod._native.batch_future import BatchFuture, BatchMetadata  # noqa: E
 from kafkaprod._native.future import FutureRecordMetadata  # noqa: E402
 from kafkaprod.errors import (  # noqa: E402
     AuthenticationError, BatchSendError, BrokerResponseError, BufferExhaustedError, ErrorCode, KafkaError,
-    KafkaTimeoutError, ProducerClosedError, ProducerFencedError, ProtocolError, RecordTooLargeError,
-    RetriableBrokerError, SaslAuthenticationError, SslAuthenticationError, TransactionAbortableError,
+    KafkaTimeoutError, ProducerClosedError, ProducerFencedError, ProducerForkedError, ProtocolError,
+    RecordTooLargeError, RetriableBrokerError, SaslAuthenticationError, SslAuthenticationError, TransactionAbortableError,
     TransactionAbortedError, TransactionStateError, UnknownBrokerError, UnsupportedSaslMechanismError,
     UnsupportedVersionError,
 )
@@ -45,7 +45,7 @@ __all__ = [
     "AuthenticationError", "SaslAuthenticationError", "SslAuthenticationError", "UnsupportedSaslMechanismError",
     "BatchFuture", "BatchMetadata", "BatchSendError", "BrokerResponseError", "BufferExhaustedError", "ErrorCode",
     "FutureRecordMetadata", "KafkaError", "KafkaProducer", "KafkaTimeoutError", "ProducerClosedError",
-    "ProtocolError", "RecordMetadata", "RecordTooLargeError", "RetriableBrokerError", "UnknownBrokerError",
+    "ProducerForkedError", "ProtocolError", "RecordMetadata", "RecordTooLargeError", "RetriableBrokerError", "UnknownBrokerError",
     "UnsupportedVersionError", "__version__",
     "ProducerFencedError", "TransactionAbortableError", "TransactionAbortedError", "TransactionStateError",
 ]

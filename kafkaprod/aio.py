@@ -25,12 +25,14 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import os
 from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager
 from types import TracebackType
 from typing import Any
 
 from kafkaprod import config as _config
+from kafkaprod import fork as _fork
 from kafkaprod._native.aio_bridge import AsyncCompletions, AsyncRecord
 from kafkaprod._native.batch_future import BatchFuture, BatchMetadata
 from kafkaprod._native.record_metadata import RecordMetadata
@@ -59,6 +61,9 @@ class AIOKafkaProducer:
         self._completions: AsyncCompletions | None = None
         self._stopped = False
         self._transactions_initialized = False
+        self._creator_pid = os.getpid()
+        self._forked = False  # started, then forked: every call in the child raises ProducerForkedError
+        _fork.track(self)
 
     # ---- lifecycle -------------------------------------------------------------------------------------------
     async def start(self) -> None:
@@ -82,6 +87,8 @@ class AIOKafkaProducer:
     async def stop(self, timeout: float | None = None) -> None:
         """Sends what is pending (up to timeout seconds; None: until done), then stops. Records still pending when
         the timeout runs out fail with ProducerClosedError, through their awaitables."""
+        if self._forked:
+            return  # a forked child: what is pending belongs to the parent (KafkaProducer.close())
         producer = self._producer
         if producer is None or self._stopped:
             self._stopped = True
@@ -230,6 +237,8 @@ class AIOKafkaProducer:
 
     # ---- helpers ---------------------------------------------------------------------------------------------
     def _check_loop(self, what: str) -> AsyncCompletions:
+        if self._forked:
+            raise _fork.forked_error(what, "AIOKafkaProducer", self._creator_pid)
         if self._stopped:
             raise ProducerClosedError(f"{what} after the producer was stopped")
         completions = self._completions
@@ -243,6 +252,17 @@ class AIOKafkaProducer:
             raise RuntimeError(f"{what} from another event loop: an AIOKafkaProducer belongs to the loop that "
                                f"started it")
         return completions
+
+    def _forked_in_child(self) -> None:
+        # Right after os.fork(), in the child (see kafkaprod.fork): flags only. One never started holds only its
+        # options, so the child may start it; a started one is the parent's.
+        if self._producer is None:
+            return
+        self._forked = True
+        self.send = self._send_in_forked_child  # type: ignore[method-assign]
+
+    def _send_in_forked_child(self, *args: Any, **kwargs: Any) -> Any:
+        raise _fork.forked_error("send()", "AIOKafkaProducer", self._creator_pid)
 
     async def _in_thread(self, fn: Any, *args: Any) -> Any:
         assert self._loop is not None

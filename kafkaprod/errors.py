@@ -99,6 +99,16 @@ class ProducerClosedError(KafkaError):
     """The producer (or its buffer pool) was closed; nothing more can be sent through it."""
 
 
+class ProducerForkedError(ProducerClosedError):
+    """A producer made before ``os.fork()`` was used in the child process.
+
+    Its I/O thread and connections stay in the parent, so nothing sent in the child could ever be delivered.
+    Retrying does not help: create the producer in the child, after the fork (gunicorn's ``post_fork`` hook,
+    celery's ``worker_process_init`` signal, a ``multiprocessing`` pool's ``initializer``, or the ``spawn`` start
+    method).
+    """
+
+
 class ProtocolError(KafkaError):
     """A frame from a broker could not be decoded: truncated, oversized or malformed.
 

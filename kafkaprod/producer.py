@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import itertools
 import logging
+import os
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from kafkaprod import config as _config
+from kafkaprod import fork as _fork
 from kafkaprod._native.accumulator import RecordAccumulator
 from kafkaprod._native.batch_future import BatchFuture
 from kafkaprod._native.buffer_pool import BufferPool
@@ -54,6 +56,8 @@ class KafkaProducer:
         self.config = cfg = _config.resolve(config, **options)
         self.client_id = cfg.client_id or f"kafkaprod-producer-{next(_client_ids)}"
         self._closed = False
+        self._creator_pid = os.getpid()
+        self._forked = False  # set in a forked child (kafkaprod.fork): every call raises ProducerForkedError
         self._close_lock = threading.Lock()
         self._key_serializer = as_serializer(cfg.key_serializer)
         self._value_serializer = as_serializer(cfg.value_serializer)
@@ -80,6 +84,7 @@ class KafkaProducer:
         self._fast_send = self._interceptors is None and self._key_serializer is None \
             and self._value_serializer is None and self._partitioner is None
         self._sender.on_auth_change = self._on_auth_change
+        _fork.track(self)
         self._sender.start()
         if self._fast_send:
             # Bytes in, built-in partitioner: send() is the accumulator's compiled entry point, which falls back
@@ -100,6 +105,7 @@ class KafkaProducer:
                    headers: Iterable[tuple[str, bytes | None]] | None,
                    callback: Callback | None) -> FutureRecordMetadata:
         if self._closed:
+            self._check_forked("send()")
             raise ProducerClosedError("send() after the producer was closed")
         if self._txn is not None and not self._txn.state_allows_send():
             raise self._txn.refusal("send()")  # at once, not after waiting for the topic's metadata
@@ -157,6 +163,7 @@ class KafkaProducer:
         record's partition unless `partition` is given.
         """
         if self._closed:
+            self._check_forked("send_batch()")
             raise ProducerClosedError("send_batch() after the producer was closed")
         if self._txn is not None and not self._txn.state_allows_send():
             raise self._txn.refusal("send_batch()")
@@ -318,6 +325,7 @@ class KafkaProducer:
         self._run_transactional(what, timeout, self._transactions(what).begin_abort)
 
     def _transactions(self, what: str) -> TransactionManager:
+        self._check_forked(what)
         if self._txn is None:
             raise TransactionStateError(f"{what} needs a transactional producer: create it with "
                                         f"transactional_id=... (Java's transactional.id)")
@@ -347,6 +355,7 @@ class KafkaProducer:
     def flush(self, timeout: float | None = None) -> None:
         """Blocks until every record sent before the call is complete; KafkaTimeoutError after timeout s."""
         _check_timeout("flush", timeout)
+        self._check_forked("flush()")
         if threading.current_thread() is self._sender:
             # The I/O thread is the one that completes records: waiting on it from a callback could only
             # deadlock (or, with a timeout, stall every delivery for that long).
@@ -364,16 +373,24 @@ class KafkaProducer:
         """The topic's partitions, fetching its metadata first (up to max_block_ms)."""
         check_topic(topic)
         if self._closed:
+            self._check_forked("partitions_for()")
             raise ProducerClosedError("partitions_for() after the producer was closed")
         self._wait_on_metadata(topic)
         return list(self._metadata.cluster.partitions_for_topic(topic) or ())
 
     def metrics(self) -> dict[str, float]:
+        self._check_forked("metrics()")
         return self._metrics.snapshot()
 
     def close(self, timeout: float | None = None) -> None:
         """Sends what is queued (up to timeout s), then stops the I/O thread; close(0) fails pending records."""
         _check_timeout("close", timeout)  # before any state changes: a bad argument must not half-close
+        if self._forked:
+            # A forked child: what is pending belongs to the parent, whose I/O thread sends it; the lock, the
+            # thread and the sockets here are copies of the parent's, and nothing may touch them.
+            log.debug("close() of producer %s in process %d, forked from %d: nothing to do here", self.client_id,
+                      os.getpid(), self._creator_pid)
+            return
         with self._close_lock:
             if self._closed and not self._sender.is_alive():
                 return
@@ -402,6 +419,24 @@ class KafkaProducer:
         if self._interceptors is not None:
             self._interceptors.close()
         log.info("producer %s closed", self.client_id)
+
+    # ---- fork (kafkaprod.fork) ------------------------------------------------------------------------------------
+    def _forked_in_child(self) -> None:
+        # Right after os.fork(), in the child, with only the forking thread alive: flags only (see kafkaprod.fork).
+        # Closed, so that the finalizer does nothing, the checks of the slow paths meet _check_forked, and send()
+        # -- the accumulator's compiled method, also where a caller kept it as a bound method -- finds appends
+        # refused and falls to _send_slow.
+        self._forked = True
+        self._closed = True
+        self._accumulator.refuse_appends(_fork.forked_error("a record append", "KafkaProducer", self._creator_pid))
+        self.send = self._send_in_forked_child  # type: ignore[method-assign]
+
+    def _send_in_forked_child(self, *args: Any, **kwargs: Any) -> FutureRecordMetadata:
+        raise _fork.forked_error("send()", "KafkaProducer", self._creator_pid)
+
+    def _check_forked(self, what: str) -> None:
+        if self._forked:
+            raise _fork.forked_error(what, "KafkaProducer", self._creator_pid)
 
     def __enter__(self) -> KafkaProducer:
         return self

@@ -716,6 +716,15 @@ cdef class RecordAccumulator:
         self.pool.close()
         self.wake()
 
+    def refuse_appends(self, error):
+        """Every later append is refused (error names why) -- and nothing else: no pool, no wake-up, no lock.
+
+        For a forked child, whose copies of the parent's locks may be held by threads that do not exist there: the
+        compiled send() then hands every record to slow_send, which raises.
+        """
+        self.fatal_error = error
+        self.closed = True
+
     cdef object refusal(self, str what):
         if self.txn_refusal is not None:
             return self.txn_refusal(what)
