@@ -71,6 +71,14 @@ def encode_request(
     Raises :class:`~kafkaprod.errors.UnsupportedVersionError` for a version kafkaprod does not speak and
     ``ValueError``/``TypeError`` naming the field for a bad body.
     """
+    return schema_encode_request(api_key, api_version, correlation_id, client_id, body)
+
+
+def schema_encode_request(
+    api_key: int, api_version: int, correlation_id: int, client_id: str | None, body: Mapping[str, Any]
+) -> list[Any]:
+    """:func:`encode_request` by the schema codec alone, for every API: the reference that compiled codecs are
+    tested against."""
     api = api_for(api_key)
     codec = api.request_codec(api_version)
     sink = Sink(b"\0\0\0\0")
@@ -127,6 +135,13 @@ def decode_response(api_key: int, api_version: int, frame: Any, *, allow_trailin
     ApiVersions is special: a broker that does not speak the requested version answers UNSUPPORTED_VERSION in a
     v0-shaped body (see :func:`kafkaprod.protocol.versions.api_versions_fallback`), which is decoded as such.
     """
+    return schema_decode_response(api_key, api_version, frame, allow_trailing=allow_trailing)
+
+
+def schema_decode_response(api_key: int, api_version: int, frame: Any, *,
+                           allow_trailing: bool = False) -> dict[str, Any]:
+    """:func:`decode_response` by the schema codec alone, for every API: the reference that compiled codecs are
+    tested against."""
     api = api_for(api_key)
     api.check_version(api_version)
     mv = _view(frame)
