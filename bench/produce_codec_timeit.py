@@ -4,7 +4,9 @@
     python bench/produce_codec_timeit.py --repeat 15 --json out.json
 
 It times the public kafkaprod.protocol.encode_request / decode_response for PRODUCE, whatever codec they use, so
-the same script measures any build. Shapes: 1, 6, 100 and 1000 partitions, all in one topic and spread over
+the same script measures any build; where framing has the schema codec on its own (schema_encode_request,
+schema_decode_response), it times that too, in the same run, for a side-by-side that the rest of the machine
+disturbs alike. Shapes: 1, 6, 100 and 1000 partitions, all in one topic and spread over
 several (6 = 3 topics x 2, 100 = 10 x 10, 1000 = 100 x 10). Records are read-only memoryview slices of one
 buffer, as the Sender hands them in; responses carry no errors and no tagged fields, the common answer.
 Microseconds per call, the best repeat (the least disturbed by the rest of the machine).
@@ -16,7 +18,7 @@ import json
 import timeit
 from typing import Any
 
-from kafkaprod.protocol import ApiKey, decode_response, encode_request, encode_response
+from kafkaprod.protocol import ApiKey, decode_response, encode_request, encode_response, framing
 
 VERSIONS = (3, 7, 9, 11)
 # (partitions, topics)
@@ -63,9 +65,16 @@ def main() -> None:
     parser.add_argument("--json", help="also write the numbers to this file")
     args = parser.parse_args()
 
+    schema_encode = getattr(framing, "schema_encode_request", None)
+    schema_decode = getattr(framing, "schema_decode_response", None)
+    reference = schema_encode is not None and schema_decode is not None
     rows = []
-    print("| version | partitions | topics | encode µs | decode µs |")
-    print("|---:|---:|---:|---:|---:|")
+    if reference:
+        print("| version | partitions | topics | encode µs | schema encode µs | decode µs | schema decode µs |")
+        print("|---:|---:|---:|---:|---:|---:|---:|")
+    else:
+        print("| version | partitions | topics | encode µs | decode µs |")
+        print("|---:|---:|---:|---:|---:|")
     for version in VERSIONS:
         for partitions, topics in SHAPES:
             body = request_body(partitions, topics)
@@ -73,9 +82,17 @@ def main() -> None:
             enc = _best_us(lambda: encode_request(ApiKey.PRODUCE, version, 1, "producer-1", body), args.repeat)
             dec = _best_us(lambda: decode_response(ApiKey.PRODUCE, version, frame, allow_trailing=True),
                            args.repeat)
-            rows.append({"version": version, "partitions": partitions, "topics": topics,
-                         "encode_us": enc, "decode_us": dec})
-            print(f"| v{version} | {partitions} | {topics} | {enc:.2f} | {dec:.2f} |", flush=True)
+            row = {"version": version, "partitions": partitions, "topics": topics, "encode_us": enc, "decode_us": dec}
+            if reference:
+                row["schema_encode_us"] = _best_us(
+                    lambda: schema_encode(ApiKey.PRODUCE, version, 1, "producer-1", body), args.repeat)
+                row["schema_decode_us"] = _best_us(
+                    lambda: schema_decode(ApiKey.PRODUCE, version, frame, allow_trailing=True), args.repeat)
+                print(f"| v{version} | {partitions} | {topics} | {enc:.2f} | {row['schema_encode_us']:.2f} | "
+                      f"{dec:.2f} | {row['schema_decode_us']:.2f} |", flush=True)
+            else:
+                print(f"| v{version} | {partitions} | {topics} | {enc:.2f} | {dec:.2f} |", flush=True)
+            rows.append(row)
     if args.json:
         with open(args.json, "w", encoding="utf-8") as fh:
             json.dump(rows, fh, indent=1)

@@ -169,6 +169,13 @@ def test_request_round_trips_through_the_schema_decoder(version, shape):
     assert got.body == expected
 
 
+def test_framing_sends_produce_through_the_compiled_encoder():
+    chunks = encode_request(ApiKey.PRODUCE, 9, 1, "c", BODIES["one-partition"]())
+    assert isinstance(chunks[0], memoryview) and isinstance(chunks[0].obj, bytearray)
+    # The schema codec's chunks are bytearrays of their own.
+    assert isinstance(_schema(9, BODIES["one-partition"]())[0], bytearray)
+
+
 _records_strategy = st.one_of(
     st.none(),
     st.binary(max_size=48),
@@ -392,6 +399,13 @@ def test_trailing_bytes_raise_unless_allowed(version):
     with pytest.raises(ProtocolError):
         decode_response(ApiKey.PRODUCE, version, frame)
     _assert_same_decode(version, frame, allow_trailing=True)
+
+
+def test_framing_sends_produce_responses_through_the_compiled_decoder():
+    frame = _response_frame(11, RESPONSES["one-partition"](11))
+    assert decode_response(ApiKey.PRODUCE, 11, frame) == produce_codec.decode_produce_response(11, frame, False)
+    with pytest.raises(ProtocolError, match=r"truncated frame: throttle_time_ms at offset \d+ needs 4 bytes"):
+        decode_response(ApiKey.PRODUCE, 11, frame[:-3])  # the compiled decoder's message, not the schema's
 
 
 # -- tagged fields, built by hand (the schema encoder only writes the tags it knows) --
