@@ -14,7 +14,7 @@ import importlib
 # Every compiled module of the send path; a missing one means the build step did not run.
 _NATIVE_MODULES = ("crc32c", "murmur2", "varint", "bulk_input", "checks", "headers", "records", "record_metadata",
                    "buffer_pool", "future", "batch_future", "batch", "partition_state", "accumulator", "bulk",
-                   "aio_bridge", "sockio")
+                   "aio_bridge", "sockio", "produce_codec")
 
 try:
     for _name in _NATIVE_MODULES:

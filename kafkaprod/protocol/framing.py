@@ -3,6 +3,10 @@
 Requests are encoded into a list of buffers for ``socket.sendmsg``: the first chunk starts with the size
 prefix, and every record batch handed in is one of the chunks itself, never copied. Responses are decoded from
 one complete frame (without its size prefix), as :class:`FrameSplitter` yields them from the byte stream.
+
+Produce, sent and answered once per request for every broker, goes through a compiled codec
+(:mod:`kafkaprod._native.produce_codec`); every other API, and every Produce body that codec leaves alone, through
+the schema codec, which :func:`schema_encode_request` and :func:`schema_decode_response` run on their own.
 """
 from __future__ import annotations
 
@@ -10,9 +14,10 @@ import logging
 from collections.abc import Mapping
 from typing import Any, NamedTuple
 
+from kafkaprod._native import produce_codec
 from kafkaprod.errors import ErrorCode, ProtocolError
 from kafkaprod.protocol import types as t
-from kafkaprod.protocol.messages import REQUEST_HEADER, RESPONSE_HEADER, ApiKey, api_for
+from kafkaprod.protocol.messages import PRODUCE, REQUEST_HEADER, RESPONSE_HEADER, ApiKey, api_for
 from kafkaprod.protocol.schema import Api, Sink, StructCodec, encode_struct
 
 log = logging.getLogger("kafkaprod")
@@ -24,6 +29,15 @@ DEFAULT_MAX_FRAME_SIZE = 100 * 1024 * 1024
 # An ApiVersions v0 body saying only UNSUPPORTED_VERSION: error code 35 and no API ranges.
 _UNSUPPORTED_V0_BODY = b"\x00\x23\x00\x00\x00\x00"
 _MAX_FRAME = 0x7FFFFFFF
+
+# Produce, the request the Sender sends all the time, has a compiled codec (kafkaprod._native.produce_codec) for
+# the versions both it and the schema describe; the schema codec stays the reference it is tested against, and
+# encodes what the compiled encoder leaves to it (it returns None) so that a bad body gets the schema's error.
+# Imported directly, as every compiled module is: kafkaprod/__init__.py refuses to load without them (it lists
+# this one in _NATIVE_MODULES), so there is no install in which this import fails and the package loads.
+_PRODUCE_KEY = int(ApiKey.PRODUCE)
+_PRODUCE_COMPILED = range(max(PRODUCE.min_version, produce_codec.MIN_VERSION),
+                          min(PRODUCE.max_version, produce_codec.MAX_VERSION) + 1)
 
 
 class DecodedRequest(NamedTuple):
@@ -71,6 +85,18 @@ def encode_request(
     Raises :class:`~kafkaprod.errors.UnsupportedVersionError` for a version kafkaprod does not speak and
     ``ValueError``/``TypeError`` naming the field for a bad body.
     """
+    if api_key == _PRODUCE_KEY and api_version in _PRODUCE_COMPILED:
+        chunks = produce_codec.encode_produce_request(api_version, correlation_id, client_id, body)
+        if chunks is not None:
+            return chunks
+    return schema_encode_request(api_key, api_version, correlation_id, client_id, body)
+
+
+def schema_encode_request(
+    api_key: int, api_version: int, correlation_id: int, client_id: str | None, body: Mapping[str, Any]
+) -> list[Any]:
+    """:func:`encode_request` by the schema codec alone, for every API: what it falls back to, and the reference
+    that compiled codecs are tested against."""
     api = api_for(api_key)
     codec = api.request_codec(api_version)
     sink = Sink(b"\0\0\0\0")
@@ -127,6 +153,15 @@ def decode_response(api_key: int, api_version: int, frame: Any, *, allow_trailin
     ApiVersions is special: a broker that does not speak the requested version answers UNSUPPORTED_VERSION in a
     v0-shaped body (see :func:`kafkaprod.protocol.versions.api_versions_fallback`), which is decoded as such.
     """
+    if api_key == _PRODUCE_KEY and api_version in _PRODUCE_COMPILED:
+        return produce_codec.decode_produce_response(api_version, frame, allow_trailing)
+    return schema_decode_response(api_key, api_version, frame, allow_trailing=allow_trailing)
+
+
+def schema_decode_response(api_key: int, api_version: int, frame: Any, *,
+                           allow_trailing: bool = False) -> dict[str, Any]:
+    """:func:`decode_response` by the schema codec alone, for every API: the reference that compiled codecs are
+    tested against."""
     api = api_for(api_key)
     api.check_version(api_version)
     mv = _view(frame)
