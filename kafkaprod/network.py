@@ -403,8 +403,14 @@ class NetworkClient:
         cid = self._correlation
         pieces = protocol.encode_request(api_key, version, cid, self.client_id, body)
         inf = _InFlight(cid, api_key, version, request, now, now + self.request_timeout, expect_response, on_done, internal)
+        out = conn.out
         for piece in pieces:
-            conn.out.append(memoryview(piece).cast("B"))
+            # Memoryviews here are flat byte views already (the Produce codec's slices, every record batch that
+            # MemoryRecordsBuilder.close() gives): a new view each is two objects per partition of a request, which
+            # at a thousand partitions cost as much as encoding it.
+            if type(piece) is not memoryview:
+                piece = memoryview(piece).cast("B")
+            out.append(piece)
         conn.out_requests.append((len(conn.out), inf))
         if expect_response:
             conn.in_flight[cid] = inf
