@@ -76,14 +76,15 @@ def test_settings_are_the_java_defaults_and_the_throughput_setting():
 
 def test_records_carry_about_50_mb_of_values_within_the_bounds():
     assert matrix.records_per_run(100) == 500_000
-    assert matrix.records_per_run(1024) == 48_828
+    assert matrix.records_per_run(1024) == 244_141  # 250 MB for records of 1 KiB and more
     assert matrix.records_per_run(10) == 1_000_000  # 5,000,000 capped
-    assert matrix.records_per_run(100 * 1024) == 500  # 488 raised
+    assert matrix.records_per_run(100 * 1024) == 2_441
+    assert matrix.records_per_run(1000) == 50_000  # just under 1 KiB: 50 MB
 
 
 def test_scale_multiplies_the_bounded_count_and_num_records_overrides_everything():
     assert matrix.records_per_run(100, 0.2) == 100_000
-    assert matrix.records_per_run(100 * 1024, 0.2) == 100
+    assert matrix.records_per_run(100 * 1024, 0.2) == 488
     assert matrix.records_per_run(10, 0.000_000_1) == 1
     assert matrix.records_per_run(100, 0.2, 777) == 777
     args = matrix.build_parser().parse_args(["--scale", "0.5", "--num-records", "1_000"])
@@ -94,7 +95,7 @@ def test_scale_multiplies_the_bounded_count_and_num_records_overrides_everything
 def test_list_shows_every_selected_row_with_its_records(capsys):
     assert matrix.main(["--list", "--rows", "v*", "--scale", "0.2"]) == 0
     out = capsys.readouterr().out
-    assert "| v100k/java | 102,400 B values, no keys, 6 partitions, java | 100 |" in out
+    assert "| v100k/java | 102,400 B values, no keys, 6 partitions, java | 488 |" in out
     assert "p6/java" not in out
 
 
