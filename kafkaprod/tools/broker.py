@@ -444,7 +444,8 @@ class NoidaBroker(_LocalBroker):
     """noida-db's Kafka service on a free loopback port, with its data in a temporary directory.
 
     ``start()`` returns once the broker answers ApiVersions; ``stop()`` sends SIGTERM (SIGKILL if it has not
-    exited 10 s later) and removes the data. A context manager, like :class:`TansuBroker`.
+    exited 10 s later) and removes the data. A context manager, like :class:`TansuBroker`. ``kill()`` is a crash:
+    SIGKILL, the data kept; ``start()`` then starts it again on the same data directory and port.
     """
 
     def __init__(self, *, host: str = _LOOPBACK, startup_timeout: float = 30.0,
@@ -469,9 +470,11 @@ class NoidaBroker(_LocalBroker):
         if self.is_running():
             raise BrokerError(f"the broker is already running ({self.bootstrap_servers})")
         binary = self._binary or _resolve_noida_binary()
-        self._dir = Path(tempfile.mkdtemp(prefix="kafkaprod-noida-"))
-        self._port = free_port(self._host)
-        self._log = open(self._dir / "noida-db.log", "wb")
+        if self._dir is None or self._port is None:
+            self._dir = Path(tempfile.mkdtemp(prefix="kafkaprod-noida-"))
+            self._port = free_port(self._host)
+        # else: after kill(), the same data and port (a restart after a crash)
+        self._log = open(self._dir / "noida-db.log", "ab")
         argv = [binary, "start", "--only", "kafka", "--kafka-port", str(self._port), "--host", self._host,
                 "--data-dir", str(self._dir / "data")]
         self._proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=self._log, stderr=subprocess.STDOUT,
@@ -495,6 +498,16 @@ class NoidaBroker(_LocalBroker):
                 raise BrokerStartError(f"noida-db did not answer ApiVersions within {self._startup_timeout} s "
                                        f"(last: {problem}):\n{tail}")
             time.sleep(0.05)
+
+    def kill(self) -> None:
+        """A crash: SIGKILL, reaped; the data directory and the port stay for the next ``start()``."""
+        proc, self._proc = self._proc, None
+        if proc is not None:
+            proc.kill()
+            proc.wait(timeout=10)
+        if self._log is not None:
+            self._log.close()
+            self._log = None
 
     def stop(self) -> None:
         """SIGTERM, then SIGKILL after 10 s; removes the data directory. Safe to call twice."""
