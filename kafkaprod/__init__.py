@@ -32,7 +32,7 @@ logging.getLogger("kafkaprod").addHandler(logging.NullHandler())
 from kafkaprod._native.batch_future import BatchFuture, BatchMetadata  # noqa: E402
 from kafkaprod._native.future import FutureRecordMetadata  # noqa: E402
 from kafkaprod.errors import (  # noqa: E402
-    AuthenticationError, BatchSendError, BrokerResponseError, BufferExhaustedError, ErrorCode, KafkaError,
+    AuthenticationError, BatchSendError, BrokerDataLossError, BrokerResponseError, BufferExhaustedError, ErrorCode, KafkaError,
     KafkaTimeoutError, ProducerClosedError, ProducerFencedError, ProducerForkedError, ProtocolError,
     RecordTooLargeError, RetriableBrokerError, SaslAuthenticationError, SslAuthenticationError, TransactionAbortableError,
     TransactionAbortedError, TransactionStateError, UnknownBrokerError, UnsupportedSaslMechanismError,
@@ -43,7 +43,7 @@ from kafkaprod._native.record_metadata import RecordMetadata  # noqa: E402
 
 __all__ = [
     "AuthenticationError", "SaslAuthenticationError", "SslAuthenticationError", "UnsupportedSaslMechanismError",
-    "BatchFuture", "BatchMetadata", "BatchSendError", "BrokerResponseError", "BufferExhaustedError", "ErrorCode",
+    "BatchFuture", "BatchMetadata", "BatchSendError", "BrokerDataLossError", "BrokerResponseError", "BufferExhaustedError", "ErrorCode",
     "FutureRecordMetadata", "KafkaError", "KafkaProducer", "KafkaTimeoutError", "ProducerClosedError",
     "ProducerForkedError", "ProtocolError", "RecordMetadata", "RecordTooLargeError", "RetriableBrokerError", "UnknownBrokerError",
     "UnsupportedVersionError", "__version__",

@@ -175,6 +175,7 @@ OPTIONS: tuple[Option, ...] = (
     Option("client_id", None, "string", "Sent with every request; shows in broker logs and quotas. Default: kafkaprod-producer-N.", _optional_str),
     Option("acks", "all", "0, 1, -1/'all'", "Replicas that must have the batch before the broker answers; 0 does not wait for an answer.", _acks),
     Option("enable_idempotence", True, "bool", "Producer id and per-partition sequences so retries never duplicate or reorder; needs acks=all.", _bool),
+    Option("fail_on_broker_data_loss", False, "bool", "With idempotence: when a broker refuses the sequence right after the last one it acknowledged (it lost acknowledged records, e.g. a crash ahead of its storage), stop the producer with BrokerDataLossError, as librdkafka does, instead of logging it at ERROR, counting it and going on, as Java does.", _bool),
     Option("linger_ms", 5, "ms", "How long a batch that is not full waits for more records before it is sent.", _int(0, _INT32_MAX)),
     Option("batch_size", 16384, "bytes", "Uncompressed bytes of records per partition batch at most; a bigger single record gets a batch of its own. A batch's buffer starts near what its partition's last batch held and grows to this.", _int(1, _INT32_MAX)),
     Option("buffer_memory", 33554432, "bytes", "Memory for batches waiting to be sent or in flight, counted by the buffers they hold; send() blocks when it is used up.", _int(1)),

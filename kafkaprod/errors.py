@@ -99,6 +99,13 @@ class ProducerClosedError(KafkaError):
     """The producer (or its buffer pool) was closed; nothing more can be sent through it."""
 
 
+class BrokerDataLossError(KafkaError):
+    """A broker lost records it had acknowledged: it refused, as out of order, the sequence right after the last one
+    it acknowledged for a partition (it came back from a crash without what it had written, for one). Raised as the
+    producer's fatal error with ``fail_on_broker_data_loss=True``; otherwise the producer logs it at ERROR, counts it
+    in ``metrics()`` and goes on. Retrying does not bring the records back: send them again if they matter."""
+
+
 class ProducerForkedError(ProducerClosedError):
     """A producer made before ``os.fork()`` was used in the child process.
 

@@ -26,6 +26,8 @@ class ProducerMetrics:
         self.latency_count = 0
         self.latency_max = 0.0
         self.producer_id_resets = 0
+        self.broker_data_losses = 0  # partitions whose broker refused the sequence after its last acknowledgement
+        self.acknowledged_records_lost = 0  # acknowledged records gone, as the broker's log end offset showed
 
     def record_request(self, batches: Sequence[ProducerBatch], now: float) -> None:
         n = 0
@@ -66,6 +68,14 @@ class ProducerMetrics:
         with self._lock:
             self.producer_id_resets += 1
 
+    def record_broker_data_loss(self, records: int = 0) -> None:
+        """A broker lost acknowledged records of a partition (records: 0 for the event, how many once known)."""
+        with self._lock:
+            if records:
+                self.acknowledged_records_lost += records
+            else:
+                self.broker_data_losses += 1
+
     def snapshot(self) -> dict[str, float]:
         """Java metric names; rates are per second since the producer started, latencies in ms."""
         with self._lock:
@@ -90,4 +100,7 @@ class ProducerMetrics:
                 "waiting-threads": float(self._pool.queued),
                 # kafkaprod's own: new idempotent producer ids taken after a sequence gap or lost producer state.
                 "producer-id-reset-total": float(self.producer_id_resets),
+                # kafkaprod's own: a broker lost records it had acknowledged (see TransactionManager.can_retry).
+                "broker-data-loss-total": float(self.broker_data_losses),
+                "acknowledged-records-lost-total": float(self.acknowledged_records_lost),
             }

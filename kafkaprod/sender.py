@@ -68,7 +68,7 @@ class Sender(threading.Thread):
         self.metrics = metrics
         # As in the Java client, there is a TransactionManager only with idempotence (which transactions imply).
         self.tm = (TransactionManager(accumulator, metrics, config.retry_backoff_ms, config.transactional_id,
-                                      config.transaction_timeout_ms)
+                                      config.transaction_timeout_ms, config.fail_on_broker_data_loss)
                    if config.enable_idempotence else None)
         self.transactional_id: str | None = config.transactional_id
         self._txn_flushing = False  # the accumulator flush begun for a transaction being completed
@@ -399,6 +399,8 @@ class Sender(threading.Thread):
         if err is None:
             if batch.done(base_offset, log_append_time, None):
                 self.metrics.record_done(batch)
+                if self.tm is not None and batch.base_sequence >= 0:
+                    self.tm.acknowledged(batch, base_offset)
             self.acc.deallocate(batch, succeeded=True)
         elif err.errno == E.MESSAGE_TOO_LARGE and batch.record_count > 1 and not batch.is_done:
             self._split(batch, now)

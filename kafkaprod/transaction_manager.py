@@ -119,7 +119,8 @@ class TransactionManager:
     transactional id, the transaction state machine and its requests."""
 
     def __init__(self, accumulator: RecordAccumulator, metrics: ProducerMetrics, retry_backoff_ms: int,
-                 transactional_id: str | None = None, transaction_timeout_ms: int = 60000) -> None:
+                 transactional_id: str | None = None, transaction_timeout_ms: int = 60000,
+                 fail_on_broker_data_loss: bool = False) -> None:
         self.acc = accumulator
         self.metrics = metrics
         self.retry_backoff = retry_backoff_ms / 1000.0
@@ -131,6 +132,12 @@ class TransactionManager:
         # partitions whose numbering restarts from 0, and whether a new producer id must be fetched first.
         self._restart: set[tuple[str, int]] = set()
         self._new_producer_id = False
+        # What each partition's broker acknowledged last: (producer id, epoch, last sequence, last offset); and the
+        # partitions whose loss of acknowledged records was reported already, until an append there shows where
+        # the log now ends.
+        self._acked: dict[tuple[str, int], tuple[int, int, int, int]] = {}
+        self._loss_reported: set[tuple[str, int]] = set()
+        self.fail_on_broker_data_loss = fail_on_broker_data_loss
         # ---- transactions
         self.transactional_id = transactional_id
         self.transactional = transactional_id is not None
@@ -201,7 +208,8 @@ class TransactionManager:
             return err.errno == E.OUT_OF_ORDER_SEQUENCE_NUMBER and (batch.retry or self.acc.has_earlier_pending(batch))
         if err.errno == E.UNKNOWN_PRODUCER_ID:
             # The broker lost this producer's state for the partition (log truncated or deleted): numbering from 0
-            # again, under a new producer id, is accepted; the batch is retried with its new number.
+            # again, under a new producer id, is accepted; the batch is retried with its new number. Retention can
+            # do that legitimately; whether acknowledged records went too, the next append's offset shows.
             self._request_restart(batch, "UNKNOWN_PRODUCER_ID")
             return True
         if err.errno == E.OUT_OF_ORDER_SEQUENCE_NUMBER:
@@ -213,6 +221,8 @@ class TransactionManager:
             # time in sequence order, so one that is refused as out of order has no earlier batch to wait for
             # unless has_earlier_pending finds it.
             if not self.acc.has_earlier_pending(batch):
+                if self._broker_lost_acknowledged(batch) and self.fail_on_broker_data_loss:
+                    return False  # the producer is stopping (see _broker_lost_acknowledged)
                 self._request_restart(batch, "OUT_OF_ORDER_SEQUENCE_NUMBER with no earlier batch pending")
             return True
         return False
@@ -244,11 +254,67 @@ class TransactionManager:
     def batch_error(self, err: errors.KafkaError) -> errors.KafkaError:
         """The error a batch that failed with err completes with: in a transaction, an old epoch means fenced
         (see handle_failed_batch), and its records say so."""
+        if isinstance(self.fatal_error, errors.BrokerDataLossError) and err.errno == E.OUT_OF_ORDER_SEQUENCE_NUMBER:
+            return self.fatal_error  # the refusal that showed the loss (fail_on_broker_data_loss)
         if self.transactional and err.errno == E.INVALID_PRODUCER_EPOCH:
             fenced = self.fenced_error()
             fenced.__cause__ = err
             return fenced
         return err
+
+    # ---- a broker that lost what it acknowledged ---------------------------------------------------------------
+    def acknowledged(self, batch: ProducerBatch, base_offset: int) -> None:
+        """A numbered batch was written at base_offset (the Sender, for every success of an idempotent producer).
+
+        A partition's log only grows: an append that lands at or below the last offset acknowledged there means
+        the broker lost acknowledged records -- whatever the sequences showed, since a new producer id (which a
+        loss on another partition asks for) numbers from 0 again and is accepted where the old one would have
+        been refused."""
+        tp = batch.tp
+        count = batch.record_count
+        acked = self._acked.get(tp)
+        if acked is not None and 0 <= base_offset <= acked[3]:
+            self._report_gone(tp, acked[3], base_offset)
+        if base_offset >= 0:
+            self._acked[tp] = (batch.producer_id, batch.producer_epoch, batch.base_sequence + count - 1,
+                               base_offset + count - 1)
+
+    def _broker_lost_acknowledged(self, batch: ProducerBatch) -> bool:
+        """Whether the broker refused, as out of order, the very sequence after the last one it acknowledged for the
+        batch's partition under the same producer id and epoch: it no longer has what it acknowledged (a crash
+        ahead of its storage). Java (KIP-360) restarts the sequences and goes on in silence; librdkafka stops with
+        a fatal error. kafkaprod restarts and goes on, and says so: ERROR, counted in metrics(), and how many
+        acknowledged records are gone once an append there shows where the log now ends; or, with
+        fail_on_broker_data_loss, stops the producer with BrokerDataLossError."""
+        tp = batch.tp
+        acked = self._acked.get(tp)
+        if acked is None or acked[:2] != (batch.producer_id, batch.producer_epoch) or batch.base_sequence != acked[2] + 1:
+            return False
+        producer_id, epoch, last_sequence, last_offset = acked
+        what = (f"the broker leading {tp[0]}[{tp[1]}] lost records it had acknowledged: it acknowledged up to offset "
+                f"{last_offset} (sequence {last_sequence}, producer id {producer_id}, epoch {epoch}) and now refuses "
+                f"sequence {batch.base_sequence} as out of order")
+        if tp not in self._loss_reported:
+            self.metrics.record_broker_data_loss()
+        if self.fail_on_broker_data_loss:
+            self.transition_to_fatal_error(errors.BrokerDataLossError(f"{what} (fail_on_broker_data_loss)"))
+            return True
+        if tp not in self._loss_reported:
+            self._loss_reported.add(tp)
+            log.error("%s; sending on with new sequences, and the next append there will show how many "
+                      "acknowledged records are gone (fail_on_broker_data_loss=True stops the producer instead)", what)
+        return True
+
+    def _report_gone(self, tp: tuple[str, int], last_acked_offset: int, log_end: int) -> None:
+        gone = last_acked_offset + 1 - log_end
+        if tp in self._loss_reported:
+            self._loss_reported.discard(tp)
+        else:  # found by the offset alone: the event counts too
+            self.metrics.record_broker_data_loss()
+        self.metrics.record_broker_data_loss(gone)
+        log.error("%s[%d]: the broker's log now ends at offset %d, below the %d it had acknowledged: %d acknowledged "
+                  "record(s) are gone (offsets %d to %d)", tp[0], tp[1], log_end, last_acked_offset + 1, gone,
+                  log_end, last_acked_offset)
 
     # ---- sequence restarts ---------------------------------------------------------------------------------------
     def _request_restart(self, batch: ProducerBatch, why: str) -> None:

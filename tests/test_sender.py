@@ -9,6 +9,7 @@ producer id, epoch and base sequence written in each batch's header on the wire.
 """
 from __future__ import annotations
 
+import logging
 import struct
 from dataclasses import dataclass
 from typing import Any
@@ -21,7 +22,8 @@ from kafkaprod import transaction_manager as tm_module
 from kafkaprod._native.accumulator import RecordAccumulator
 from kafkaprod._native.buffer_pool import BufferPool
 from kafkaprod.errors import (
-    ErrorCode, KafkaError, KafkaTimeoutError, ProducerFencedError, TopicAuthorizationFailedError,
+    BrokerDataLossError, ErrorCode, KafkaError, KafkaTimeoutError, ProducerClosedError, ProducerFencedError,
+    TopicAuthorizationFailedError,
 )
 from kafkaprod.metadata import Metadata
 from kafkaprod.metrics import ProducerMetrics
@@ -348,12 +350,13 @@ def test_out_of_order_sequence_behind_a_pending_earlier_batch_is_retried_keeping
 
     resent = [r for r in h.run() + h.run() if r.api is PRODUCE]
     assert [on_wire(r) for r in resent] == [{0: (PID, 0, 1, 1)}]  # the earlier one first, alone
-    resent[0].answer(produce_body(resent[0], base_offset=7))
+    resent[0].answer(produce_body(resent[0], base_offset=101))  # right after the lead's offset 100
     resent.append(h.produce())
     assert [on_wire(r) for r in resent] == [{0: (PID, 0, 1, 1)}, {0: (PID, 0, 2, 1)}]  # in order, same numbers
     assert h.metrics.producer_id_resets == 0
-    resent[1].answer(produce_body(resent[1], base_offset=8))
-    assert (earlier[0].get(0).offset, later[0].get(0).offset) == (7, 8)
+    resent[1].answer(produce_body(resent[1], base_offset=102))
+    assert (earlier[0].get(0).offset, later[0].get(0).offset) == (101, 102)
+    assert h.metrics.snapshot()["broker-data-loss-total"] == 0  # an earlier batch pending is no loss
 
 
 def test_out_of_order_sequence_with_no_earlier_batch_pending_restarts_the_partition_under_a_new_producer_id():
@@ -372,6 +375,69 @@ def test_out_of_order_sequence_with_no_earlier_batch_pending_restarts_the_partit
     assert on_wire(again) == {0: (PID + 1, 0, 0, 1)}
     again.answer(produce_body(again, base_offset=3))
     assert future.get(0).offset == 3
+
+
+def test_a_refused_sequence_right_after_the_last_acknowledged_one_is_reported_as_records_the_broker_lost(caplog):
+    # What a broker that crashed ahead of its storage answers: it acknowledged sequence 0 at offset 100, came back
+    # without it, and calls sequence 1 out of order. The producer goes on, as Java's does, but says so.
+    h = Harness()
+    h.start()
+    _, first = h.send(0)
+    first.answer(produce_body(first, base_offset=100))
+    [future], second = h.send(0)
+    with caplog.at_level(logging.ERROR, logger="kafkaprod"):
+        second.answer(produce_body(second, {0: ErrorCode.OUT_OF_ORDER_SEQUENCE_NUMBER}))
+        [init] = h.run()
+        init.answer(init_producer_id_body(PID + 1))
+        again = h.produce()
+        again.answer(produce_body(again, base_offset=3))  # where the broker's log now ends
+    assert future.get(0).offset == 3
+    errors_logged = [r.getMessage() for r in caplog.records if r.levelno == logging.ERROR]
+    assert len(errors_logged) == 2, errors_logged
+    assert errors_logged[0].startswith(f"the broker leading {TOPIC}[0] lost records it had acknowledged: it "
+                                       f"acknowledged up to offset 100 (sequence 0, producer id {PID}, epoch 0) and "
+                                       f"now refuses sequence 1 as out of order")
+    assert errors_logged[1] == (f"{TOPIC}[0]: the broker's log now ends at offset 3, below the 101 it had "
+                                f"acknowledged: 98 acknowledged record(s) are gone (offsets 3 to 100)")
+    metrics = h.metrics.snapshot()
+    assert (metrics["broker-data-loss-total"], metrics["acknowledged-records-lost-total"]) == (1, 98)
+
+
+def test_an_append_below_the_last_acknowledged_offset_is_reported_whatever_the_sequences_said(caplog):
+    # Under a new producer id (another partition's loss asks for one) numbering starts at 0 and is accepted: only
+    # the offset shows that the log went back.
+    h = Harness()
+    h.start()
+    _, first = h.send(1, 5)
+    first.answer(produce_body(first, base_offset=20))  # offsets 20-24
+    _, second = h.send(1)
+    with caplog.at_level(logging.ERROR, logger="kafkaprod"):
+        second.answer(produce_body(second, base_offset=21))
+    _, third = h.send(1)
+    third.answer(produce_body(third, base_offset=22))  # and from there on, nothing more to say
+    assert [r.getMessage() for r in caplog.records if r.levelno == logging.ERROR] == [
+        f"{TOPIC}[1]: the broker's log now ends at offset 21, below the 25 it had acknowledged: 4 acknowledged "
+        f"record(s) are gone (offsets 21 to 24)"]
+    metrics = h.metrics.snapshot()
+    assert (metrics["broker-data-loss-total"], metrics["acknowledged-records-lost-total"]) == (1, 4)
+
+
+def test_fail_on_broker_data_loss_stops_the_producer_with_broker_data_loss_error():
+    h = Harness(fail_on_broker_data_loss=True)
+    h.start()
+    _, first = h.send(0)
+    first.answer(produce_body(first, base_offset=100))
+    [future], second = h.send(0)
+    pending = h.append(1)
+    second.answer(produce_body(second, {0: ErrorCode.OUT_OF_ORDER_SEQUENCE_NUMBER}))
+    h.run()  # the fatal error stops the Sender: what is pending fails with it
+    with pytest.raises(BrokerDataLossError, match=rf"{TOPIC}\[0\] lost records it had acknowledged"):
+        future.get(0)
+    with pytest.raises(BrokerDataLossError):
+        pending[0].get(0)
+    with pytest.raises(ProducerClosedError, match="fatal error"):
+        h.append(0)
+    assert h.metrics.snapshot()["broker-data-loss-total"] == 1
 
 
 def test_producer_fenced_fails_every_pending_record_and_refuses_later_appends():
