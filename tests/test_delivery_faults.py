@@ -444,7 +444,8 @@ class CuttingProxy:
 
     And it can hold the line: while held, bytes in either direction are dropped (connections stay open, new
     ones are accepted and held too), and on release every connection that dropped bytes is closed, so that no
-    request caught in the hold ever reaches the broker.
+    request caught in the hold ever reaches the broker. Or drop only the answers (``drop_answers()``): requests
+    still reach the broker, which writes them, and on release every connection that lost an answer is reset.
     """
 
     def __init__(self, target_port: int, host: str = "127.0.0.1") -> None:
@@ -463,6 +464,8 @@ class CuttingProxy:
         self._sockets: set[socket.socket] = set()
         self._held = False
         self._poisoned: set[int] = set()  # ids of the sockets of connections that dropped bytes
+        self._dropping_answers = False
+        self.answers_dropped = 0
         self._response_delay = 0.0
         self._mangle_left = 0
         self._mangle_every = 1
@@ -514,9 +517,14 @@ class CuttingProxy:
         with self._lock:
             self._held = True
 
+    def drop_answers(self) -> None:
+        with self._lock:
+            self._dropping_answers = True
+
     def release(self) -> None:
         with self._lock:
             self._held = False
+            self._dropping_answers = False
             doomed = [sock for sock in self._sockets if id(sock) in self._poisoned]
             # Socket ids are reused once their objects are gone: a later connection must not inherit a mark.
             self._poisoned.clear()
@@ -525,6 +533,11 @@ class CuttingProxy:
                 sock.shutdown(socket.SHUT_RDWR)
             except OSError:
                 pass
+
+    def _poisoned_later(self, pair) -> None:
+        # Only the broker-side socket is marked: its reads (the answers) are dropped, and release() shuts it down,
+        # which closes the pair; the producer-side socket keeps forwarding requests until then.
+        self._poisoned.add(id(pair[1]))
 
     def _allow(self, size: int, direction: str) -> int:
         """How many of ``size`` bytes to forward; fewer than ``size`` means: then cut."""
@@ -573,6 +586,11 @@ class CuttingProxy:
                     if self._held:
                         self._poisoned.update(map(id, pair))
                     if id(src) in self._poisoned:
+                        continue
+                    if self._dropping_answers and direction == "response":
+                        # Reset on release, like a held connection -- but its requests still go through.
+                        self._poisoned_later(pair)
+                        self.answers_dropped += 1
                         continue
                 if direction == "response" and self._response_delay:
                     time.sleep(self._response_delay)
@@ -783,6 +801,31 @@ def test_answers_slower_than_request_timeout_are_retried_without_duplicates_by_a
     assert retried > 0  # requests really timed out
     check_delivered_from(bootstrap, stream, "(d') answers 1500 ms late > request_timeout (Tansu, proxy)",
                          note=f"{retried:.0f} record retries")
+
+
+def test_answers_lost_on_the_way_back_then_a_reset_connection_create_no_duplicates(proxied_tansu):
+    # Requests reach Tansu, which writes them, but their answers are dropped for a while; the producer's requests
+    # time out, the connections are reset, and the retries of batches Tansu already wrote must be recognised as
+    # duplicates: every record once, in order.
+    proxy, bootstrap, topic = proxied_topic(proxied_tansu, "lost-answers")
+    partitions = PROXIED_PARTITIONS
+    dropped_before = proxy.answers_dropped
+    with make_producer(bootstrap, linger_ms=1, batch_size=2048, request_timeout_ms=800,
+                       delivery_timeout_ms=60_000) as producer:
+        stream = Stream(producer, topic, partitions=partitions)
+        stream.send(partitions)
+        stream.finish()
+        try:
+            stream.run(chunks=12, per_chunk=100, pause=0.3, faults={2: proxy.drop_answers, 8: proxy.release})
+        finally:
+            proxy.release()
+        stream.finish()
+        retried = producer.metrics()["record-retry-total"]
+
+    assert proxy.answers_dropped > dropped_before and retried > 0  # answers were lost, and batches retried
+    check_delivered_from(bootstrap, stream, "answers dropped for 1.8 s, then connections reset (Tansu, proxy)",
+                         note=f"{proxy.answers_dropped - dropped_before} answer pieces dropped, {retried:.0f} "
+                              f"record retries")
 
 
 MANGLES = 6
