@@ -12,6 +12,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
+import pytest
+
 from confluent_kafka import OFFSET_BEGINNING, Consumer, Message, Producer, TopicPartition
 
 from kafkaprod import KafkaProducer
@@ -25,6 +27,11 @@ WAIT_S = 30.0
 # Options that keep the tests quick without changing what they check: short backoffs so retries happen soon,
 # and a bounded max_block_ms so a producer that cannot find a topic fails instead of blocking for a minute.
 FAST = {"retry_backoff_ms": 20, "reconnect_backoff_ms": 20, "reconnect_backoff_max_ms": 200, "max_block_ms": 20_000}
+
+#: A fault scenario runs once in CI and nine more times in soak mode (``-m soak``, or ``-m "soak or not soak"`` for
+#: all ten): apply as ``@REPEATED`` and take an ``attempt`` argument.
+REPEATED = pytest.mark.parametrize(
+    "attempt", [0, *(pytest.param(n, marks=pytest.mark.soak) for n in range(1, 10))])
 
 
 def make_producer(bootstrap_servers: str, **options: Any) -> KafkaProducer:

@@ -7,12 +7,13 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 
 import pytest
 
 from kafkaprod import BrokerDataLossError, KafkaProducer
 from kafkaprod.tools.broker import NoidaBroker, count_records
-from producer_support import FAST, WAIT_S, read_back
+from producer_support import FAST, REPEATED, WAIT_S, read_back
 
 TOPIC = "crash"
 
@@ -23,6 +24,9 @@ def crashing_noida():
     broker = NoidaBroker().start()
     try:
         broker.create_topics({TOPIC: 1})
+        # noida-db saves in the background: a topic created just before a crash can come back without its
+        # partition (UNKNOWN_TOPIC_OR_PARTITION for good). The scenario is a crash of an established topic.
+        time.sleep(2.0)
         yield broker
     finally:
         broker.stop()
@@ -53,7 +57,8 @@ def _crash_and_restart(broker: NoidaBroker, producer: KafkaProducer, outcomes: O
     broker.start()
 
 
-def test_acknowledged_records_a_crashed_broker_lost_are_reported_and_the_rest_delivered(crashing_noida, caplog):
+@REPEATED
+def test_acknowledged_records_a_crashed_broker_lost_are_reported_and_the_rest_delivered(attempt, crashing_noida, caplog):
     outcomes = Outcomes()
     producer = KafkaProducer(crashing_noida.bootstrap_servers, **FAST)
     with caplog.at_level(logging.ERROR, logger="kafkaprod"):
@@ -71,24 +76,33 @@ def test_acknowledged_records_a_crashed_broker_lost_are_reported_and_the_rest_de
                                          count_records(crashing_noida.bootstrap_servers, TOPIC))[0]}
     lost = sorted(v for v in outcomes.acked if v not in stored)
     assert all(v.startswith(b"before-") for v in lost)  # what was sent after the restart is all there
-    # The scenario needs a broker that lost acknowledged records; noida-db 0.2.3 does so every time here (it comes
-    # back with none of the 3,000), and what follows checks they are all accounted for.
-    assert lost, "noida-db kept every acknowledged record this time: nothing to report"
-    assert metrics["acknowledged-records-lost-total"] == len(lost)
-    assert metrics["broker-data-loss-total"] == 1
+    # noida-db 0.2.3 nearly always comes back with none of the 3,000 here; on a loaded machine it may have stored
+    # some or all of them before the kill. Either way the report must match what is missing: every lost record
+    # counted, and nothing reported when nothing is lost.
     logged = [r.getMessage() for r in caplog.records if r.levelno == logging.ERROR]
-    assert logged and all(f"{TOPIC}[0]" in m for m in logged), logged
-    assert any(f"{len(lost)} acknowledged record(s) are gone" in m for m in logged), logged
+    assert metrics["acknowledged-records-lost-total"] == len(lost), logged
+    assert metrics["broker-data-loss-total"] == (1 if lost else 0), logged
+    if lost:
+        assert logged and all(f"{TOPIC}[0]" in m for m in logged), logged
+        assert any(f"{len(lost)} acknowledged record(s) are gone" in m for m in logged), logged
+    else:
+        assert not logged, logged
 
 
-def test_fail_on_broker_data_loss_stops_the_producer_when_a_crashed_broker_lost_acknowledged_records(crashing_noida):
+@REPEATED
+def test_fail_on_broker_data_loss_stops_the_producer_when_a_crashed_broker_lost_acknowledged_records(attempt, crashing_noida):
     outcomes = Outcomes()
     producer = KafkaProducer(crashing_noida.bootstrap_servers, fail_on_broker_data_loss=True, **FAST)
     try:
         _crash_and_restart(crashing_noida, producer, outcomes, 3000)
         after = producer.send(TOPIC, b"after")
-        with pytest.raises(BrokerDataLossError, match=rf"{TOPIC}\[0\] lost records it had acknowledged"):
+        try:
             after.get(WAIT_S)
-        assert producer.metrics()["broker-data-loss-total"] == 1
+        except BrokerDataLossError as exc:  # the usual case: noida-db came back without the 3,000
+            assert f"{TOPIC}[0] lost records it had acknowledged" in str(exc)
+            assert producer.metrics()["broker-data-loss-total"] == 1
+        else:  # it had stored them all before the kill: nothing lost, nothing to stop for
+            assert producer.metrics()["broker-data-loss-total"] == 0
+            assert count_records(crashing_noida.bootstrap_servers, TOPIC) == 3001
     finally:
         producer.close(0)

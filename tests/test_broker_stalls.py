@@ -13,7 +13,7 @@ import pytest
 
 from kafkaprod import KafkaProducer, KafkaTimeoutError
 from kafkaprod.tools.broker import NoidaBroker, TansuBroker
-from producer_support import FAST, WAIT_S, read_back
+from producer_support import FAST, REPEATED, WAIT_S, read_back
 
 
 @pytest.fixture
@@ -26,7 +26,8 @@ def own_tansu():
         broker.stop()
 
 
-def test_a_broker_paused_past_request_timeout_loses_duplicates_and_reorders_nothing(own_tansu):
+@REPEATED
+def test_a_broker_paused_past_request_timeout_loses_duplicates_and_reorders_nothing(attempt, own_tansu):
     topic = "stall"
     own_tansu.create_topics({topic: 3})
     producer = KafkaProducer(own_tansu.bootstrap_servers, request_timeout_ms=1_000, delivery_timeout_ms=60_000,
@@ -65,7 +66,8 @@ def test_a_broker_paused_past_request_timeout_loses_duplicates_and_reorders_noth
     assert {p: [s.value for s in stored[p]] for p in range(3)} == sent  # once each, in order
 
 
-def test_records_sent_while_a_broker_is_down_past_delivery_timeout_fail_and_the_producer_delivers_again():
+@REPEATED
+def test_records_sent_while_a_broker_is_down_past_delivery_timeout_fail_and_the_producer_delivers_again(attempt):
     broker = NoidaBroker().start()
     try:
         broker.create_topics({"outage": 1})

@@ -27,7 +27,7 @@ import pytest
 
 from kafkaprod.errors import KafkaError, KafkaTimeoutError
 from mock_cluster import ALL_BROKERS, TRANSPORT_ERROR
-from producer_support import PRODUCE, WAIT_S, CallbackLog, make_producer, read_back
+from producer_support import PRODUCE, REPEATED, WAIT_S, CallbackLog, make_producer, read_back
 
 PARTITIONS = 6
 NOT_LEADER_OR_FOLLOWER = 6
@@ -803,7 +803,8 @@ def test_answers_slower_than_request_timeout_are_retried_without_duplicates_by_a
                          note=f"{retried:.0f} record retries")
 
 
-def test_answers_lost_on_the_way_back_then_a_reset_connection_create_no_duplicates(proxied_tansu):
+@REPEATED
+def test_answers_lost_on_the_way_back_then_a_reset_connection_create_no_duplicates(attempt, proxied_tansu):
     # Requests reach Tansu, which writes them, but their answers are dropped for a while; the producer's requests
     # time out, the connections are reset, and the retries of batches Tansu already wrote must be recognised as
     # duplicates: every record once, in order.

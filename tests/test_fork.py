@@ -20,7 +20,7 @@ import pytest
 from kafkaprod import KafkaProducer, ProducerForkedError
 from kafkaprod.aio import AIOKafkaProducer
 from kafkaprod.tools.broker import count_records
-from producer_support import FAST, WAIT_S, read_back
+from producer_support import FAST, REPEATED, WAIT_S, read_back
 
 pytestmark = pytest.mark.skipif(not hasattr(os, "fork"), reason="os.fork() is POSIX only")
 
@@ -65,7 +65,8 @@ def refusal(call: Callable[[], Any]) -> str:
     return "not refused: returned"
 
 
-def test_every_call_in_a_forked_child_raises_at_once_and_the_parent_goes_on(tansu, tansu_topic):
+@REPEATED
+def test_every_call_in_a_forked_child_raises_at_once_and_the_parent_goes_on(attempt, tansu, tansu_topic):
     topic = tansu_topic(partitions=2)
     producer = KafkaProducer(tansu.bootstrap_servers, **FAST)
     kept_send = producer.send  # a hot loop's local: the compiled send() itself
