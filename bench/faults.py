@@ -12,12 +12,16 @@ record). Scenarios:
   ahead of its storage, so it may come back without acknowledged records.
 - ``pause``: Tansu SIGSTOPped for 2.5 s (request timeout 1 s), then SIGCONTed.
 - ``outage``: noida-db SIGKILLed for longer than the delivery timeout (3 s), then started again.
+- ``full``: the same outage with a small buffer (256 KiB; kafkaprod's ``max_block_ms`` 500 ms), which fills while
+  the broker is down: how long ``send()`` blocks and what it raises; then ``flush(0.5)`` and ``close(1.0)`` are
+  called while the broker is still down and timed, before it is started again for the read-back.
 
 Per run: records acknowledged, acknowledged records lost (acknowledged, not in the log), duplicated (in the log
 more than once), reordered (a record in the log after a higher-numbered one), failed (an error delivered to the
-record), what the producer reported (kafkaprod: ``broker-data-loss-total`` and ``acknowledged-records-lost-total``
+record, or send() refused it), no outcome (neither, by the end of the run), what the producer reported (kafkaprod: ``broker-data-loss-total`` and ``acknowledged-records-lost-total``
 from metrics(), confluent-kafka: its error_cb errors), time to recover (from the end of the fault to the first
-acknowledgement after it) and the child's peak RSS before the read-back.
+acknowledgement after it), the child's peak RSS before the read-back, the longest send() call, and how long
+after its send() the latest record failed (the delivery timeout is 3 s).
 """
 from __future__ import annotations
 
@@ -37,7 +41,7 @@ ROOT = Path(__file__).resolve().parent.parent
 if not __package__:
     sys.path.insert(0, str(ROOT))
 
-SCENARIOS = ("crash", "pause", "outage")
+SCENARIOS = ("crash", "pause", "outage", "full")
 CLIENTS = ("kafkaprod", "confluent")
 TOPIC = "faults"
 RECORDS, RATE = 12_000, 2_000  # records per run, records per second
@@ -50,14 +54,16 @@ MARKER = b"--end-of-run--"
 class Producer:
     """The two clients behind one interface: send(value, on_done(ok, error_name)), flush(timeout), close(), report()."""
 
-    def __init__(self, client: str, bootstrap: str) -> None:
+    def __init__(self, client: str, bootstrap: str, small_buffer: bool = False) -> None:
         self.client = client
         self.errors: list[str] = []
         if client == "kafkaprod":
             from kafkaprod import KafkaProducer
 
+            memory = {"buffer_memory": 262_144, "max_block_ms": 500} if small_buffer else {}
             self.p = KafkaProducer(bootstrap, request_timeout_ms=1_000, delivery_timeout_ms=3_000,
-                                   retry_backoff_ms=50, reconnect_backoff_ms=50, reconnect_backoff_max_ms=500)
+                                   retry_backoff_ms=50, reconnect_backoff_ms=50, reconnect_backoff_max_ms=500,
+                                   **memory)
         else:
             from confluent_kafka import Producer as Confluent
 
@@ -65,6 +71,7 @@ class Producer:
                                 "linger.ms": 5, "request.timeout.ms": 1_000, "message.timeout.ms": 3_000,
                                 "retry.backoff.ms": 50, "reconnect.backoff.ms": 50,
                                 "reconnect.backoff.max.ms": 500,
+                                **({"queue.buffering.max.kbytes": 256} if small_buffer else {}),
                                 "error_cb": lambda err: self.errors.append(f"{err.name()}: {err.str()}")})
             self._poller = threading.Thread(target=self._poll, daemon=True)
             self._stop = False
@@ -75,9 +82,16 @@ class Producer:
             self.p.poll(0.05)
 
     def send(self, value: bytes, on_done: Any) -> None:
+        """Queues the record; a record send() refuses (buffer full past max_block_ms, a fatal error) is reported
+        through on_done at once, prefixed "refused by ..."."""
         if self.client == "kafkaprod":
-            self.p.send(TOPIC, value, partition=0,
-                        callback=lambda md, err: on_done(err is None, None if err is None else type(err).__name__))
+            from kafkaprod import KafkaError
+
+            try:
+                self.p.send(TOPIC, value, partition=0,
+                            callback=lambda md, err: on_done(err is None, None if err is None else type(err).__name__))
+            except KafkaError as exc:
+                on_done(False, f"refused by send(): {type(exc).__name__}")
         else:
             from confluent_kafka import KafkaException
 
@@ -87,13 +101,34 @@ class Producer:
                         err is None, None if err is None else err.name()))
                     return
                 except BufferError:
+                    if self.refuse_when_full:  # librdkafka never blocks: a full queue raises at once
+                        on_done(False, "refused by produce(): BufferError")
+                        return
                     time.sleep(0.001)
                 except KafkaException as exc:  # a fatal error: librdkafka refuses every later record
                     on_done(False, f"refused by produce(): {exc.args[0].name()}")
                     return
 
-    def flush(self, timeout: float) -> None:
-        self.p.flush(timeout)
+    refuse_when_full = False
+
+    def flush(self, timeout: float) -> float:
+        """Seconds the call took (a kafkaprod flush that runs out raises KafkaTimeoutError: taken as its end)."""
+        started = time.monotonic()
+        try:
+            self.p.flush(timeout)
+        except Exception:  # noqa: BLE001 - kafkaprod's KafkaTimeoutError; confluent returns what is left
+            pass
+        return time.monotonic() - started
+
+    def close_within(self, timeout: float) -> float:
+        started = time.monotonic()
+        if self.client == "kafkaprod":
+            self.p.close(timeout)
+        else:
+            self._stop = True
+            self._poller.join(5)
+            self.p.flush(timeout)  # confluent-kafka has no close(): flush(timeout) and drop it
+        return time.monotonic() - started
 
     def report(self) -> dict[str, Any]:
         if self.client == "kafkaprod":
@@ -140,22 +175,29 @@ def run_child(scenario: str, client: str) -> dict[str, Any]:
     from kafkaprod.tools.broker import NoidaBroker, TansuBroker
 
     broker: Any = TansuBroker() if scenario == "pause" else NoidaBroker()
+    small = scenario == "full"
     broker.start()
     try:
         broker.create_topics({TOPIC: 1})
         time.sleep(2.0)  # noida-db saves a new topic in the background: crash an established one
-        producer = Producer(client, broker.bootstrap_servers)
+        producer = Producer(client, broker.bootstrap_servers, small_buffer=small)
+        producer.refuse_when_full = small
         lock = threading.Lock()
         acked: list[tuple[int, float]] = []
         failed: dict[str, int] = {}
+        sent_at: dict[int, float] = {}
+        failed_after: list[float] = []  # seconds from send() to the error, records failed through the callback
 
         def on_done_for(n: int):
             def on_done(ok: bool, error: str | None) -> None:
+                now = time.monotonic()
                 with lock:
                     if ok:
-                        acked.append((n, time.monotonic()))
+                        acked.append((n, now))
                     else:
                         failed[error or "?"] = failed.get(error or "?", 0) + 1
+                        if not (error or "").startswith("refused by") and n in sent_at:
+                            failed_after.append(now - sent_at[n])
             return on_done
 
         fault_ended = [0.0]
@@ -166,6 +208,9 @@ def run_child(scenario: str, client: str) -> dict[str, Any]:
                 os.kill(broker.pid, signal.SIGSTOP)
                 time.sleep(2.5)
                 os.kill(broker.pid, signal.SIGCONT)
+            elif scenario == "full":
+                broker.kill()  # started again after the run's flush(0.5) and close(1.0)
+                return
             else:
                 broker.kill()
                 time.sleep(1.0 if scenario == "crash" else 5.0)
@@ -175,16 +220,30 @@ def run_child(scenario: str, client: str) -> dict[str, Any]:
         striker = threading.Thread(target=fault)
         started = time.monotonic()
         striker.start()
+        longest_send = 0.0
+        pad = b" " * (1000 if small else 0)  # 2 MB/s: the small buffer fills in a fraction of a second
         for n in range(RECORDS):
-            producer.send(b"%d" % n, on_done_for(n))
+            before = time.monotonic()
+            sent_at[n] = before
+            producer.send(b"%d" % n + pad, on_done_for(n))
+            longest_send = max(longest_send, time.monotonic() - before)
             lag = started + (n + 1) / RATE - time.monotonic()
             if lag > 0:
                 time.sleep(lag)
         striker.join()
-        producer.flush(30)
-        rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-        report = producer.report()
-        producer.close()
+        timed: dict[str, float] = {}
+        if small:
+            timed["flush(0.5) s"] = round(producer.flush(0.5), 3)
+            report = producer.report()
+            timed["close(1.0) s"] = round(producer.close_within(1.0), 3)
+            rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+            broker.start()
+            time.sleep(0.5)  # the callbacks of the records close() failed
+        else:
+            producer.flush(30)
+            rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+            report = producer.report()
+            producer.close()
         log = read_log(broker.bootstrap_servers)
     finally:
         broker.stop()
@@ -201,10 +260,12 @@ def run_child(scenario: str, client: str) -> dict[str, Any]:
             reordered += 1
         high = max(high, n)
     return {"scenario": scenario, "client": client, "sent": RECORDS, "acknowledged": len(acked_set),
+            "unaccounted": RECORDS - len(acked) - sum(failed.values()),
             "lost": len(acked_set - seen), "duplicated": len(log) - len(seen), "reordered": reordered,
             "failed": sum(failed.values()), "failures": failed, "reported": report,
-            "recover_s": None if first_after is None else round(first_after - fault_ended[0], 3),
-            "peak_rss_mb": round(rss_mb, 1)}
+            "recover_s": None if first_after is None or not fault_ended[0] else round(first_after - fault_ended[0], 3),
+            "peak_rss_mb": round(rss_mb, 1), "longest_send_s": round(longest_send, 3),
+            "failed_after_max_s": round(max(failed_after), 3) if failed_after else None, **timed}
 
 
 # ---- the parent --------------------------------------------------------------------------------------------------
@@ -238,17 +299,19 @@ def main(argv: list[str] | None = None) -> int:
                 run["round"] = round_ + 1
                 runs.append(run)
                 print(f"{scenario}/{client} round {round_ + 1}: {run}", file=sys.stderr)
-    print("| scenario | client | acknowledged | lost | duplicated | reordered | failed | reported | time to "
-          "recover s | peak RSS MB |")
-    print("|---|---|--:|--:|--:|--:|--:|---|--:|--:|")
+    print("| scenario | client | acknowledged | lost | duplicated | reordered | failed | no outcome | reported | "
+          "time to recover s | peak RSS MB | longest send() s | failed at most s after send |")
+    print("|---|---|--:|--:|--:|--:|--:|--:|---|--:|--:|--:|--:|")
     for r in runs:
         rep = r["reported"]
         reported = (f"loss events {rep['broker-data-loss-total']:.0f}, records {rep['acknowledged-records-lost-total']:.0f}"
                     if r["client"] == "kafkaprod" else
                     (f"{rep['error_count']} error_cb: {'; '.join(rep['errors'])[:120]}" if rep["error_count"] else "–"))
         print(f"| {r['scenario']} | {r['client']} | {r['acknowledged']:,} of {r['sent']:,} | {r['lost']:,} | "
-              f"{r['duplicated']:,} | {r['reordered']:,} | {r['failed']:,} | {reported} | "
-              f"{'–' if r['recover_s'] is None else r['recover_s']} | {r['peak_rss_mb']} |")
+              f"{r['duplicated']:,} | {r['reordered']:,} | {r['failed']:,} | {r['unaccounted']:,} | {reported} | "
+              f"{'–' if r['recover_s'] is None else r['recover_s']} | {r['peak_rss_mb']} | {r['longest_send_s']} | "
+              f"{'–' if r['failed_after_max_s'] is None else r['failed_after_max_s']} |"
+              + (f" flush(0.5) {r['flush(0.5) s']} s, close(1.0) {r['close(1.0) s']} s" if "flush(0.5) s" in r else ""))
     if args.json:
         args.json.write_text(json.dumps(runs, indent=1))
     return 0
