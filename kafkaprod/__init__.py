@@ -23,7 +23,8 @@ except ImportError as exc:  # pragma: no cover - exercised only on a broken inst
     raise ImportError(
         "kafkaprod's compiled modules (kafkaprod._native.*) are missing or failed to load "
         f"({exc}). Build them with `pip install .` (or `pip install -e .` for development, or "
-        "`python setup.py build_ext --inplace` in a source checkout); this needs Cython and a C compiler."
+        "`python setup.py build_ext --inplace` in a source checkout, which needs setuptools 77 or newer: "
+        "`pip install 'setuptools>=77' Cython`); this needs Cython and a C compiler."
     ) from exc
 
 logging.getLogger("kafkaprod").addHandler(logging.NullHandler())
