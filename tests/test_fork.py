@@ -101,7 +101,8 @@ def test_every_call_in_a_forked_child_raises_at_once_and_the_parent_goes_on(atte
     assert sorted(s.value for ss in stored.values() for s in ss) == [b"after", b"before"]
 
 
-def test_a_forked_child_exits_normally_without_flushing_or_joining_the_parents_thread(tansu, tansu_topic, tmp_path):
+@REPEATED
+def test_a_forked_child_exits_normally_without_flushing_or_joining_the_parents_thread(attempt, tansu, tansu_topic, tmp_path):
     # The child leaves through the interpreter's own exit (atexit, threading's shutdown, the finalizers) with the
     # parent's records still pending in its copy of the accumulator: it must neither send them nor wait for an I/O
     # thread that does not exist there. The parent then sends its own pending records, once each.
@@ -132,7 +133,8 @@ def test_a_forked_child_exits_normally_without_flushing_or_joining_the_parents_t
         b"first", b"pending0", b"pending1", b"pending2"]
 
 
-def test_a_started_aio_producer_refuses_the_child_and_one_never_started_may_start_there(tansu, tansu_topic):
+@REPEATED
+def test_a_started_aio_producer_refuses_the_child_and_one_never_started_may_start_there(attempt, tansu, tansu_topic):
     topic = tansu_topic(partitions=1)
     loop = asyncio.new_event_loop()
     started = AIOKafkaProducer(tansu.bootstrap_servers, **FAST)
