@@ -1,11 +1,13 @@
 """How long a forked child's first call on its parent's producer takes to raise ProducerForkedError.
 
-    python bench/bench_fork.py [--forks 50]
+    python bench/bench_fork.py [--forks 50] [--confluent]
 
 A KafkaProducer is used against a local Tansu broker, then the process forks ``--forks`` times; each child times
 its first ``send()`` (perf_counter around the call, until ProducerForkedError is raised) and reports it through a
-pipe. Prints the median, p99 and max in microseconds. (confluent-kafka's producer, used in a forked child, gives
-no error: its records time out after message.timeout.ms, so there is nothing to time against.)
+pipe. Prints the median, p99 and max in microseconds.
+
+``--confluent`` does the same with confluent-kafka's Producer (message.timeout.ms 5 s): a child's ``produce()``
+is accepted, and the child reports how long until its record ended, and how, after ``flush(10)``.
 """
 from __future__ import annotations
 
@@ -50,12 +52,50 @@ def first_call_in_child(producer: KafkaProducer, topic: str) -> float:
     return took
 
 
+def confluent_in_child(bootstrap: str, forks: int) -> None:
+    from confluent_kafka import Producer
+
+    producer = Producer({"bootstrap.servers": bootstrap, "enable.idempotence": True, "message.timeout.ms": 5_000})
+    producer.produce("fork", b"warm-up")
+    producer.flush(30)
+    outcomes = []
+    for _ in range(forks):
+        read_end, write_end = os.pipe()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)
+            pid = os.fork()
+        if pid == 0:
+            try:
+                started = time.perf_counter()
+                ended: list[str] = []
+                try:
+                    producer.produce("fork", b"from the child",
+                                     on_delivery=lambda err, msg: ended.append("delivered" if err is None else err.name()))
+                    producer.flush(10)
+                    report = f"accepted; {ended[0] if ended else 'no outcome'} after {time.perf_counter() - started:.2f} s"
+                except Exception as exc:  # noqa: BLE001
+                    report = f"raised {type(exc).__name__} after {(time.perf_counter() - started) * 1e6:.0f} µs"
+                os.write(write_end, report.encode())
+            finally:
+                os._exit(0)
+        os.close(write_end)
+        outcomes.append(os.read(read_end, 1000).decode())
+        os.close(read_end)
+        os.waitpid(pid, 0)
+    for outcome in sorted(set(outcomes)):
+        print(f"confluent-kafka, {outcomes.count(outcome)} of {forks} forked children: {outcome}")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--forks", type=int, default=50, help="children to fork (default 50)")
+    parser.add_argument("--confluent", action="store_true", help="confluent-kafka's Producer instead")
     args = parser.parse_args(argv)
     with TansuBroker() as broker:
         broker.create_topics({"fork": 1})
+        if args.confluent:
+            confluent_in_child(broker.bootstrap_servers, args.forks)
+            return 0
         producer = KafkaProducer(broker.bootstrap_servers)
         producer.send("fork", b"warm-up").get(30)
         times = [first_call_in_child(producer, "fork") for _ in range(args.forks)]

@@ -12,6 +12,8 @@ record). Scenarios:
   ahead of its storage, so it may come back without acknowledged records.
 - ``pause``: Tansu SIGSTOPped for 2.5 s (request timeout 1 s), then SIGCONTed.
 - ``outage``: noida-db SIGKILLed for longer than the delivery timeout (3 s), then started again.
+- ``answers``: Tansu behind a proxy of ours that forwards requests but drops their answers for 1.8 s, then resets
+  the connections: the broker wrote what it never acknowledged, and the retries must not write it twice.
 - ``full``: the same outage with a small buffer (256 KiB; kafkaprod's ``max_block_ms`` 500 ms), which fills while
   the broker is down: how long ``send()`` blocks and what it raises; then ``flush(0.5)`` and ``close(1.0)`` are
   called while the broker is still down and timed, before it is started again for the read-back.
@@ -41,7 +43,7 @@ ROOT = Path(__file__).resolve().parent.parent
 if not __package__:
     sys.path.insert(0, str(ROOT))
 
-SCENARIOS = ("crash", "pause", "outage", "full")
+SCENARIOS = ("crash", "pause", "outage", "answers", "full")
 CLIENTS = ("kafkaprod", "confluent")
 TOPIC = "faults"
 RECORDS, RATE = 12_000, 2_000  # records per run, records per second
@@ -174,13 +176,23 @@ def read_log(bootstrap: str) -> list[int]:
 def run_child(scenario: str, client: str) -> dict[str, Any]:
     from kafkaprod.tools.broker import NoidaBroker, TansuBroker
 
-    broker: Any = TansuBroker() if scenario == "pause" else NoidaBroker()
+    from kafkaprod.tools.fault_proxy import CuttingProxy
+
+    proxy = None
+    if scenario == "answers":
+        proxy = CuttingProxy(target_port=0)
+        broker: Any = TansuBroker(advertised_port=proxy.port)
+    else:
+        broker = TansuBroker() if scenario == "pause" else NoidaBroker()
     small = scenario == "full"
     broker.start()
+    if proxy is not None:
+        proxy.target = (proxy.host, broker.port)
     try:
         broker.create_topics({TOPIC: 1})
         time.sleep(2.0)  # noida-db saves a new topic in the background: crash an established one
-        producer = Producer(client, broker.bootstrap_servers, small_buffer=small)
+        bootstrap = broker.bootstrap_servers if proxy is None else f"{proxy.host}:{proxy.port}"
+        producer = Producer(client, bootstrap, small_buffer=small)
         producer.refuse_when_full = small
         lock = threading.Lock()
         acked: list[tuple[int, float]] = []
@@ -204,7 +216,12 @@ def run_child(scenario: str, client: str) -> dict[str, Any]:
 
         def fault() -> None:
             time.sleep(FAULT_AT)
-            if scenario == "pause":
+            if scenario == "answers":
+                assert proxy is not None
+                proxy.drop_answers()
+                time.sleep(1.8)
+                proxy.release()
+            elif scenario == "pause":
                 os.kill(broker.pid, signal.SIGSTOP)
                 time.sleep(2.5)
                 os.kill(broker.pid, signal.SIGCONT)
@@ -247,6 +264,8 @@ def run_child(scenario: str, client: str) -> dict[str, Any]:
         log = read_log(broker.bootstrap_servers)
     finally:
         broker.stop()
+        if proxy is not None:
+            proxy.close()
     acked_set = {n for n, _ in acked}
     first_after = min((t for _, t in acked if t >= fault_ended[0]), default=None)
     high = -1
