@@ -125,9 +125,19 @@ cdef inline unsigned char* _put_string(unsigned char* p, const char* data, Py_ss
 
 
 cdef inline unsigned char* _put_count(unsigned char* p, Py_ssize_t n, bint compact) noexcept:
+    """An array count or a bytes length; -1 is null (compact: a single 0)."""
     if compact:
         return p + write_uvarint(p, <uint64_t>(n + 1))
     return _put32(p, n)
+
+
+cdef inline unsigned char* _put_tags(unsigned char* p, bint flexible) noexcept:
+    """The empty tag section that ends a header, a struct or the body in flexible versions; nothing before them."""
+    if flexible:
+        p[0] = 0
+        return p + 1
+    return p
+
 
 
 cdef Py_ssize_t _records_size(object records) noexcept:
@@ -171,6 +181,19 @@ cdef inline object _get(object d, str key):
     if v == NULL:
         return None
     return <object>v
+
+
+cdef object _topic_parts(object topics, Py_ssize_t i, const char** name_data, Py_ssize_t* name_len):
+    """Topic i's partition_data, with its name's UTF-8 in name_data/name_len; None if it is not a shape this
+    encoder takes."""
+    topic = _seq_item(topics, i)
+    if not PyDict_CheckExact(topic):
+        return None
+    name_len[0] = _utf8(_get(topic, "name"), name_data)
+    parts = _get(topic, "partition_data")
+    if name_len[0] < 0 or parts is None or not _is_sequence(parts):
+        return None
+    return parts
 
 
 def encode_produce_request(api_version, correlation_id, client_id, body):
@@ -221,12 +244,8 @@ def encode_produce_request(api_version, correlation_id, client_id, body):
     # correlation id, client id, tag section); transactional id, acks, timeout, topic count, tag section.
     bound = 4 + (2 + 2 + 4 + 2 + max(client_len, 0) + 1) + (_MAX_VARINT + max(txn_len, 0) + 2 + 4 + _MAX_VARINT + 1)
     for i in range(n_topics):
-        topic = _seq_item(topics, i)
-        if not PyDict_CheckExact(topic):
-            return None
-        name_len = _utf8(_get(topic, "name"), &name_data)
-        parts = _get(topic, "partition_data")
-        if name_len < 0 or parts is None or not _is_sequence(parts):
+        parts = _topic_parts(topics, i, &name_data, &name_len)
+        if parts is None:
             return None
         bound += _TOPIC_BOUND + name_len + _seq_size(parts) * <int64_t>_PARTITION_BOUND
     if bound > _INT32_LIMIT:
@@ -244,9 +263,7 @@ def encode_produce_request(api_version, correlation_id, client_id, body):
     p = _put16(p, version)
     p = _put32(p, cid)
     p = _put_string(p, client_data, client_len, False)
-    if flexible:
-        p[0] = 0
-        p += 1
+    p = _put_tags(p, flexible)
     # ProduceRequest body.
     p = _put_string(p, txn_data, txn_len, flexible)
     p = _put16(p, acks)
@@ -257,12 +274,8 @@ def encode_produce_request(api_version, correlation_id, client_id, body):
         # left: exporting a records buffer can run code of its type, which could change the lists.
         if i >= _seq_size(topics):
             return None
-        topic = _seq_item(topics, i)
-        if not PyDict_CheckExact(topic):
-            return None
-        name_len = _utf8(_get(topic, "name"), &name_data)
-        parts = _get(topic, "partition_data")
-        if name_len < 0 or parts is None or not _is_sequence(parts):
+        parts = _topic_parts(topics, i, &name_data, &name_len)
+        if parts is None:
             return None
         n_parts = _seq_size(parts)
         if (p - base) + _TOPIC_BOUND + name_len + n_parts * <int64_t>_PARTITION_BOUND + 1 > bound:
@@ -285,11 +298,7 @@ def encode_produce_request(api_version, correlation_id, client_id, body):
             # PartitionProduceData
             p = _put32(p, index)
             if records is None:
-                if flexible:
-                    p[0] = 0
-                    p += 1
-                else:
-                    p = _put32(p, -1)
+                p = _put_count(p, -1, flexible)
             else:
                 size = _records_size(records)
                 if size < 0 or size > _RECORDS_LIMIT:
@@ -301,19 +310,13 @@ def encode_produce_request(api_version, correlation_id, client_id, body):
                     chunks.append(records)
                     seg = end
                     records_total += size
-            if flexible:
-                p[0] = 0
-                p += 1
+            p = _put_tags(p, flexible)
         if _seq_size(parts) != n_parts:
             return None
-        if flexible:
-            p[0] = 0
-            p += 1
+        p = _put_tags(p, flexible)
     if _seq_size(topics) != n_topics:
         return None
-    if flexible:
-        p[0] = 0
-        p += 1
+    p = _put_tags(p, flexible)
     end = p - base
     if end > seg:
         chunks.append(view[seg:end])
