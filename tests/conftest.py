@@ -90,6 +90,15 @@ def noida_topic(noida: NoidaBroker) -> Callable[..., str]:
 
 
 @pytest.fixture
+def own_noida() -> Iterator[NoidaBroker]:
+    """A noida-db of the test's own, for tests that kill and restart it (``kill()``, then ``start()`` on the same
+    data and port); stopped and its data removed at the end."""
+    from kafkaprod.tools.broker import NoidaBroker
+
+    yield from _session_broker(NoidaBroker)
+
+
+@pytest.fixture
 def mock_cluster() -> Iterator[MockCluster]:
     cluster = MockCluster(MOCK_BROKERS)
     try:

@@ -121,6 +121,7 @@ def test_waiting_for_metadata_is_awaited_and_the_loop_runs_on(tansu, run_async):
 
 
 def test_every_record_ends_in_an_error_when_nothing_can_be_delivered(mock_cluster, mock_topic, run_async):
+    # ... and gather() and wait() report it as they report a failed asyncio future.
     topic = mock_topic(partitions=2)
 
     async def main():
@@ -129,13 +130,18 @@ def test_every_record_ends_in_an_error_when_nothing_can_be_delivered(mock_cluste
             await producer.partitions_for(topic)
             mock_cluster.broker_down(ALL_BROKERS)
             futures = [await producer.send(topic, b"r%d" % i) for i in range(20)]
-            return await asyncio.gather(*futures, return_exceptions=True)
+            with pytest.raises(KafkaTimeoutError):
+                await asyncio.gather(*futures)
+            done, pending = await asyncio.wait(futures, return_when=asyncio.FIRST_EXCEPTION)
+            return await asyncio.gather(*futures, return_exceptions=True), futures, done, pending
 
     try:
-        outcomes = run_async(main())
+        outcomes, futures, done, pending = run_async(main())
     finally:
         mock_cluster.broker_up(ALL_BROKERS)
     assert len(outcomes) == 20 and all(isinstance(o, KafkaTimeoutError) for o in outcomes)
+    assert done == set(futures) and not pending
+    assert all(isinstance(f.exception(), KafkaTimeoutError) for f in futures)
 
 
 def test_the_producer_refuses_another_event_loop_and_use_after_stop(tansu, tansu_topic, loop_kind):
@@ -348,28 +354,6 @@ def test_a_cancelled_record_raises_cancelled_error_with_its_message(tansu, tansu
 
     assert run_async(main()) == ["CancelledError"]
     assert [s.value for s in read_back(tansu.bootstrap_servers, topic, 1, 1)[0]] == [b"x"]
-
-
-def test_gather_and_wait_report_a_failed_records_error(mock_cluster, mock_topic, run_async):
-    topic = mock_topic(partitions=1)
-
-    async def main():
-        async with _producer(mock_cluster.bootstrap_servers, delivery_timeout_ms=1_500, request_timeout_ms=1_000,
-                             linger_ms=0) as producer:
-            await producer.partitions_for(topic)
-            mock_cluster.broker_down(ALL_BROKERS)
-            records = [await producer.send(topic, b"r%d" % i) for i in range(3)]
-            with pytest.raises(KafkaTimeoutError):
-                await asyncio.gather(*records)
-            done, pending = await asyncio.wait(records, return_when=asyncio.FIRST_EXCEPTION)
-            return done, pending, records
-
-    try:
-        done, pending, records = run_async(main())
-    finally:
-        mock_cluster.broker_up(ALL_BROKERS)
-    assert done == set(records) and not pending
-    assert all(isinstance(r.exception(), KafkaTimeoutError) for r in records)
 
 
 def test_run_until_complete_takes_a_record(tansu, tansu_topic, loop_kind):

@@ -19,17 +19,13 @@ TOPIC = "crash"
 
 
 @pytest.fixture
-def crashing_noida():
+def crashing_noida(own_noida):
     """A noida-db of this test's own (it is killed and restarted), with a one-partition topic."""
-    broker = NoidaBroker().start()
-    try:
-        broker.create_topics({TOPIC: 1})
-        # noida-db saves in the background: a topic created just before a crash can come back without its
-        # partition (UNKNOWN_TOPIC_OR_PARTITION for good). The scenario is a crash of an established topic.
-        time.sleep(2.0)
-        yield broker
-    finally:
-        broker.stop()
+    own_noida.create_topics({TOPIC: 1})
+    # noida-db saves in the background: a topic created just before a crash can come back without its partition
+    # (UNKNOWN_TOPIC_OR_PARTITION for good). The scenario is a crash of an established topic.
+    time.sleep(2.0)
+    return own_noida
 
 
 class Outcomes:

@@ -12,7 +12,7 @@ import time
 import pytest
 
 from kafkaprod import BufferExhaustedError, KafkaProducer, KafkaTimeoutError
-from kafkaprod.tools.broker import NoidaBroker, TansuBroker
+from kafkaprod.tools.broker import TansuBroker
 from producer_support import FAST, REPEATED, WAIT_S, read_back
 
 
@@ -67,48 +67,40 @@ def test_a_broker_paused_past_request_timeout_loses_duplicates_and_reorders_noth
 
 
 @REPEATED
-def test_records_sent_while_a_broker_is_down_past_delivery_timeout_fail_and_the_producer_delivers_again(attempt):
-    broker = NoidaBroker().start()
-    try:
-        broker.create_topics({"outage": 1})
-        producer = KafkaProducer(broker.bootstrap_servers, request_timeout_ms=1_000, delivery_timeout_ms=2_000,
-                                 **{**FAST, "max_block_ms": 1_000})
-        first = producer.send("outage", b"before").get(WAIT_S)
-        broker.kill()
-        during = [producer.send("outage", b"during-%d" % i) for i in range(50)]
-        with pytest.raises(KafkaTimeoutError, match=r"flush\(\) did not complete within 0.5 s"):
-            producer.flush(0.5)
-        outcomes = []
-        for future in during:
-            with pytest.raises(KafkaTimeoutError) as failed:
-                future.get(WAIT_S)
-            outcomes.append(str(failed.value))
-        broker.start()  # same data, same port
-        after = producer.send("outage", b"after").get(WAIT_S)
-        producer.close()
-    finally:
-        broker.stop()
+def test_records_sent_while_a_broker_is_down_past_delivery_timeout_fail_and_the_producer_delivers_again(attempt,
+                                                                                                       own_noida):
+    own_noida.create_topics({"outage": 1})
+    producer = KafkaProducer(own_noida.bootstrap_servers, request_timeout_ms=1_000, delivery_timeout_ms=2_000,
+                             **{**FAST, "max_block_ms": 1_000})
+    first = producer.send("outage", b"before").get(WAIT_S)
+    own_noida.kill()
+    during = [producer.send("outage", b"during-%d" % i) for i in range(50)]
+    with pytest.raises(KafkaTimeoutError, match=r"flush\(\) did not complete within 0.5 s"):
+        producer.flush(0.5)
+    outcomes = []
+    for future in during:
+        with pytest.raises(KafkaTimeoutError) as failed:
+            future.get(WAIT_S)
+        outcomes.append(str(failed.value))
+    own_noida.start()  # same data, same port
+    after = producer.send("outage", b"after").get(WAIT_S)
+    producer.close()
     assert all("expired" in o and "delivery_timeout_ms" in o for o in outcomes), outcomes[:3]
     assert first.offset == 0 and after.partition == 0
 
 
 @REPEATED
-def test_while_a_broker_is_down_a_full_buffer_makes_send_raise_and_close_ends_every_record(attempt):
-    broker = NoidaBroker().start()
-    try:
-        broker.create_topics({"full": 1})
-        producer = KafkaProducer(broker.bootstrap_servers, buffer_memory=65_536, batch_size=16_384,
-                                 request_timeout_ms=1_000, delivery_timeout_ms=30_000,
-                                 **{**FAST, "max_block_ms": 200})
-        producer.send("full", b"before").get(WAIT_S)
-        broker.kill()
-        accepted = []
-        with pytest.raises(BufferExhaustedError):
-            for i in range(1_000):  # 1 MB of values against 64 KiB of buffer: send() must give up long before
-                accepted.append(producer.send("full", b"%04d" % i + b"." * 1_000))
-        assert producer.metrics()["buffer-available-bytes"] < 16_384  # full, and never past buffer_memory
-        producer.close(0.5)  # the broker is still down: what is pending fails, nothing hangs
-        outcomes = {type(f.exception(0)).__name__ for f in accepted}
-    finally:
-        broker.stop()
+def test_while_a_broker_is_down_a_full_buffer_makes_send_raise_and_close_ends_every_record(attempt, own_noida):
+    own_noida.create_topics({"full": 1})
+    producer = KafkaProducer(own_noida.bootstrap_servers, buffer_memory=65_536, batch_size=16_384,
+                             request_timeout_ms=1_000, delivery_timeout_ms=30_000, **{**FAST, "max_block_ms": 200})
+    producer.send("full", b"before").get(WAIT_S)
+    own_noida.kill()
+    accepted = []
+    with pytest.raises(BufferExhaustedError):
+        for i in range(1_000):  # 1 MB of values against 64 KiB of buffer: send() must give up long before
+            accepted.append(producer.send("full", b"%04d" % i + b"." * 1_000))
+    assert producer.metrics()["buffer-available-bytes"] < 16_384  # full, and never past buffer_memory
+    producer.close(0.5)  # the broker is still down: what is pending fails, nothing hangs
+    outcomes = {type(f.exception(0)).__name__ for f in accepted}
     assert accepted and outcomes <= {"ProducerClosedError", "KafkaTimeoutError"}, outcomes
